@@ -1,0 +1,28 @@
+//! The markets domain: what a market and a user are, who may do what, and the ports through which
+//! the application reaches storage, caches and embedding models.
+//!
+//! This crate performs no I/O and depends on no runtime or framework, so other services can import
+//! its types and port traits, and adapters (Postgres, Redis, OpenAI, ...) implement them.
+//!
+//! - [`market`]: markets, their validated values, paging queries, the [`market::MarketRepository`] port
+//!   and the [`market::MarketService`].
+//! - [`user`]: users, emails, roles and the [`user::UserRepository`] port.
+//! - [`permission`]: the role to permission table and the [`permission::Actor`] making a request.
+//! - [`auth`]: passwords, the [`auth::PasswordHasher`] port and the [`auth::AuthService`].
+//! - [`search`]: the [`search::EmbeddingProvider`] and [`search::VectorIndex`] ports.
+//! - [`cache`]: the [`cache::Cache`] port.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod cache;
+pub mod error;
+mod id;
+pub mod market;
+pub mod permission;
+pub mod search;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod text;
+pub mod user;
+
+pub use error::{RepositoryError, ValidationError};

@@ -1,0 +1,286 @@
+//! How lists of markets are filtered, ordered and paged.
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+
+use super::values::{MarketId, MarketStatus, Volume};
+use crate::error::ValidationError;
+
+/// Which markets a list includes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MarketFilter {
+    /// Only markets with this status, if set.
+    pub status: Option<MarketStatus>,
+}
+
+/// The column a list is ordered by; ties are always broken by id in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortField {
+    /// Creation time.
+    CreatedAt,
+    /// Traded volume.
+    Volume,
+}
+
+/// A list ordering, written `created_at`, `-created_at`, `volume` or `-volume` (minus: descending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MarketSort {
+    /// The column.
+    pub field: SortField,
+    /// Whether larger values come first.
+    pub descending: bool,
+}
+
+impl Default for MarketSort {
+    /// Newest first.
+    fn default() -> Self {
+        Self {
+            field: SortField::CreatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl fmt::Display for MarketSort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.descending { "-" } else { "" };
+        let field = match self.field {
+            SortField::CreatedAt => "created_at",
+            SortField::Volume => "volume",
+        };
+        write!(f, "{sign}{field}")
+    }
+}
+
+impl FromStr for MarketSort {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (descending, name) = match s.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, s),
+        };
+        let field = match name {
+            "created_at" => SortField::CreatedAt,
+            "volume" => SortField::Volume,
+            _ => {
+                return Err(ValidationError::new(
+                    "sort",
+                    "must be one of created_at, -created_at, volume, -volume",
+                ));
+            }
+        };
+        Ok(Self { field, descending })
+    }
+}
+
+/// How many items a page holds: 1 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageSize(u32);
+
+impl PageSize {
+    /// The size used when a caller does not choose.
+    pub const DEFAULT: PageSize = PageSize(20);
+    /// The largest page.
+    pub const MAX: u32 = 100;
+
+    /// Checks `size` for the query parameter `field`.
+    ///
+    /// # Errors
+    /// If `size` is outside `1..=100`.
+    pub fn new(field: &'static str, size: u32) -> Result<Self, ValidationError> {
+        if (1..=Self::MAX).contains(&size) {
+            Ok(Self(size))
+        } else {
+            Err(ValidationError::new(field, "must be between 1 and 100"))
+        }
+    }
+
+    /// The size.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// An offset page request: page numbers start at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    page: u32,
+    size: PageSize,
+}
+
+impl PageRequest {
+    /// Checks the page number.
+    ///
+    /// # Errors
+    /// If `page` is 0.
+    pub fn new(page: u32, size: PageSize) -> Result<Self, ValidationError> {
+        if page == 0 {
+            return Err(ValidationError::new("page", "must be at least 1"));
+        }
+        Ok(Self { page, size })
+    }
+
+    /// The page number, from 1.
+    pub fn page(self) -> u32 {
+        self.page
+    }
+
+    /// Items per page.
+    pub fn size(self) -> PageSize {
+        self.size
+    }
+
+    /// How many items precede this page.
+    pub fn offset(self) -> u64 {
+        u64::from(self.page - 1) * u64::from(self.size.get())
+    }
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self {
+            page: 1,
+            size: PageSize::DEFAULT,
+        }
+    }
+}
+
+/// One offset page of a list with the exact number of items in the whole list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items on this page.
+    pub items: Vec<T>,
+    /// Which page this is.
+    pub request: PageRequest,
+    /// How many items the whole (filtered) list holds.
+    pub total: u64,
+}
+
+/// The value of the sort column at a position in a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    /// For lists sorted by creation time.
+    CreatedAt(DateTime<Utc>),
+    /// For lists sorted by volume.
+    Volume(Volume),
+}
+
+impl SortKey {
+    /// Which sort column this key belongs to.
+    pub fn field(&self) -> SortField {
+        match self {
+            SortKey::CreatedAt(_) => SortField::CreatedAt,
+            SortKey::Volume(_) => SortField::Volume,
+        }
+    }
+}
+
+/// A position in a sorted list: the sort key and id of the last item seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeysetPosition {
+    /// The last item's sort key.
+    pub key: SortKey,
+    /// The last item's id, breaking ties.
+    pub id: MarketId,
+}
+
+/// A keyset (cursor) page request: the items strictly after `after` in `sort` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysetRequest {
+    sort: MarketSort,
+    after: Option<KeysetPosition>,
+    limit: PageSize,
+}
+
+impl KeysetRequest {
+    /// Builds a request, checking that the position was taken from a list with the same order.
+    ///
+    /// # Errors
+    /// If `after` holds a key for another sort column (field `cursor`).
+    pub fn new(
+        sort: MarketSort,
+        after: Option<KeysetPosition>,
+        limit: PageSize,
+    ) -> Result<Self, ValidationError> {
+        if after.is_some_and(|position| position.key.field() != sort.field) {
+            return Err(ValidationError::new(
+                "cursor",
+                "was issued for a different sort order",
+            ));
+        }
+        Ok(Self { sort, after, limit })
+    }
+
+    /// The order.
+    pub fn sort(&self) -> MarketSort {
+        self.sort
+    }
+
+    /// Where the previous page ended, if this is not the first page.
+    pub fn after(&self) -> Option<KeysetPosition> {
+        self.after
+    }
+
+    /// The most items to return.
+    pub fn limit(&self) -> PageSize {
+        self.limit
+    }
+}
+
+/// One keyset page and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysetPage<T> {
+    /// The items, in the requested order.
+    pub items: Vec<T>,
+    /// The position to pass as `after` for the next page; `None` on the last page.
+    pub next: Option<KeysetPosition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_parse_and_print_the_same() {
+        for raw in ["created_at", "-created_at", "volume", "-volume"] {
+            assert_eq!(raw.parse::<MarketSort>().map(|s| s.to_string()), Ok(raw.into()));
+        }
+        assert!("name".parse::<MarketSort>().is_err());
+        assert!("--volume".parse::<MarketSort>().is_err());
+        assert_eq!(MarketSort::default().to_string(), "-created_at");
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert!(PageSize::new("page_size", 0).is_err());
+        assert!(PageSize::new("page_size", 1).is_ok());
+        assert!(PageSize::new("page_size", 100).is_ok());
+        assert_eq!(PageSize::new("limit", 101).map_err(|e| e.field), Err("limit"));
+    }
+
+    #[test]
+    fn offsets_follow_page_numbers() {
+        let size = PageSize::new("page_size", 25).map_err(|e| e.message);
+        let request = size.and_then(|s| PageRequest::new(3, s).map_err(|e| e.message));
+        assert_eq!(request.map(PageRequest::offset), Ok(50));
+        assert!(PageRequest::new(0, PageSize::DEFAULT).is_err());
+    }
+
+    #[test]
+    fn a_position_from_another_order_is_refused() {
+        let position = KeysetPosition {
+            key: SortKey::Volume(Volume::ZERO),
+            id: MarketId::new(),
+        };
+        let by_date = MarketSort::default();
+        let refused = KeysetRequest::new(by_date, Some(position), PageSize::DEFAULT);
+        assert_eq!(refused.map_err(|e| e.field), Err("cursor"));
+        let by_volume = MarketSort {
+            field: SortField::Volume,
+            descending: false,
+        };
+        assert!(KeysetRequest::new(by_volume, Some(position), PageSize::DEFAULT).is_ok());
+    }
+}

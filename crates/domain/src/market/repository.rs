@@ -1,0 +1,69 @@
+//! The port through which markets are stored.
+
+use async_trait::async_trait;
+
+use super::model::{Market, MarketPatch, MarketSummary, NewMarket};
+use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
+use super::values::MarketId;
+use crate::error::RepositoryError;
+use crate::user::UserId;
+
+/// Why a market could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateMarketError {
+    /// The creator named in the new market does not exist.
+    #[error("creator {0} does not exist")]
+    UnknownCreator(UserId),
+    /// The store failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// Stores markets. Implementations must pass `markets_contract_tests`' market repository suite.
+///
+/// Every method that returns markets fills in their [`Creator`](super::Creator) without issuing
+/// one query per market, and list methods read only the summary columns (never the description
+/// or the embedding). Any store failure is a [`RepositoryError`].
+#[async_trait]
+pub trait MarketRepository: Send + Sync + 'static {
+    /// Stores a new market and returns it as stored (with its timestamps).
+    ///
+    /// # Errors
+    /// [`CreateMarketError::UnknownCreator`] if `market.creator_id` names no user.
+    async fn create(&self, market: NewMarket) -> Result<Market, CreateMarketError>;
+
+    /// The market with this id, or `None`.
+    async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
+
+    /// The markets with these ids, in one round trip, in no particular order; unknown ids are
+    /// skipped and duplicates collapse.
+    async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError>;
+
+    /// One offset page of the markets matching `filter` in `sort` order (ties broken by id),
+    /// with the exact number of matching markets.
+    async fn find_all(
+        &self,
+        filter: MarketFilter,
+        sort: MarketSort,
+        page: PageRequest,
+    ) -> Result<Page<MarketSummary>, RepositoryError>;
+
+    /// One keyset page: the markets matching `filter` strictly after `request.after()` in
+    /// `request.sort()` order. Stable under concurrent inserts and equally cheap for every page.
+    async fn find_after(
+        &self,
+        filter: MarketFilter,
+        request: KeysetRequest,
+    ) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
+
+    /// Applies the fields set in `patch` (and bumps `updated_at`); `None` if there is no such
+    /// market. An empty patch only bumps `updated_at`.
+    async fn update(
+        &self,
+        id: MarketId,
+        patch: MarketPatch,
+    ) -> Result<Option<Market>, RepositoryError>;
+
+    /// Deletes the market; whether there was one to delete.
+    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError>;
+}

@@ -1,0 +1,52 @@
+//! Users: who they are, how they are identified, and the port that stores them.
+
+mod repository;
+mod values;
+
+pub use repository::{CreateUserError, UserRepository};
+pub use values::{DisplayName, Email, UserId};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::PasswordHash;
+use crate::permission::Role;
+
+/// A registered user. Holds no credentials: those travel separately as [`UserAccount`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// Normalised (trimmed, lower-case) email, unique across users.
+    pub email: Email,
+    /// The name shown next to the user's markets.
+    pub display_name: DisplayName,
+    /// What the user may do.
+    pub role: Role,
+    /// When the user registered.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user together with their stored password hash, as needed to log them in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAccount {
+    /// The user.
+    pub user: User,
+    /// Their password hash (PHC string).
+    pub password_hash: PasswordHash,
+}
+
+/// Everything needed to store a new user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// The id to give the user.
+    pub id: UserId,
+    /// Normalised email.
+    pub email: Email,
+    /// Display name.
+    pub display_name: DisplayName,
+    /// Hash of the chosen password.
+    pub password_hash: PasswordHash,
+    /// Initial role.
+    pub role: Role,
+}

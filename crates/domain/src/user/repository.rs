@@ -1,0 +1,43 @@
+//! The port through which users are stored.
+
+use async_trait::async_trait;
+
+use super::{NewUser, User, UserAccount, UserId};
+use crate::error::RepositoryError;
+use crate::permission::Role;
+use crate::user::Email;
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another user already has this email (compared case-insensitively).
+    #[error("email is already registered")]
+    EmailTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// Stores users. Implementations must pass `markets_contract_tests`' user repository suite.
+#[async_trait]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Stores a new user.
+    ///
+    /// # Errors
+    /// [`CreateUserError::EmailTaken`] if the email is already registered (whatever its case),
+    /// [`CreateUserError::Repository`] if the store fails.
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError>;
+
+    /// The user with this id, or `None`.
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
+
+    /// The user with this (normalised) email, with their password hash, or `None`.
+    async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError>;
+
+    /// The users with these ids, in one round trip, in no particular order; unknown ids are
+    /// skipped and duplicates collapse.
+    async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
+
+    /// Gives the user a new role and returns the updated user, or `None` if there is no such user.
+    async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError>;
+}
