@@ -157,9 +157,22 @@ setup_pg_user() {
 	fi
 }
 
-# Run a command as the cluster's OS user, from a cwd that user can enter and
-# without the lock's file descriptor (a daemon inheriting it would hold the lock).
-run_pg() { (cd / && "${PG_RUNAS[@]}" "$@" 9>&-); }
+# Close every file descriptor above 2 in the current (sub)shell, so that a
+# daemon started from it inherits neither our lock (fd 9, it would keep the
+# lock held forever) nor a pipe of whoever called us (a caller waiting for EOF
+# on it would hang).
+close_extra_fds() {
+	local f fd
+	for f in /proc/"$BASHPID"/fd/*; do
+		fd="${f##*/}"
+		if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2 && fd < 255)); then
+			{ exec {fd}>&-; } 2>/dev/null || true # (a bare `exec 2>...` would be permanent)
+		fi
+	done
+}
+
+# Run a command as the cluster's OS user, from a cwd that user can enter.
+run_pg() { (cd / && close_extra_fds && "${PG_RUNAS[@]}" "$@"); }
 
 pg_installed() {
 	[[ -x $PG_BIN/postgres && -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl &&
@@ -242,7 +255,8 @@ EOF
 	[[ $EUID -ne 0 ]] || chown "$PG_OWNER:" "$PG_DATA/markets.conf"
 }
 
-pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t "${1:-2}" >/dev/null 2>&1; }
+# (with -U/-d: a probe as the default role "root" would log a FATAL each time)
+pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres -t "${1:-2}" >/dev/null 2>&1; }
 
 # Clear what a crash, kill -9 or machine restart leaves behind.
 clear_stale_state() {
@@ -270,7 +284,7 @@ clear_stale_state() {
 		# to start when that PID was reused by another process (common after a
 		# restart): remove the file then.
 		if [[ -z $pid || ! $pid =~ ^[0-9]+$ ]] || kill -0 "$pid" 2>/dev/null || [[ -e /proc/$pid ]]; then
-			log "removing stale $PG_DATA/postmaster.pid (PID ${pid:-?} is not this cluster's postmaster)"
+			log "removing stale $PG_DATA/postmaster.pid (PID ${pid:-?} is dead or now another process)"
 			rm -f -- "$PG_DATA/postmaster.pid"
 		fi
 	fi
@@ -333,15 +347,18 @@ postgres_up() {
 	need_psql
 	# Fast path: answering already (a no-op apart from a quick check of the database).
 	if pg_ready 2; then
-		postmaster_pid >/dev/null ||
+		if [[ -x $PG_DATA || ! -e $PG_DATA ]] && ! postmaster_pid >/dev/null; then
 			log "note: something not started from $PG_DATA answers on $PG_HOST:$PG_PORT; using it"
+		fi
 		ensure_db
 		log "postgres: up on $PG_HOST:$PG_PORT"
 		return 0
 	fi
 	mkdir -p -- "$SERVICES_DIR"
-	install_pgserver
 	setup_pg_user
+	run_pg test -x "$SERVICES_DIR" ||
+		die "OS user '$PG_OWNER' cannot enter $SERVICES_DIR; MARKETS_SERVICES_DIR must be a folder that user can traverse (not under /root or a private checkout)"
+	install_pgserver
 	check_pg_binaries
 	init_cluster
 	start_cluster
@@ -441,10 +458,10 @@ redis_up() {
 	mkdir -p -- "$dir" 2>/dev/null || true
 	[[ -w $dir ]] || dir="${TMPDIR:-/tmp}"
 	log "starting redis-server on $REDIS_HOST:$REDIS_PORT (log: $dir/redis-$REDIS_PORT.log) ..."
-	(cd "$dir" && redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
+	(cd "$dir" && close_extra_fds && redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
 		--save "" --appendonly no --dir "$dir" \
 		--logfile "$dir/redis-$REDIS_PORT.log" --pidfile "$dir/redis-$REDIS_PORT.pid" \
-		</dev/null >/dev/null 2>&1 9>&-) ||
+		</dev/null >/dev/null 2>&1) ||
 		die "redis-server failed to start (log: $dir/redis-$REDIS_PORT.log)"
 	for ((i = 0; i < 100; i++)); do
 		if redis_ping; then

@@ -1,0 +1,27 @@
+//! PostgreSQL adapters for the markets ports: diesel-async over a deadpool pool, with the
+//! workspace's migrations embedded.
+//!
+//! ```no_run
+//! # async fn wire(settings: markets_postgres::PoolSettings) -> Result<(), Box<dyn std::error::Error>> {
+//! markets_postgres::run_migrations(&settings.url).await?;
+//! let pool = markets_postgres::build_pool(&settings)?;
+//! let markets = markets_postgres::PgMarketRepository::new(pool.clone());
+//! let users = markets_postgres::PgUserRepository::new(pool);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod markets;
+mod migrate;
+mod pool;
+mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod users;
+mod volume;
+
+pub use markets::PgMarketRepository;
+pub use migrate::{MIGRATIONS, MigrateError, run_migrations};
+pub use pool::{PgPool, PoolSettings, build_pool};
+pub use users::PgUserRepository;

@@ -1,0 +1,223 @@
+//! [`MarketRepository`] on PostgreSQL.
+
+mod paging;
+mod rows;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::try_join;
+use markets_domain::RepositoryError;
+use markets_domain::market::{
+    CreateMarketError, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter, MarketId,
+    MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page, PageRequest,
+    SortField, SortKey,
+};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
+use crate::error::from_query;
+use crate::pool::PgPool;
+use crate::schema::{markets, users};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Markets in the `markets` table, with creators from `users`.
+#[derive(Debug, Clone)]
+pub struct PgMarketRepository {
+    pool: PgPool,
+}
+
+impl PgMarketRepository {
+    /// A repository over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Display names of the creators of `rows`, in one `WHERE id = ANY($1)` query: the cure for
+/// loading each market's creator separately.
+async fn creator_names(
+    conn: &mut AsyncPgConnection,
+    rows: &[SummaryRow],
+) -> Result<HashMap<Uuid, String>, RepositoryError> {
+    let mut ids: Vec<Uuid> = rows.iter().map(|row| row.creator_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names: Vec<(Uuid, String)> = users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::display_name))
+        .load(conn)
+        .await
+        .map_err(from_query)?;
+    Ok(names.into_iter().collect())
+}
+
+/// `rows` as summaries, their creators loaded in one batch.
+async fn summaries(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<SummaryRow>,
+) -> Result<Vec<MarketSummary>, RepositoryError> {
+    let names = creator_names(conn, &rows).await?;
+    rows.into_iter()
+        .map(|row| {
+            let name = names.get(&row.creator_id).map_or("", String::as_str);
+            row.into_summary(name)
+        })
+        .collect()
+}
+
+fn position_of(summary: &MarketSummary, field: SortField) -> KeysetPosition {
+    let key = match field {
+        SortField::CreatedAt => SortKey::CreatedAt(summary.created_at),
+        SortField::Volume => SortKey::Volume(summary.volume),
+    };
+    KeysetPosition {
+        key,
+        id: summary.id,
+    }
+}
+
+fn is_foreign_key_violation(error: &DieselError) -> bool {
+    matches!(
+        error,
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)
+    )
+}
+
+#[async_trait]
+impl MarketRepository for PgMarketRepository {
+    async fn create(&self, market: NewMarket) -> Result<Market, CreateMarketError> {
+        let conn = self.pool.get().await?;
+        let mut conn: &AsyncPgConnection = &conn;
+        // Both statements go out in one round trip (diesel-async pipelines concurrent futures).
+        let insert = diesel::insert_into(markets::table)
+            .values(NewMarketRow::from(&market))
+            .returning(MarketRow::as_returning())
+            .get_result::<MarketRow>(&mut conn);
+        let creator = users::table
+            .find(market.creator_id.as_uuid())
+            .select(users::display_name)
+            .first::<String>(&mut conn);
+        let (row, creator_name) = try_join!(insert, creator).map_err(|error| {
+            if is_foreign_key_violation(&error) || error == DieselError::NotFound {
+                CreateMarketError::UnknownCreator(market.creator_id)
+            } else {
+                from_query(error).into()
+            }
+        })?;
+        Ok(row.into_market(&creator_name)?)
+    }
+
+    async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        Ok(self.find_by_ids(&[id]).await?.pop())
+    }
+
+    async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<Uuid> = ids.iter().map(MarketId::as_uuid).collect();
+        markets::table
+            .inner_join(users::table)
+            .filter(markets::id.eq_any(ids))
+            .select((MarketRow::as_select(), users::display_name))
+            .load::<(MarketRow, String)>(&mut conn)
+            .await
+            .map_err(from_query)?
+            .into_iter()
+            .map(|(row, creator_name)| row.into_market(&creator_name))
+            .collect()
+    }
+
+    async fn find_all(
+        &self,
+        filter: MarketFilter,
+        sort: MarketSort,
+        page: PageRequest,
+    ) -> Result<Page<MarketSummary>, RepositoryError> {
+        let mut pooled = self.pool.get().await?;
+        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+        let (total, rows) = {
+            let mut conn: &AsyncPgConnection = &pooled;
+            let count = paging::filtered(filter)
+                .count()
+                .get_result::<i64>(&mut conn);
+            let rows = paging::ordered(paging::filtered(filter), sort)
+                .select(SummaryRow::as_select())
+                .limit(i64::from(page.size().get()))
+                .offset(offset)
+                .load::<SummaryRow>(&mut conn);
+            try_join!(count, rows).map_err(from_query)?
+        };
+        Ok(Page {
+            items: summaries(&mut pooled, rows).await?,
+            request: page,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+
+    async fn find_after(
+        &self,
+        filter: MarketFilter,
+        request: KeysetRequest,
+    ) -> Result<KeysetPage<MarketSummary>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let sort = request.sort();
+        let limit = request.limit().get() as usize;
+        let mut query = paging::ordered(paging::filtered(filter), sort);
+        if let Some(position) = request.after() {
+            query = paging::after(query, position, sort);
+        }
+        // One row more than asked tells whether another page follows.
+        let mut rows = query
+            .select(SummaryRow::as_select())
+            .limit(limit as i64 + 1)
+            .load::<SummaryRow>(&mut conn)
+            .await
+            .map_err(from_query)?;
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        let items = summaries(&mut conn, rows).await?;
+        let next = items
+            .last()
+            .filter(|_| has_more)
+            .map(|last| position_of(last, sort.field));
+        Ok(KeysetPage { items, next })
+    }
+
+    async fn update(
+        &self,
+        id: MarketId,
+        patch: MarketPatch,
+    ) -> Result<Option<Market>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let updated = diesel::update(markets::table.find(id.as_uuid()))
+            .set((
+                MarketChanges::from(&patch),
+                markets::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(MarketRow::as_returning())
+            .get_result::<MarketRow>(&mut conn)
+            .await
+            .optional()
+            .map_err(from_query)?;
+        let Some(row) = updated else {
+            return Ok(None);
+        };
+        let creator_name = users::table
+            .find(row.creator_id)
+            .select(users::display_name)
+            .first::<String>(&mut conn)
+            .await
+            .map_err(from_query)?;
+        row.into_market(&creator_name).map(Some)
+    }
+
+    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let deleted = diesel::delete(markets::table.find(id.as_uuid()))
+            .execute(&mut conn)
+            .await
+            .map_err(from_query)?;
+        Ok(deleted > 0)
+    }
+}

@@ -1,0 +1,61 @@
+//! Filtering, ordering and keyset predicates for market lists, as boxed diesel queries.
+
+use diesel::dsl::sql;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Numeric, Timestamptz, Uuid as SqlUuid};
+use markets_domain::market::{KeysetPosition, MarketFilter, MarketSort, SortField, SortKey};
+
+use crate::schema::markets;
+use crate::volume::to_numeric;
+
+/// A market query whose shape is decided at run time.
+pub(super) type MarketQuery = markets::BoxedQuery<'static, Pg>;
+
+/// The markets `filter` admits.
+pub(super) fn filtered(filter: MarketFilter) -> MarketQuery {
+    match filter.status {
+        Some(status) => markets::table
+            .filter(markets::status.eq(status.as_str()))
+            .into_boxed(),
+        None => markets::table.into_boxed(),
+    }
+}
+
+/// `query` in `sort` order, ties broken by id in the same direction, so that the order is total
+/// and matches the `(key DESC, id DESC)` indexes (scanned backwards when ascending).
+pub(super) fn ordered(query: MarketQuery, sort: MarketSort) -> MarketQuery {
+    match (sort.field, sort.descending) {
+        (SortField::CreatedAt, true) => {
+            query.order_by((markets::created_at.desc(), markets::id.desc()))
+        }
+        (SortField::CreatedAt, false) => {
+            query.order_by((markets::created_at.asc(), markets::id.asc()))
+        }
+        (SortField::Volume, true) => query.order_by((markets::volume.desc(), markets::id.desc())),
+        (SortField::Volume, false) => query.order_by((markets::volume.asc(), markets::id.asc())),
+    }
+}
+
+/// The rows strictly after `position` in `sort` order, as one row-value comparison
+/// (`(key, id) < ($1, $2)`), which PostgreSQL turns into a single index range scan.
+pub(super) fn after(query: MarketQuery, position: KeysetPosition, sort: MarketSort) -> MarketQuery {
+    let operator = if sort.descending { "<" } else { ">" };
+    let id = position.id.as_uuid();
+    match position.key {
+        SortKey::CreatedAt(at) => query.filter(
+            sql::<Bool>(&format!("(markets.created_at, markets.id) {operator} ("))
+                .bind::<Timestamptz, _>(at)
+                .sql(", ")
+                .bind::<SqlUuid, _>(id)
+                .sql(")"),
+        ),
+        SortKey::Volume(volume) => query.filter(
+            sql::<Bool>(&format!("(markets.volume, markets.id) {operator} ("))
+                .bind::<Numeric, _>(to_numeric(volume))
+                .sql(", ")
+                .bind::<SqlUuid, _>(id)
+                .sql(")"),
+        ),
+    }
+}

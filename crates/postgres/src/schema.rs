@@ -1,0 +1,30 @@
+//! The tables as diesel sees them. Only the columns this crate reads or writes are declared:
+//! `markets.embedding` and `markets.search_document` belong to the search adapters.
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    markets (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        status -> Text,
+        volume -> Numeric,
+        creator_id -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(markets -> users (creator_id));
+diesel::allow_tables_to_appear_in_same_query!(markets, users);

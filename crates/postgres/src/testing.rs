@@ -1,0 +1,176 @@
+//! A freshly migrated database per test, so tests run in parallel and leave nothing behind.
+//!
+//! The first test of a run migrates a template database (named after a fingerprint of the
+//! migrations, so a changed migration gets a new template); every test then clones it with
+//! `CREATE DATABASE ... TEMPLATE`, which takes milliseconds, and drops its clone when done.
+//!
+//! The server is the one `DATABASE_URL` names, or `postgres://postgres@127.0.0.1:5433/postgres`
+//! (what `scripts/services.sh up` starts). It must have pgvector.
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use secrecy::SecretString;
+use std::time::Duration;
+use url::Url;
+
+use crate::migrate::run_migrations;
+use crate::pool::{PgPool, PoolSettings, build_pool};
+
+/// The server used when `DATABASE_URL` is not set.
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5433/postgres";
+
+const TEMPLATE: &str = concat!("markets_template_", env!("MARKETS_MIGRATIONS_FINGERPRINT"));
+const TEMPLATE_LOCK_KEY: i64 = 0x7465_6d70_6c61_7465; // "template"
+
+type TestResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A migrated database of one's own, dropped (with its connections) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    server: Url,
+    pool: PgPool,
+    settings: PoolSettings,
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+impl TestDatabase {
+    /// Creates a database cloned from the migrated template.
+    ///
+    /// # Panics
+    /// If the server cannot be reached or the database cannot be created: a test cannot go on.
+    pub async fn new() -> Self {
+        match Self::create().await {
+            Ok(db) => db,
+            Err(error) => panic!(
+                "cannot create a test database on {}: {error} (run `scripts/services.sh up`)",
+                redacted(&server_url())
+            ),
+        }
+    }
+
+    async fn create() -> TestResult<Self> {
+        let server = server_url();
+        let mut admin = AsyncPgConnection::establish(server.as_str()).await?;
+        ensure_template(&mut admin, &server).await?;
+        let name = format!("markets_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .await?;
+        let settings = PoolSettings {
+            url: SecretString::from(database_url(&server, &name).to_string()),
+            max_size: 8,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        };
+        let pool = build_pool(&settings)?;
+        Ok(Self {
+            name,
+            server,
+            pool,
+            settings,
+        })
+    }
+
+    /// The pool connected to this database.
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
+    /// The settings `pool` was built with, to build another pool (e.g. a tiny one) on it.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.pool.close();
+        let server = self.server.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived thread
+        // with its own runtime can.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = AsyncPgConnection::establish(server.as_str()).await?;
+                admin.batch_execute(&statement).await?;
+                TestResult::Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Creates and migrates the template once per migration fingerprint, under an advisory lock so
+/// that concurrent test processes wait for the first one instead of racing it.
+async fn ensure_template(admin: &mut AsyncPgConnection, server: &Url) -> TestResult<()> {
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
+        .await?;
+    let outcome = create_template_if_missing(admin, server).await;
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
+        .await?;
+    outcome
+}
+
+async fn create_template_if_missing(admin: &mut AsyncPgConnection, server: &Url) -> TestResult<()> {
+    let existing = sql_query("SELECT count(*) AS count FROM pg_database WHERE datname = $1")
+        .bind::<Text, _>(TEMPLATE)
+        .get_result::<Exists>(admin)
+        .await?;
+    if existing.count > 0 {
+        return Ok(());
+    }
+    // Migrate under a scratch name and rename at the end: a run that dies half-way leaves no
+    // template that looks complete.
+    let scratch = format!("{TEMPLATE}_building");
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {scratch} WITH (FORCE); CREATE DATABASE {scratch}"
+        ))
+        .await?;
+    let url = SecretString::from(database_url(server, &scratch).to_string());
+    run_migrations(&url).await?;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {scratch} RENAME TO {TEMPLATE}; \
+             ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"
+        ))
+        .await?;
+    Ok(())
+}
+
+fn server_url() -> Url {
+    let raw = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
+    match Url::parse(&raw) {
+        Ok(url) => url,
+        Err(error) => panic!("DATABASE_URL is not a valid URL: {error}"),
+    }
+}
+
+fn database_url(server: &Url, database: &str) -> Url {
+    let mut url = server.clone();
+    url.set_path(database);
+    url
+}
+
+fn redacted(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}
