@@ -137,18 +137,21 @@ async fn create_template_if_missing(admin: &mut AsyncPgConnection, server: &Url)
     // Migrate under a scratch name and rename at the end: a run that dies half-way leaves no
     // template that looks complete.
     let scratch = format!("{TEMPLATE}_building");
+    // Each its own statement: several in one batch would form a transaction, which
+    // CREATE/DROP DATABASE refuse.
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {scratch} WITH (FORCE); CREATE DATABASE {scratch}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {scratch}"))
         .await?;
     let url = SecretString::from(database_url(server, &scratch).to_string());
     run_migrations(&url).await?;
     admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {scratch} RENAME TO {TEMPLATE}; \
-             ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"
-        ))
+        .batch_execute(&format!("ALTER DATABASE {scratch} RENAME TO {TEMPLATE}"))
+        .await?;
+    admin
+        .batch_execute(&format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"))
         .await?;
     Ok(())
 }

@@ -262,9 +262,8 @@ mod tests {
 
     #[test]
     fn offsets_follow_page_numbers() {
-        let size = PageSize::new("page_size", 25).map_err(|e| e.message);
-        let request = size.and_then(|s| PageRequest::new(3, s).map_err(|e| e.message));
-        assert_eq!(request.map(PageRequest::offset), Ok(50));
+        let size = PageSize::new("page_size", 25).unwrap();
+        assert_eq!(PageRequest::new(3, size).unwrap().offset(), 50);
         assert!(PageRequest::new(0, PageSize::DEFAULT).is_err());
     }
 

@@ -1,0 +1,37 @@
+//! Contract test suites for the markets ports, written once against the traits.
+//!
+//! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
+//! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage), and a
+//! macro that turns them into one `#[tokio::test]` each:
+//!
+//! ```text
+//! use markets_contract_tests::{RepositoryFixture, repository_contract};
+//!
+//! struct MyFixture { markets: MyMarkets, users: MyUsers }
+//!
+//! impl RepositoryFixture for MyFixture {
+//!     type Markets = MyMarkets;
+//!     type Users = MyUsers;
+//!     fn markets(&self) -> &MyMarkets { &self.markets }
+//!     fn users(&self) -> &MyUsers { &self.users }
+//! }
+//!
+//! async fn fixture() -> MyFixture { /* fresh, empty storage */ }
+//!
+//! repository_contract!(fixture());
+//! ```
+//!
+//! The crate using the macro needs `tokio` (with `macros` and `rt`) as a dev-dependency. Cases
+//! panic with a message naming the broken rule.
+#![deny(missing_docs)]
+// A test kit reports contract violations by panicking, like `assert!` does.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod repository;
+
+pub use repository::RepositoryFixture;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio;
+}

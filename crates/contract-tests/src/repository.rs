@@ -1,0 +1,420 @@
+//! The contract of [`MarketRepository`] and [`UserRepository`].
+//!
+//! The two are tested together because markets reference their creators: a fixture hands out
+//! both repositories over the same, initially empty, storage.
+
+use markets_domain::auth::PasswordHash;
+use markets_domain::market::{
+    CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
+    MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
+    PageRequest, PageSize, SortField, Volume,
+};
+use markets_domain::permission::Role;
+use markets_domain::user::{
+    CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository,
+};
+
+/// Fresh, empty storage behind both repositories.
+pub trait RepositoryFixture: Send + Sync + 'static {
+    /// The market repository under test.
+    type Markets: MarketRepository;
+    /// The user repository under test, sharing storage with `Markets`.
+    type Users: UserRepository;
+
+    /// The markets.
+    fn markets(&self) -> &Self::Markets;
+    /// The users.
+    fn users(&self) -> &Self::Users;
+}
+
+/// Runs a contract case to completion on a fresh single-threaded runtime.
+#[doc(hidden)]
+pub fn run<F: std::future::Future<Output = ()>>(case: F) {
+    crate::__private::tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the contract case")
+        .block_on(case);
+}
+
+/// Generates one `#[test]` per repository contract case, each on a fixture from `$make`
+/// (an expression evaluating to a future of a [`RepositoryFixture`]).
+#[macro_export]
+macro_rules! repository_contract {
+    ($make:expr) => {
+        $crate::repository_contract!(@cases $make;
+            user_is_found_by_id_email_and_ids,
+            user_email_is_unique,
+            user_role_can_change,
+            unknown_users_are_absent,
+            market_is_stored_whole,
+            market_needs_an_existing_creator,
+            markets_are_found_in_one_batch,
+            update_changes_only_given_fields,
+            update_and_delete_report_missing_markets,
+            volume_is_kept_exactly,
+            offset_pages_follow_every_order,
+            offset_pages_filter_by_status,
+            keyset_pages_follow_every_order,
+            keyset_pages_filter_by_status,
+            keyset_pages_are_stable_under_inserts,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::repository::run(async {
+                    let fixture = $make.await;
+                    $crate::repository::$case(&fixture).await;
+                });
+            }
+        )+
+    };
+}
+
+async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
+    let new = NewUser {
+        id: UserId::new(),
+        email: Email::parse(&format!("{name}@example.com")).unwrap(),
+        display_name: DisplayName::parse(name).unwrap(),
+        password_hash: PasswordHash::new(format!("$argon2id$v=19$m=8,t=1,p=1$salt${name}")),
+        role: Role::User,
+    };
+    fixture.users().create(new).await.unwrap()
+}
+
+fn new_market(creator: &User, name: &str, status: MarketStatus, cents: i64) -> NewMarket {
+    NewMarket {
+        id: MarketId::new(),
+        creator_id: creator.id,
+        name: MarketName::parse(name).unwrap(),
+        description: Description::parse(&format!("About {name}.")).unwrap(),
+        status,
+        volume: Volume::from_cents(cents).unwrap(),
+    }
+}
+
+async fn market<F: RepositoryFixture>(
+    fixture: &F,
+    creator: &User,
+    name: &str,
+    status: MarketStatus,
+    cents: i64,
+) -> Market {
+    let new = new_market(creator, name, status, cents);
+    fixture.markets().create(new).await.unwrap()
+}
+
+/// Seven markets by two creators, with a shared volume and all three statuses.
+async fn seed<F: RepositoryFixture>(fixture: &F) -> Vec<Market> {
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    let specs = [
+        (&ann, "alpha", MarketStatus::Open, 500),
+        (&bob, "bravo", MarketStatus::Closed, 100),
+        (&ann, "charlie", MarketStatus::Open, 900),
+        (&bob, "delta", MarketStatus::Resolved, 500),
+        (&ann, "echo", MarketStatus::Open, 0),
+        (&bob, "foxtrot", MarketStatus::Open, 500),
+        (&ann, "golf", MarketStatus::Closed, 250),
+    ];
+    let mut markets = Vec::new();
+    for (creator, name, status, cents) in specs {
+        markets.push(market(fixture, creator, name, status, cents).await);
+    }
+    markets
+}
+
+const SORTS: [&str; 4] = ["-created_at", "created_at", "-volume", "volume"];
+
+/// `markets` as a list in `sort` order (ties broken by id) would show them.
+fn expected(markets: &[Market], filter: MarketFilter, sort: MarketSort) -> Vec<MarketSummary> {
+    let mut summaries: Vec<MarketSummary> = markets
+        .iter()
+        .filter(|m| filter.status.is_none_or(|s| m.status == s))
+        .cloned()
+        .map(MarketSummary::from)
+        .collect();
+    summaries.sort_by(|a, b| {
+        let by_key = match sort.field {
+            SortField::CreatedAt => a.created_at.cmp(&b.created_at),
+            SortField::Volume => a.volume.cmp(&b.volume),
+        };
+        let ascending = by_key.then_with(|| a.id.cmp(&b.id));
+        if sort.descending {
+            ascending.reverse()
+        } else {
+            ascending
+        }
+    });
+    summaries
+}
+
+fn size(n: u32) -> PageSize {
+    PageSize::new("page_size", n).unwrap()
+}
+
+async fn all_offset_pages<F: RepositoryFixture>(
+    fixture: &F,
+    filter: MarketFilter,
+    sort: MarketSort,
+    total: usize,
+) -> Vec<MarketSummary> {
+    let mut seen = Vec::new();
+    for number in 1..=total.div_ceil(3) as u32 + 1 {
+        let page = PageRequest::new(number, size(3)).unwrap();
+        let page = fixture.markets().find_all(filter, sort, page).await.unwrap();
+        assert_eq!(page.total, total as u64, "total on page {number} ({sort})");
+        assert!(page.items.len() <= 3, "page {number} exceeds its size");
+        seen.extend(page.items);
+    }
+    seen
+}
+
+async fn all_keyset_pages<F: RepositoryFixture>(
+    fixture: &F,
+    filter: MarketFilter,
+    sort: MarketSort,
+) -> Vec<MarketSummary> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let request = KeysetRequest::new(sort, after, size(2)).unwrap();
+        let page = fixture.markets().find_after(filter, request).await.unwrap();
+        assert!(page.items.len() <= 2, "keyset page exceeds its limit ({sort})");
+        seen.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return seen,
+        }
+        assert!(seen.len() <= 20, "keyset paging does not terminate ({sort})");
+    }
+}
+
+/// A created user can be read back by id, by email and in a batch.
+pub async fn user_is_found_by_id_email_and_ids<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    assert_eq!(ann.role, Role::User);
+    assert_eq!(fixture.users().find_by_id(ann.id).await.unwrap(), Some(ann.clone()));
+    let account = fixture.users().find_by_email(&ann.email).await.unwrap().unwrap();
+    assert_eq!(account.user, ann);
+    assert!(account.password_hash.as_str().ends_with("$ann"), "hash not kept");
+    let mut found = fixture
+        .users()
+        .find_by_ids(&[bob.id, UserId::new(), ann.id, bob.id])
+        .await
+        .unwrap();
+    found.sort_by_key(|u| u.id);
+    let mut wanted = vec![ann, bob];
+    wanted.sort_by_key(|u| u.id);
+    assert_eq!(found, wanted, "find_by_ids: unknown ids skipped, duplicates collapsed");
+}
+
+/// A second user with the same email is refused with `EmailTaken`.
+pub async fn user_email_is_unique<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let twin = NewUser {
+        id: UserId::new(),
+        email: Email::parse("ANN@Example.com").unwrap(),
+        display_name: DisplayName::parse("Other Ann").unwrap(),
+        password_hash: PasswordHash::new("x"),
+        role: Role::User,
+    };
+    let refused = fixture.users().create(twin).await;
+    assert!(
+        matches!(refused, Err(CreateUserError::EmailTaken)),
+        "duplicate email gave {refused:?}"
+    );
+    assert_eq!(fixture.users().find_by_ids(&[ann.id]).await.unwrap().len(), 1);
+}
+
+/// `update_role` changes the role and returns the updated user.
+pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let promoted = fixture.users().update_role(ann.id, Role::Moderator).await.unwrap();
+    assert_eq!(promoted.map(|u| u.role), Some(Role::Moderator));
+    let stored = fixture.users().find_by_id(ann.id).await.unwrap();
+    assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
+}
+
+/// Unknown ids and emails are `None`, not errors.
+pub async fn unknown_users_are_absent<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    assert_eq!(users.find_by_id(UserId::new()).await.unwrap(), None);
+    let nobody = Email::parse("nobody@example.com").unwrap();
+    assert!(users.find_by_email(&nobody).await.unwrap().is_none());
+    assert_eq!(users.update_role(UserId::new(), Role::Admin).await.unwrap(), None);
+    assert!(users.find_by_ids(&[]).await.unwrap().is_empty());
+}
+
+/// A created market comes back whole, with its creator, from `create` and `find_by_id`.
+pub async fn market_is_stored_whole<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let new = new_market(&ann, "Will it rain?", MarketStatus::Closed, 12_345);
+    let created = fixture.markets().create(new.clone()).await.unwrap();
+    assert_eq!(created.id, new.id);
+    assert_eq!(created.name, new.name);
+    assert_eq!(created.description, new.description);
+    assert_eq!(created.status, new.status);
+    assert_eq!(created.volume, new.volume);
+    assert_eq!(created.creator.id, ann.id);
+    assert_eq!(created.creator.display_name, ann.display_name);
+    assert_eq!(created.created_at, created.updated_at);
+    let found = fixture.markets().find_by_id(new.id).await.unwrap();
+    assert_eq!(found, Some(created));
+}
+
+/// A market whose creator does not exist is refused with `UnknownCreator`.
+pub async fn market_needs_an_existing_creator<F: RepositoryFixture>(fixture: &F) {
+    let ghost = UserId::new();
+    let mut new = new_market(&user(fixture, "ann").await, "orphan", MarketStatus::Open, 0);
+    new.creator_id = ghost;
+    let refused = fixture.markets().create(new.clone()).await;
+    assert!(
+        matches!(refused, Err(CreateMarketError::UnknownCreator(id)) if id == ghost),
+        "unknown creator gave {refused:?}"
+    );
+    assert_eq!(fixture.markets().find_by_id(new.id).await.unwrap(), None);
+}
+
+/// `find_by_ids` returns exactly the known markets, each once.
+pub async fn markets_are_found_in_one_batch<F: RepositoryFixture>(fixture: &F) {
+    let markets = seed(fixture).await;
+    let ids = [markets[2].id, MarketId::new(), markets[0].id, markets[2].id];
+    let mut found = fixture.markets().find_by_ids(&ids).await.unwrap();
+    found.sort_by_key(|m| m.id);
+    let mut wanted = vec![markets[0].clone(), markets[2].clone()];
+    wanted.sort_by_key(|m| m.id);
+    assert_eq!(found, wanted);
+    assert!(fixture.markets().find_by_ids(&[]).await.unwrap().is_empty());
+}
+
+/// A patch changes the fields it sets, leaves the others, and moves `updated_at` forward.
+pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let before = market(fixture, &ann, "before", MarketStatus::Open, 100).await;
+    let patch = MarketPatch {
+        name: Some(MarketName::parse("after").unwrap()),
+        volume: Some(Volume::from_cents(250).unwrap()),
+        ..MarketPatch::default()
+    };
+    let after = fixture.markets().update(before.id, patch).await.unwrap().unwrap();
+    assert_eq!(after.name.as_str(), "after");
+    assert_eq!(after.volume.cents(), 250);
+    assert_eq!(after.description, before.description, "description changed");
+    assert_eq!(after.status, before.status, "status changed");
+    assert_eq!(after.creator, before.creator);
+    assert_eq!(after.created_at, before.created_at);
+    assert!(after.updated_at >= before.updated_at, "updated_at went back");
+    let stored = fixture.markets().find_by_id(before.id).await.unwrap();
+    assert_eq!(stored, Some(after.clone()));
+
+    let status_only = MarketPatch {
+        status: Some(MarketStatus::Resolved),
+        ..MarketPatch::default()
+    };
+    let resolved = fixture.markets().update(before.id, status_only).await.unwrap().unwrap();
+    assert_eq!(resolved.status, MarketStatus::Resolved);
+    assert_eq!(resolved.name, after.name);
+}
+
+/// Updating or deleting a missing market is `None`/`false`; a delete is final.
+pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let doomed = market(fixture, &ann, "doomed", MarketStatus::Open, 0).await;
+    let markets = fixture.markets();
+    let patch = MarketPatch {
+        status: Some(MarketStatus::Closed),
+        ..MarketPatch::default()
+    };
+    assert_eq!(markets.update(MarketId::new(), patch.clone()).await.unwrap(), None);
+    assert!(markets.delete(doomed.id).await.unwrap(), "first delete");
+    assert!(!markets.delete(doomed.id).await.unwrap(), "second delete");
+    assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
+    assert_eq!(markets.update(doomed.id, patch).await.unwrap(), None);
+}
+
+/// Volumes come back to the hundredth, up to the largest allowed.
+pub async fn volume_is_kept_exactly<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    for cents in [0, 1, 10, 123_456_789, Volume::MAX.cents()] {
+        let stored = market(fixture, &ann, "exact", MarketStatus::Open, cents).await;
+        let found = fixture.markets().find_by_id(stored.id).await.unwrap().unwrap();
+        assert_eq!(found.volume.cents(), cents);
+    }
+}
+
+/// Offset pages walk the whole list in each order, with the exact total on every page.
+pub async fn offset_pages_follow_every_order<F: RepositoryFixture>(fixture: &F) {
+    let markets = seed(fixture).await;
+    let all = MarketFilter::default();
+    for sort in SORTS {
+        let sort: MarketSort = sort.parse().unwrap();
+        let seen = all_offset_pages(fixture, all, sort, markets.len()).await;
+        assert_eq!(seen, expected(&markets, all, sort), "offset pages in {sort} order");
+    }
+}
+
+/// Offset pages of a status hold only that status, and count only it.
+pub async fn offset_pages_filter_by_status<F: RepositoryFixture>(fixture: &F) {
+    let markets = seed(fixture).await;
+    for status in MarketStatus::ALL {
+        let filter = MarketFilter {
+            status: Some(status),
+        };
+        let sort = MarketSort::default();
+        let wanted = expected(&markets, filter, sort);
+        let seen = all_offset_pages(fixture, filter, sort, wanted.len()).await;
+        assert_eq!(seen, wanted, "offset pages of {status} markets");
+    }
+}
+
+/// Keyset pages walk the whole list in each order and end with no next position.
+pub async fn keyset_pages_follow_every_order<F: RepositoryFixture>(fixture: &F) {
+    let markets = seed(fixture).await;
+    let all = MarketFilter::default();
+    for sort in SORTS {
+        let sort: MarketSort = sort.parse().unwrap();
+        let seen = all_keyset_pages(fixture, all, sort).await;
+        assert_eq!(seen, expected(&markets, all, sort), "keyset pages in {sort} order");
+    }
+}
+
+/// Keyset pages of a status hold only that status.
+pub async fn keyset_pages_filter_by_status<F: RepositoryFixture>(fixture: &F) {
+    let markets = seed(fixture).await;
+    for status in MarketStatus::ALL {
+        for sort in ["-volume", "created_at"] {
+            let filter = MarketFilter {
+                status: Some(status),
+            };
+            let sort: MarketSort = sort.parse().unwrap();
+            let seen = all_keyset_pages(fixture, filter, sort).await;
+            assert_eq!(seen, expected(&markets, filter, sort), "{status} markets, {sort}");
+        }
+    }
+}
+
+/// A market created between two keyset pages neither repeats nor hides an item of the list
+/// being walked (it would with offsets).
+pub async fn keyset_pages_are_stable_under_inserts<F: RepositoryFixture>(fixture: &F) {
+    let markets = seed(fixture).await;
+    let newest_first = MarketSort::default();
+    let first = KeysetRequest::new(newest_first, None, size(3)).unwrap();
+    let page_one = fixture.markets().find_after(MarketFilter::default(), first).await.unwrap();
+    let creator = fixture.users().find_by_id(markets[0].creator.id).await.unwrap().unwrap();
+    market(fixture, &creator, "latecomer", MarketStatus::Open, 1).await;
+    let second = KeysetRequest::new(newest_first, page_one.next, size(10)).unwrap();
+    let page_two = fixture.markets().find_after(MarketFilter::default(), second).await.unwrap();
+    let mut seen = page_one.items;
+    seen.extend(page_two.items);
+    assert_eq!(
+        seen,
+        expected(&markets, MarketFilter::default(), newest_first),
+        "an insert between pages shifted the walk"
+    );
+    assert_eq!(page_two.next, None);
+}
+
