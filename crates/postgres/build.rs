@@ -12,7 +12,10 @@ fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed={}", migrations.display());
     let mut hasher = DefaultHasher::new();
     fingerprint(&migrations, &mut hasher)?;
-    println!("cargo:rustc-env=MARKETS_MIGRATIONS_FINGERPRINT={:016x}", hasher.finish());
+    println!(
+        "cargo:rustc-env=MARKETS_MIGRATIONS_FINGERPRINT={:016x}",
+        hasher.finish()
+    );
     Ok(())
 }
 
@@ -22,7 +25,11 @@ fn fingerprint(dir: &Path, hasher: &mut DefaultHasher) -> io::Result<()> {
     for entry in entries {
         let path = entry.path();
         println!("cargo:rerun-if-changed={}", path.display());
-        hasher.write(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        hasher.write(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
         if path.is_dir() {
             fingerprint(&path, hasher)?;
         } else {

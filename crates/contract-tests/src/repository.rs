@@ -6,8 +6,8 @@
 use markets_domain::auth::PasswordHash;
 use markets_domain::market::{
     CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
-    MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
-    PageRequest, PageSize, SortField, Volume,
+    MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, PageRequest,
+    PageSize, SortField, Volume,
 };
 use markets_domain::permission::Role;
 use markets_domain::user::{
@@ -164,7 +164,11 @@ async fn all_offset_pages<F: RepositoryFixture>(
     let mut seen = Vec::new();
     for number in 1..=total.div_ceil(3) as u32 + 1 {
         let page = PageRequest::new(number, size(3)).unwrap();
-        let page = fixture.markets().find_all(filter, sort, page).await.unwrap();
+        let page = fixture
+            .markets()
+            .find_all(filter, sort, page)
+            .await
+            .unwrap();
         assert_eq!(page.total, total as u64, "total on page {number} ({sort})");
         assert!(page.items.len() <= 3, "page {number} exceeds its size");
         seen.extend(page.items);
@@ -182,13 +186,19 @@ async fn all_keyset_pages<F: RepositoryFixture>(
     loop {
         let request = KeysetRequest::new(sort, after, size(2)).unwrap();
         let page = fixture.markets().find_after(filter, request).await.unwrap();
-        assert!(page.items.len() <= 2, "keyset page exceeds its limit ({sort})");
+        assert!(
+            page.items.len() <= 2,
+            "keyset page exceeds its limit ({sort})"
+        );
         seen.extend(page.items);
         match page.next {
             Some(next) => after = Some(next),
             None => return seen,
         }
-        assert!(seen.len() <= 20, "keyset paging does not terminate ({sort})");
+        assert!(
+            seen.len() <= 20,
+            "keyset paging does not terminate ({sort})"
+        );
     }
 }
 
@@ -197,10 +207,21 @@ pub async fn user_is_found_by_id_email_and_ids<F: RepositoryFixture>(fixture: &F
     let ann = user(fixture, "ann").await;
     let bob = user(fixture, "bob").await;
     assert_eq!(ann.role, Role::User);
-    assert_eq!(fixture.users().find_by_id(ann.id).await.unwrap(), Some(ann.clone()));
-    let account = fixture.users().find_by_email(&ann.email).await.unwrap().unwrap();
+    assert_eq!(
+        fixture.users().find_by_id(ann.id).await.unwrap(),
+        Some(ann.clone())
+    );
+    let account = fixture
+        .users()
+        .find_by_email(&ann.email)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(account.user, ann);
-    assert!(account.password_hash.as_str().ends_with("$ann"), "hash not kept");
+    assert!(
+        account.password_hash.as_str().ends_with("$ann"),
+        "hash not kept"
+    );
     let mut found = fixture
         .users()
         .find_by_ids(&[bob.id, UserId::new(), ann.id, bob.id])
@@ -209,7 +230,10 @@ pub async fn user_is_found_by_id_email_and_ids<F: RepositoryFixture>(fixture: &F
     found.sort_by_key(|u| u.id);
     let mut wanted = vec![ann, bob];
     wanted.sort_by_key(|u| u.id);
-    assert_eq!(found, wanted, "find_by_ids: unknown ids skipped, duplicates collapsed");
+    assert_eq!(
+        found, wanted,
+        "find_by_ids: unknown ids skipped, duplicates collapsed"
+    );
 }
 
 /// A second user with the same email is refused with `EmailTaken`.
@@ -227,13 +251,20 @@ pub async fn user_email_is_unique<F: RepositoryFixture>(fixture: &F) {
         matches!(refused, Err(CreateUserError::EmailTaken)),
         "duplicate email gave {refused:?}"
     );
-    assert_eq!(fixture.users().find_by_ids(&[ann.id]).await.unwrap().len(), 1);
+    assert_eq!(
+        fixture.users().find_by_ids(&[ann.id]).await.unwrap().len(),
+        1
+    );
 }
 
 /// `update_role` changes the role and returns the updated user.
 pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
-    let promoted = fixture.users().update_role(ann.id, Role::Moderator).await.unwrap();
+    let promoted = fixture
+        .users()
+        .update_role(ann.id, Role::Moderator)
+        .await
+        .unwrap();
     assert_eq!(promoted.map(|u| u.role), Some(Role::Moderator));
     let stored = fixture.users().find_by_id(ann.id).await.unwrap();
     assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
@@ -245,7 +276,10 @@ pub async fn unknown_users_are_absent<F: RepositoryFixture>(fixture: &F) {
     assert_eq!(users.find_by_id(UserId::new()).await.unwrap(), None);
     let nobody = Email::parse("nobody@example.com").unwrap();
     assert!(users.find_by_email(&nobody).await.unwrap().is_none());
-    assert_eq!(users.update_role(UserId::new(), Role::Admin).await.unwrap(), None);
+    assert_eq!(
+        users.update_role(UserId::new(), Role::Admin).await.unwrap(),
+        None
+    );
     assert!(users.find_by_ids(&[]).await.unwrap().is_empty());
 }
 
@@ -300,14 +334,22 @@ pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F)
         volume: Some(Volume::from_cents(250).unwrap()),
         ..MarketPatch::default()
     };
-    let after = fixture.markets().update(before.id, patch).await.unwrap().unwrap();
+    let after = fixture
+        .markets()
+        .update(before.id, patch)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.name.as_str(), "after");
     assert_eq!(after.volume.cents(), 250);
     assert_eq!(after.description, before.description, "description changed");
     assert_eq!(after.status, before.status, "status changed");
     assert_eq!(after.creator, before.creator);
     assert_eq!(after.created_at, before.created_at);
-    assert!(after.updated_at >= before.updated_at, "updated_at went back");
+    assert!(
+        after.updated_at >= before.updated_at,
+        "updated_at went back"
+    );
     let stored = fixture.markets().find_by_id(before.id).await.unwrap();
     assert_eq!(stored, Some(after.clone()));
 
@@ -315,7 +357,12 @@ pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F)
         status: Some(MarketStatus::Resolved),
         ..MarketPatch::default()
     };
-    let resolved = fixture.markets().update(before.id, status_only).await.unwrap().unwrap();
+    let resolved = fixture
+        .markets()
+        .update(before.id, status_only)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resolved.status, MarketStatus::Resolved);
     assert_eq!(resolved.name, after.name);
 }
@@ -329,7 +376,13 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
         status: Some(MarketStatus::Closed),
         ..MarketPatch::default()
     };
-    assert_eq!(markets.update(MarketId::new(), patch.clone()).await.unwrap(), None);
+    assert_eq!(
+        markets
+            .update(MarketId::new(), patch.clone())
+            .await
+            .unwrap(),
+        None
+    );
     assert!(markets.delete(doomed.id).await.unwrap(), "first delete");
     assert!(!markets.delete(doomed.id).await.unwrap(), "second delete");
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
@@ -341,7 +394,12 @@ pub async fn volume_is_kept_exactly<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     for cents in [0, 1, 10, 123_456_789, Volume::MAX.cents()] {
         let stored = market(fixture, &ann, "exact", MarketStatus::Open, cents).await;
-        let found = fixture.markets().find_by_id(stored.id).await.unwrap().unwrap();
+        let found = fixture
+            .markets()
+            .find_by_id(stored.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found.volume.cents(), cents);
     }
 }
@@ -353,7 +411,11 @@ pub async fn offset_pages_follow_every_order<F: RepositoryFixture>(fixture: &F) 
     for sort in SORTS {
         let sort: MarketSort = sort.parse().unwrap();
         let seen = all_offset_pages(fixture, all, sort, markets.len()).await;
-        assert_eq!(seen, expected(&markets, all, sort), "offset pages in {sort} order");
+        assert_eq!(
+            seen,
+            expected(&markets, all, sort),
+            "offset pages in {sort} order"
+        );
     }
 }
 
@@ -378,7 +440,11 @@ pub async fn keyset_pages_follow_every_order<F: RepositoryFixture>(fixture: &F) 
     for sort in SORTS {
         let sort: MarketSort = sort.parse().unwrap();
         let seen = all_keyset_pages(fixture, all, sort).await;
-        assert_eq!(seen, expected(&markets, all, sort), "keyset pages in {sort} order");
+        assert_eq!(
+            seen,
+            expected(&markets, all, sort),
+            "keyset pages in {sort} order"
+        );
     }
 }
 
@@ -392,7 +458,11 @@ pub async fn keyset_pages_filter_by_status<F: RepositoryFixture>(fixture: &F) {
             };
             let sort: MarketSort = sort.parse().unwrap();
             let seen = all_keyset_pages(fixture, filter, sort).await;
-            assert_eq!(seen, expected(&markets, filter, sort), "{status} markets, {sort}");
+            assert_eq!(
+                seen,
+                expected(&markets, filter, sort),
+                "{status} markets, {sort}"
+            );
         }
     }
 }
@@ -403,11 +473,24 @@ pub async fn keyset_pages_are_stable_under_inserts<F: RepositoryFixture>(fixture
     let markets = seed(fixture).await;
     let newest_first = MarketSort::default();
     let first = KeysetRequest::new(newest_first, None, size(3)).unwrap();
-    let page_one = fixture.markets().find_after(MarketFilter::default(), first).await.unwrap();
-    let creator = fixture.users().find_by_id(markets[0].creator.id).await.unwrap().unwrap();
+    let page_one = fixture
+        .markets()
+        .find_after(MarketFilter::default(), first)
+        .await
+        .unwrap();
+    let creator = fixture
+        .users()
+        .find_by_id(markets[0].creator.id)
+        .await
+        .unwrap()
+        .unwrap();
     market(fixture, &creator, "latecomer", MarketStatus::Open, 1).await;
     let second = KeysetRequest::new(newest_first, page_one.next, size(10)).unwrap();
-    let page_two = fixture.markets().find_after(MarketFilter::default(), second).await.unwrap();
+    let page_two = fixture
+        .markets()
+        .find_after(MarketFilter::default(), second)
+        .await
+        .unwrap();
     let mut seen = page_one.items;
     seen.extend(page_two.items);
     assert_eq!(
@@ -417,4 +500,3 @@ pub async fn keyset_pages_are_stable_under_inserts<F: RepositoryFixture>(fixture
     );
     assert_eq!(page_two.next, None);
 }
-

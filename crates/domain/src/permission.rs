@@ -155,9 +155,6 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
         }
-        assert_eq!(
-            "root".parse::<Role>().map_err(|e| e.field),
-            Err("role")
-        );
+        assert_eq!("root".parse::<Role>().map_err(|e| e.field), Err("role"));
     }
 }

@@ -37,7 +37,9 @@ impl InMemoryStore {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere cannot leave `State` half-updated: every write is one insert/remove.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -164,7 +166,11 @@ impl MarketRepository for InMemoryStore {
         let mut items: Vec<MarketSummary> = self
             .sorted(filter, sort)
             .into_iter()
-            .filter(|market| request.after().is_none_or(|after| is_after(market, &after, sort)))
+            .filter(|market| {
+                request
+                    .after()
+                    .is_none_or(|after| is_after(market, &after, sort))
+            })
             .take(limit + 1)
             .collect();
         let has_more = items.len() > limit;
@@ -231,7 +237,11 @@ impl UserRepository for InMemoryStore {
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError> {
         let state = self.state();
-        Ok(state.users.values().find(|a| &a.user.email == email).cloned())
+        Ok(state
+            .users
+            .values()
+            .find(|a| &a.user.email == email)
+            .cloned())
     }
 
     async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError> {

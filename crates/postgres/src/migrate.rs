@@ -46,7 +46,9 @@ pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, MigrateEr
     .await?
 }
 
-fn migrate_locked(conn: &mut AsyncConnectionWrapper<AsyncPgConnection>) -> Result<Vec<String>, BoxError> {
+fn migrate_locked(
+    conn: &mut AsyncConnectionWrapper<AsyncPgConnection>,
+) -> Result<Vec<String>, BoxError> {
     advisory_lock(conn, "pg_advisory_lock")?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)

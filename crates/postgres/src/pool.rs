@@ -78,3 +78,111 @@ pub fn build_pool(settings: &PoolSettings) -> Result<PgPool, BuildError> {
         .build()?;
     Ok(PgPool(pool))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PgUserRepository;
+    use crate::schema::users;
+    use crate::testing::TestDatabase;
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use markets_domain::user::{UserId, UserRepository};
+    use tokio::sync::oneshot;
+
+    fn tiny(settings: &PoolSettings) -> PgPool {
+        let settings = PoolSettings {
+            max_size: 1,
+            wait_timeout: Duration::from_millis(200),
+            ..settings.clone()
+        };
+        build_pool(&settings).unwrap()
+    }
+
+    fn insert_user(id: uuid::Uuid) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> {
+        diesel::insert_into(users::table).values((
+            users::id.eq(id),
+            users::email.eq(format!("{}@example.com", id.simple())),
+            users::display_name.eq("Mid-way"),
+            users::password_hash.eq("x"),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_midway_does_not_poison_the_pool() {
+        let db = TestDatabase::new().await;
+        let pool = tiny(db.settings());
+        let (inserted_tx, inserted) = oneshot::channel();
+        let mut conn = pool.get().await.unwrap();
+        let task = tokio::spawn(async move {
+            conn.transaction::<(), diesel::result::Error, _>(async |conn| {
+                insert_user(uuid::Uuid::new_v4()).execute(conn).await?;
+                let _ = inserted_tx.send(());
+                diesel::sql_query("SELECT pg_sleep(30)")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+            .await
+        });
+        inserted.await.unwrap();
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+
+        // The only connection slot is usable again, on a clean connection: the half-done
+        // transaction was rolled back, not left open for the next user.
+        let mut conn = pool.get().await.unwrap();
+        // Inside the old transaction (which wrote a row) a transaction id would be assigned.
+        let in_transaction: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "txid_current_if_assigned() IS NOT NULL",
+        ))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        assert!(!in_transaction, "connection came back inside a transaction");
+        let users: i64 = users::table.count().get_result(&mut conn).await.unwrap();
+        assert_eq!(users, 0, "the cancelled insert was committed");
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            insert_user(uuid::Uuid::new_v4()).execute(conn).await
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_pool_reports_the_database_unavailable() {
+        let db = TestDatabase::new().await;
+        let pool = tiny(db.settings());
+        let _held = pool.get().await.unwrap();
+        let users = PgUserRepository::new(pool.clone());
+        let error = users.find_by_id(UserId::new()).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RepositoryError::Unavailable {
+                    service: "database",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "database is currently unavailable");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_reports_the_database_unavailable() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let pool = build_pool(&PoolSettings {
+            url: SecretString::from("postgres://postgres@127.0.0.1:1/markets"),
+            max_size: 2,
+            wait_timeout: Duration::from_millis(200),
+            connect_timeout: Duration::from_millis(200),
+        })
+        .unwrap();
+        let error = pool.ping().await.unwrap_err();
+        assert!(
+            matches!(error, RepositoryError::Unavailable { .. }),
+            "{error:?}"
+        );
+    }
+}

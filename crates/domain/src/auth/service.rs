@@ -3,9 +3,7 @@
 use crate::auth::{HashError, Password, PasswordHasher};
 use crate::error::RepositoryError;
 use crate::permission::Role;
-use crate::user::{
-    CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository,
-};
+use crate::user::{CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository};
 
 /// Why registering or authenticating failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +56,11 @@ impl<U: UserRepository, H: PasswordHasher> AuthService<U, H> {
     }
 
     /// Registers a user with `role` (self-registration passes [`Role::User`]).
-    pub async fn register(&self, registration: Registration, role: Role) -> Result<User, AuthError> {
+    pub async fn register(
+        &self,
+        registration: Registration,
+        role: Role,
+    ) -> Result<User, AuthError> {
         let password_hash = self.hasher.hash(&registration.password).await?;
         let user = NewUser {
             id: UserId::new(),
@@ -77,9 +79,10 @@ impl<U: UserRepository, H: PasswordHasher> AuthService<U, H> {
             Ok(email) => self.users.find_by_email(&email).await?,
             Err(_) => None,
         };
-        let hash = account
-            .as_ref()
-            .map_or_else(|| self.hasher.dummy_hash(), |account| &account.password_hash);
+        let hash = account.as_ref().map_or_else(
+            || self.hasher.dummy_hash(),
+            |account| &account.password_hash,
+        );
         let matches = self.hasher.verify(password, hash).await?;
         match account {
             Some(account) if matches => Ok(account.user),

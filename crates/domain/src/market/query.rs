@@ -245,7 +245,10 @@ mod tests {
     #[test]
     fn sorts_parse_and_print_the_same() {
         for raw in ["created_at", "-created_at", "volume", "-volume"] {
-            assert_eq!(raw.parse::<MarketSort>().map(|s| s.to_string()), Ok(raw.into()));
+            assert_eq!(
+                raw.parse::<MarketSort>().map(|s| s.to_string()),
+                Ok(raw.into())
+            );
         }
         assert!("name".parse::<MarketSort>().is_err());
         assert!("--volume".parse::<MarketSort>().is_err());
@@ -257,7 +260,10 @@ mod tests {
         assert!(PageSize::new("page_size", 0).is_err());
         assert!(PageSize::new("page_size", 1).is_ok());
         assert!(PageSize::new("page_size", 100).is_ok());
-        assert_eq!(PageSize::new("limit", 101).map_err(|e| e.field), Err("limit"));
+        assert_eq!(
+            PageSize::new("limit", 101).map_err(|e| e.field),
+            Err("limit")
+        );
     }
 
     #[test]

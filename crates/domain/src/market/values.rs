@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(MarketName::parse("  Rain? ").map(String::from), Ok("Rain?".into()));
+        assert_eq!(
+            MarketName::parse("  Rain? ").map(String::from),
+            Ok("Rain?".into())
+        );
         assert!(MarketName::parse(" \t ").is_err());
         assert!(MarketName::parse(&"x".repeat(200)).is_ok());
         assert_eq!(
@@ -224,14 +227,28 @@ mod tests {
         assert_eq!(cents("12.3"), Ok(1230));
         assert_eq!(cents("12.34"), Ok(1234));
         assert_eq!(cents("9999999999999.99"), Ok(999_999_999_999_999));
-        for bad in ["", ".5", "5.", "-1", "+1", "1e3", "12.345", "10000000000000", "1,5", " 1"] {
+        for bad in [
+            "",
+            ".5",
+            "5.",
+            "-1",
+            "+1",
+            "1e3",
+            "12.345",
+            "10000000000000",
+            "1,5",
+            " 1",
+        ] {
             assert!(Volume::parse(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn volumes_display_with_two_decimals() {
-        assert_eq!(Volume::parse("7.5").map(|v| v.to_string()), Ok("7.50".into()));
+        assert_eq!(
+            Volume::parse("7.5").map(|v| v.to_string()),
+            Ok("7.50".into())
+        );
         assert_eq!(Volume::ZERO.to_string(), "0.00");
     }
 
@@ -241,7 +258,11 @@ mod tests {
             let volume = Volume::parse(raw).unwrap();
             let json = serde_json::to_string(&volume).unwrap();
             // serde_json writes whole floats as `12.0`: still the same number, nothing rounded.
-            assert_eq!(json.trim_end_matches(".0"), raw, "serialised as the decimal itself");
+            assert_eq!(
+                json.trim_end_matches(".0"),
+                raw,
+                "serialised as the decimal itself"
+            );
             assert_eq!(serde_json::from_str::<Volume>(&json).unwrap(), volume);
         }
     }
@@ -251,7 +272,10 @@ mod tests {
         for bad in ["12.345", "-1", "1e20", "\"abc\""] {
             assert!(serde_json::from_str::<Volume>(bad).is_err(), "{bad}");
         }
-        assert_eq!(serde_json::from_str::<Volume>("\"5.5\"").ok(), Volume::parse("5.5").ok());
+        assert_eq!(
+            serde_json::from_str::<Volume>("\"5.5\"").ok(),
+            Volume::parse("5.5").ok()
+        );
     }
 
     #[test]

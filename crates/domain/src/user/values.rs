@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn display_names_are_trimmed_and_bounded() {
-        assert_eq!(DisplayName::parse("  Ann ").map(String::from), Ok("Ann".into()));
+        assert_eq!(
+            DisplayName::parse("  Ann ").map(String::from),
+            Ok("Ann".into())
+        );
         assert!(DisplayName::parse("   ").is_err());
         assert!(DisplayName::parse(&"é".repeat(80)).is_ok());
         assert!(DisplayName::parse(&"é".repeat(81)).is_err());

@@ -122,5 +122,4 @@ impl SummaryRow {
             created_at: self.created_at,
         })
     }
-
 }
