@@ -13,7 +13,7 @@ use markets_domain::error::BoxError;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// An arbitrary, fixed key for `pg_advisory_lock`, shared by every instance of this service.
-const MIGRATION_LOCK_KEY: i64 = 0x6d61_726b_6574_73; // "markets"
+const MIGRATION_LOCK_KEY: i64 = 0x006d_6172_6b65_7473; // "markets" in ASCII
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]

@@ -21,7 +21,7 @@ use crate::pool::{PgPool, PoolSettings, build_pool};
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5433/postgres";
 
 const TEMPLATE: &str = concat!("markets_template_", env!("MARKETS_MIGRATIONS_FINGERPRINT"));
-const TEMPLATE_LOCK_KEY: i64 = 0x7465_6d70_6c61_7465; // "template"
+const TEMPLATE_LOCK_KEY: i64 = 0x7465_6d70_6c61_7465; // "template" in ASCII
 
 type TestResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
