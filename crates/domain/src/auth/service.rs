@@ -90,3 +90,56 @@ impl<U: UserRepository, H: PasswordHasher> AuthService<U, H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{InMemoryStore, PlaintextHasher};
+    use futures_executor::block_on;
+
+    fn service() -> AuthService<InMemoryStore, PlaintextHasher> {
+        AuthService::new(InMemoryStore::new(), PlaintextHasher::default())
+    }
+
+    fn registration(email: &str) -> Registration {
+        Registration {
+            email: Email::parse(email).unwrap(),
+            password: Password::parse("long enough").unwrap(),
+            display_name: DisplayName::parse("Ann").unwrap(),
+        }
+    }
+
+    #[test]
+    fn registered_users_can_log_in_with_any_email_case() {
+        let auth = service();
+        let user = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let found = block_on(auth.authenticate(" ANN@example.com", "long enough")).unwrap();
+        assert_eq!(found, user);
+    }
+
+    #[test]
+    fn duplicate_emails_are_refused() {
+        let auth = service();
+        block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let again = block_on(auth.register(registration("Ann@Example.com"), Role::Admin));
+        assert!(matches!(again, Err(AuthError::EmailTaken)));
+    }
+
+    #[test]
+    fn unknown_emails_and_wrong_passwords_fail_alike() {
+        let auth = service();
+        block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        for (email, password) in [
+            ("ann@example.com", "wrong password"),
+            ("bob@example.com", "long enough"),
+            ("not an email", "long enough"),
+            ("bob@example.com", ""),
+        ] {
+            let refused = block_on(auth.authenticate(email, password));
+            assert!(
+                matches!(refused, Err(AuthError::InvalidCredentials)),
+                "{email}"
+            );
+        }
+    }
+}

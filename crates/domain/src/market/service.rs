@@ -135,3 +135,145 @@ fn require(actor: &Actor, permission: Permission) -> Result<crate::user::UserId,
         Err(MarketError::PermissionDenied(permission))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::PasswordHash;
+    use crate::market::{Description, MarketName, Volume};
+    use crate::permission::Role;
+    use crate::testing::InMemoryStore;
+    use crate::user::{DisplayName, Email, NewUser, UserId, UserRepository};
+    use futures_executor::block_on;
+
+    struct World {
+        store: InMemoryStore,
+        markets: MarketService<InMemoryStore>,
+    }
+
+    fn world() -> World {
+        let store = InMemoryStore::new();
+        World {
+            markets: MarketService::new(store.clone()),
+            store,
+        }
+    }
+
+    impl World {
+        fn actor(&self, name: &str, role: Role) -> Actor {
+            let user = block_on(UserRepository::create(
+                &self.store,
+                NewUser {
+                    id: UserId::new(),
+                    email: Email::parse(&format!("{name}@example.com")).unwrap(),
+                    display_name: DisplayName::parse(name).unwrap(),
+                    password_hash: PasswordHash::new("x"),
+                    role,
+                },
+            ))
+            .unwrap();
+            Actor::User { id: user.id, role }
+        }
+
+        fn create(&self, actor: &Actor, status: MarketStatus) -> Market {
+            let draft = MarketDraft {
+                name: MarketName::parse("Will it snow?").unwrap(),
+                description: Description::parse("").unwrap(),
+                status,
+                volume: Volume::ZERO,
+            };
+            block_on(self.markets.create(actor, draft)).unwrap()
+        }
+    }
+
+    fn rename() -> MarketPatch {
+        MarketPatch {
+            name: Some(MarketName::parse("Renamed").unwrap()),
+            ..MarketPatch::default()
+        }
+    }
+
+    #[test]
+    fn markets_are_created_by_the_caller() {
+        let world = world();
+        let ann = world.actor("ann", Role::User);
+        let market = world.create(&ann, MarketStatus::Open);
+        assert_eq!(Some(market.creator.id), ann.user_id());
+        assert_eq!(block_on(world.markets.get(market.id)).unwrap(), market);
+    }
+
+    #[test]
+    fn anonymous_callers_cannot_create() {
+        let world = world();
+        let draft = MarketDraft {
+            name: MarketName::parse("x").unwrap(),
+            description: Description::parse("").unwrap(),
+            status: MarketStatus::Open,
+            volume: Volume::ZERO,
+        };
+        let refused = block_on(world.markets.create(&Actor::Anonymous, draft));
+        assert!(matches!(refused, Err(MarketError::Unauthenticated)));
+    }
+
+    #[test]
+    fn owners_and_moderators_may_update_strangers_may_not() {
+        let world = world();
+        let owner = world.actor("owner", Role::User);
+        let stranger = world.actor("stranger", Role::User);
+        let moderator = world.actor("mod", Role::Moderator);
+        let market = world.create(&owner, MarketStatus::Open);
+        let denied = block_on(world.markets.update(&stranger, market.id, rename()));
+        assert!(matches!(
+            denied,
+            Err(MarketError::PermissionDenied(Permission::Delete))
+        ));
+        assert!(block_on(world.markets.update(&owner, market.id, rename())).is_ok());
+        assert!(block_on(world.markets.update(&moderator, market.id, rename())).is_ok());
+    }
+
+    #[test]
+    fn resolved_markets_are_frozen_but_ownership_is_checked_first() {
+        let world = world();
+        let owner = world.actor("owner", Role::User);
+        let stranger = world.actor("stranger", Role::User);
+        let market = world.create(&owner, MarketStatus::Resolved);
+        let frozen = block_on(world.markets.update(&owner, market.id, rename()));
+        assert!(matches!(frozen, Err(MarketError::Resolved(id)) if id == market.id));
+        let denied = block_on(world.markets.update(&stranger, market.id, rename()));
+        assert!(matches!(denied, Err(MarketError::PermissionDenied(_))));
+    }
+
+    #[test]
+    fn empty_patches_are_invalid() {
+        let world = world();
+        let owner = world.actor("owner", Role::User);
+        let market = world.create(&owner, MarketStatus::Open);
+        let empty = block_on(
+            world
+                .markets
+                .update(&owner, market.id, MarketPatch::default()),
+        );
+        assert!(matches!(empty, Err(MarketError::Invalid(_))));
+    }
+
+    #[test]
+    fn only_moderators_and_admins_delete() {
+        let world = world();
+        let owner = world.actor("owner", Role::User);
+        let admin = world.actor("admin", Role::Admin);
+        let market = world.create(&owner, MarketStatus::Open);
+        let denied = block_on(world.markets.delete(&owner, market.id));
+        assert!(matches!(
+            denied,
+            Err(MarketError::PermissionDenied(Permission::Delete))
+        ));
+        block_on(world.markets.delete(&admin, market.id)).unwrap();
+        let gone = block_on(world.markets.delete(&admin, market.id));
+        assert!(matches!(gone, Err(MarketError::NotFound(_))));
+        let missing = block_on(world.markets.get(market.id));
+        assert_eq!(
+            missing.map_err(|e| e.to_string()).err(),
+            Some(format!("Market with id {} not found", market.id))
+        );
+    }
+}
