@@ -7,8 +7,9 @@ use markets_domain::auth::{HashError, Password, PasswordHash, PasswordHasher};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// argon2id cost parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// argon2id cost parameters, as configured (`[auth.password_hashing]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HashingSettings {
     /// Memory per hash in KiB.
     pub memory_kib: u32,

@@ -46,23 +46,33 @@ impl TestDatabase {
     /// # Panics
     /// If the server cannot be reached or the database cannot be created: a test cannot go on.
     pub async fn new() -> Self {
-        match Self::create().await {
-            Ok(db) => db,
-            Err(error) => panic!(
-                "cannot create a test database on {}: {error} (run `scripts/services.sh up`)",
-                redacted(&server_url())
-            ),
-        }
+        Self::create_from(Some(TEMPLATE))
+            .await
+            .unwrap_or_else(|error| cannot_create(&*error))
     }
 
-    async fn create() -> TestResult<Self> {
+    /// Creates an empty database with no schema at all, e.g. to test migrating.
+    ///
+    /// # Panics
+    /// As [`TestDatabase::new`].
+    pub async fn unmigrated() -> Self {
+        Self::create_from(None)
+            .await
+            .unwrap_or_else(|error| cannot_create(&*error))
+    }
+
+    async fn create_from(template: Option<&str>) -> TestResult<Self> {
         let server = server_url();
         let mut admin = AsyncPgConnection::establish(server.as_str()).await?;
-        ensure_template(&mut admin, &server).await?;
         let name = format!("markets_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-            .await?;
+        let statement = match template {
+            Some(template) => {
+                ensure_template(&mut admin, &server).await?;
+                format!("CREATE DATABASE {name} TEMPLATE {template}")
+            }
+            None => format!("CREATE DATABASE {name}"),
+        };
+        admin.batch_execute(&statement).await?;
         let settings = PoolSettings {
             url: SecretString::from(database_url(&server, &name).to_string()),
             max_size: 8,
@@ -154,6 +164,13 @@ async fn create_template_if_missing(admin: &mut AsyncPgConnection, server: &Url)
         .batch_execute(&format!("ALTER DATABASE {TEMPLATE} WITH IS_TEMPLATE true"))
         .await?;
     Ok(())
+}
+
+fn cannot_create(error: &(dyn std::error::Error + Send + Sync)) -> ! {
+    panic!(
+        "cannot create a test database on {}: {error} (run `scripts/services.sh up`)",
+        redacted(&server_url())
+    )
 }
 
 fn server_url() -> Url {

@@ -1,0 +1,39 @@
+//! The command line: `markets [serve|migrate|create-admin]`.
+
+use clap::{Parser, Subcommand};
+
+/// The markets backend.
+#[derive(Debug, Parser)]
+#[command(name = "markets", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve {
+        /// Do not apply pending migrations before serving.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create an administrator account. The password is read from the environment variable
+    /// named by --password-env, or else from the first line of standard input; never from
+    /// the command line, where other users of the machine could read it.
+    CreateAdmin {
+        /// The administrator's email.
+        #[arg(long)]
+        email: String,
+        /// The name shown for the administrator.
+        #[arg(long, default_value = "Administrator")]
+        display_name: String,
+        /// Read the password from this environment variable instead of standard input.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
+}

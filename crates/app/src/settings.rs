@@ -1,0 +1,384 @@
+//! Typed configuration: compiled-in `config/` files, an optional override folder, then the
+//! environment. Every problem is reported as one line naming the key.
+
+use config::{Config, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Where the service runs; picks `config/{env}.toml` and a few safety rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine: forgiving defaults.
+    Development,
+    /// Automated tests.
+    Test,
+    /// Serving real users: secrets are mandatory.
+    Production,
+}
+
+impl Environment {
+    /// The environment's name, as in `APP_ENV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+
+    fn embedded_overrides(self) -> &'static str {
+        match self {
+            Self::Development => include_str!("../../../config/development.toml"),
+            Self::Test => include_str!("../../../config/test.toml"),
+            Self::Production => include_str!("../../../config/production.toml"),
+        }
+    }
+}
+
+/// Everything the service reads from configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Set from `APP_ENV` after loading; not a key in the files.
+    #[serde(skip_deserializing, default = "development")]
+    pub environment: Environment,
+    /// The HTTP server.
+    pub server: ServerSettings,
+    /// PostgreSQL.
+    pub database: DatabaseSettings,
+    /// Redis.
+    pub redis: RedisSettings,
+    /// Tokens and passwords.
+    pub auth: AuthSettings,
+    /// The OpenAI-compatible embeddings API.
+    pub openai: OpenAiSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+fn development() -> Environment {
+    Environment::Development
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port to listen on (`BIND_ADDR`).
+    pub bind_addr: SocketAddr,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL (`DATABASE_URL`); may hold a password, so it is secret.
+    pub url: SecretString,
+    /// The most connections open at once.
+    pub pool_size: usize,
+    /// How long a request waits for a connection.
+    pub wait_timeout_ms: u64,
+    /// How long opening a connection may take.
+    pub connect_timeout_ms: u64,
+    /// Whether `serve` migrates before listening.
+    pub migrate_on_start: bool,
+}
+
+/// Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Connection URL (`REDIS_URL`).
+    pub url: SecretString,
+}
+
+/// Tokens and passwords.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret (`JWT_SECRET`).
+    pub jwt_secret: Option<SecretString>,
+    /// argon2id parameters.
+    pub password_hashing: markets_auth::HashingSettings,
+}
+
+/// The embeddings API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiSettings {
+    /// API key (`OPENAI_API_KEY`); without one, search embeds locally.
+    pub api_key: Option<SecretString>,
+    /// Base URL (`OPENAI_BASE_URL`), for any OpenAI-compatible server.
+    pub base_url: Url,
+    /// Embedding model.
+    pub model: String,
+    /// Embedding dimensions; must match the `vector` column.
+    pub dimensions: usize,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// EnvFilter directives (`RUST_LOG`).
+    pub filter: String,
+    /// Output format (`LOG_FORMAT`).
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Configuration that cannot be used, said in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A file, a variable or a value did not parse. (Not a `#[source]`: the message already
+    /// holds it, and error reports would print it twice.)
+    #[error("invalid configuration: {0}")]
+    Parse(config::ConfigError),
+    /// A value parsed but breaks a rule.
+    #[error("invalid configuration: {key}: {problem}")]
+    Invalid {
+        /// The configuration key (and its environment variable).
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl From<config::ConfigError> for SettingsError {
+    fn from(error: config::ConfigError) -> Self {
+        Self::Parse(error)
+    }
+}
+
+/// Well-known environment variables and the keys they set.
+const ENV_KEYS: [(&str, &str); 8] = [
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("JWT_SECRET", "auth.jwt_secret"),
+    ("OPENAI_API_KEY", "openai.api_key"),
+    ("OPENAI_BASE_URL", "openai.base_url"),
+    ("BIND_ADDR", "server.bind_addr"),
+    ("RUST_LOG", "log.filter"),
+    ("LOG_FORMAT", "log.format"),
+];
+
+/// The shortest JWT secret accepted in production, in bytes (HS256's key size).
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Settings {
+    /// Loads settings for the process environment.
+    ///
+    /// # Errors
+    /// On an unknown `APP_ENV`, a malformed file or variable, or a value that breaks a rule.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(&std::env::vars().collect())
+    }
+
+    /// Loads settings from the variables in `vars` (so tests need not touch the process env).
+    /// Empty variables count as unset.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_from(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let var = |name: &str| vars.get(name).filter(|value| !value.is_empty()).cloned();
+        let environment = match var("APP_ENV") {
+            None => Environment::Development,
+            Some(name) => parse_environment(&name)?,
+        };
+        let mut builder = Config::builder()
+            .add_source(File::from_str(
+                include_str!("../../../config/default.toml"),
+                FileFormat::Toml,
+            ))
+            .add_source(File::from_str(
+                environment.embedded_overrides(),
+                FileFormat::Toml,
+            ));
+        if let Some(dir) = var("MARKETS_CONFIG_DIR").map(PathBuf::from) {
+            for name in ["default", environment.as_str()] {
+                builder = builder.add_source(File::from(dir.join(name)).required(false));
+            }
+        }
+        for (key, value) in generic_overrides(vars) {
+            builder = builder.set_override(key, value.as_str())?;
+        }
+        for (name, key) in ENV_KEYS {
+            builder = builder.set_override_option(key, var(name))?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, problem: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        let jwt_len = self
+            .auth
+            .jwt_secret
+            .as_ref()
+            .map(|s| s.expose_secret().len());
+        if self.environment == Environment::Production
+            && jwt_len.is_none_or(|len| len < MIN_JWT_SECRET_BYTES)
+        {
+            return invalid(
+                "auth.jwt_secret (JWT_SECRET)",
+                "must be set to at least 32 bytes in production",
+            );
+        }
+        if self.database.pool_size == 0 {
+            return invalid("database.pool_size", "must be at least 1");
+        }
+        if !self.database.url.expose_secret().starts_with("postgres") {
+            return invalid(
+                "database.url (DATABASE_URL)",
+                "must be a postgres:// or postgresql:// URL",
+            );
+        }
+        if Url::parse(self.redis.url.expose_secret()).is_err() {
+            return invalid("redis.url (REDIS_URL)", "must be a redis:// URL");
+        }
+        if self.openai.dimensions == 0 {
+            return invalid("openai.dimensions", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The Postgres pool settings.
+    pub fn pool(&self) -> markets_postgres::PoolSettings {
+        markets_postgres::PoolSettings {
+            url: self.database.url.clone(),
+            max_size: self.database.pool_size,
+            wait_timeout: Duration::from_millis(self.database.wait_timeout_ms),
+            connect_timeout: Duration::from_millis(self.database.connect_timeout_ms),
+        }
+    }
+}
+
+fn parse_environment(name: &str) -> Result<Environment, SettingsError> {
+    match name {
+        "development" => Ok(Environment::Development),
+        "test" => Ok(Environment::Test),
+        "production" => Ok(Environment::Production),
+        _ => Err(SettingsError::Invalid {
+            key: "APP_ENV",
+            problem: format!("{name:?} is not one of development, test, production"),
+        }),
+    }
+}
+
+/// `MARKETS__SECTION__KEY=value` variables as `section.key` overrides.
+fn generic_overrides(vars: &HashMap<String, String>) -> impl Iterator<Item = (String, &String)> {
+    vars.iter().filter_map(|(name, value)| {
+        let key = name.strip_prefix("MARKETS__")?;
+        Some((key.to_lowercase().replace("__", "."), value))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_from(&vars)
+    }
+
+    #[test]
+    fn any_key_can_be_set_with_a_prefixed_variable() {
+        let settings = load(&[("MARKETS__DATABASE__POOL_SIZE", "3")]).unwrap();
+        assert_eq!(settings.database.pool_size, 3);
+        let message = load(&[("MARKETS__DATABASE__POOL_SIZE", "lots")]).unwrap_err();
+        assert!(
+            message.to_string().contains("database.pool_size"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn defaults_load_for_development() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.environment, Environment::Development);
+        assert_eq!(settings.server.bind_addr.port(), 8080);
+        assert_eq!(settings.log.format, LogFormat::Text);
+        assert!(settings.auth.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn well_known_variables_override_files() {
+        let settings = load(&[
+            ("DATABASE_URL", "postgres://u:p@db:5432/m"),
+            ("BIND_ADDR", "0.0.0.0:9000"),
+            ("RUST_LOG", "debug"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://u:p@db:5432/m"
+        );
+        assert_eq!(settings.server.bind_addr.port(), 9000);
+        assert_eq!(settings.log.filter, "debug");
+        assert_eq!(settings.openai.base_url.port(), Some(9999));
+    }
+
+    #[test]
+    fn environment_files_layer_on_defaults() {
+        let settings = load(&[("APP_ENV", "test")]).unwrap();
+        assert_eq!(settings.database.pool_size, 4);
+        assert_eq!(settings.database.wait_timeout_ms, 2000);
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_short_jwt_secret() {
+        for secret in [None, Some("too short")] {
+            let mut vars = vec![("APP_ENV", "production")];
+            vars.extend(secret.map(|s| ("JWT_SECRET", s)));
+            let message = load(&vars).unwrap_err().to_string();
+            assert!(message.contains("JWT_SECRET"), "{message}");
+        }
+        let long = "x".repeat(32);
+        let settings = load(&[("APP_ENV", "production"), ("JWT_SECRET", &long)]).unwrap();
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_their_key_in_one_line() {
+        for (var, value, key) in [
+            ("BIND_ADDR", "not-an-address", "server.bind_addr"),
+            ("APP_ENV", "staging", "APP_ENV"),
+            ("LOG_FORMAT", "xml", "log.format"),
+            ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+            ("OPENAI_BASE_URL", "::", "openai.base_url"),
+        ] {
+            let message = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(message.contains(key), "{var}={value}: {message}");
+            assert!(!message.contains('\n'), "more than one line: {message}");
+        }
+    }
+}

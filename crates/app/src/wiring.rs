@@ -1,0 +1,40 @@
+//! Constructor injection: the concrete adapters are named here, once.
+
+use markets_auth::Argon2Hasher;
+use markets_domain::auth::AuthService;
+use markets_domain::market::MarketService;
+use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository};
+
+use crate::settings::Settings;
+
+/// The market service as this binary wires it.
+pub type AppMarketService = MarketService<PgMarketRepository>;
+/// The auth service as this binary wires it.
+pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher>;
+
+/// The services and the infrastructure handles the HTTP layer needs.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Market use cases.
+    pub markets: AppMarketService,
+    /// Registration and login.
+    pub auth: AppAuthService,
+    /// The database pool, for readiness checks.
+    pub pool: PgPool,
+}
+
+impl Services {
+    /// Builds every adapter and service.
+    ///
+    /// # Errors
+    /// If the pool or the password hasher settings are invalid.
+    pub fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = markets_postgres::build_pool(&settings.pool())?;
+        let hasher = Argon2Hasher::new(settings.auth.password_hashing)?;
+        Ok(Self {
+            markets: MarketService::new(PgMarketRepository::new(pool.clone())),
+            auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher),
+            pool,
+        })
+    }
+}

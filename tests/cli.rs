@@ -1,0 +1,246 @@
+//! Black-box tests of the `markets` binary: configuration errors, migrations, `create-admin`,
+//! and `serve` from start to graceful stop, against a real PostgreSQL.
+
+use markets_domain::permission::Role;
+use markets_domain::user::{Email, UserRepository};
+use markets_postgres::PgUserRepository;
+use markets_postgres::testing::TestDatabase;
+use secrecy::ExposeSecret;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The binary, configured for tests against `db`, with nothing inherited that could leak in.
+fn markets(db: &TestDatabase) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_markets"));
+    command
+        .env_clear()
+        .env("APP_ENV", "test")
+        .env("DATABASE_URL", db.settings().url.expose_secret())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info");
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    command.output().expect("the markets binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn tables(db: &TestDatabase) -> Vec<String> {
+    let url = db.settings().url.expose_secret().to_owned();
+    let output = Command::new("psql")
+        .args([
+            &url,
+            "-Atc",
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        ])
+        .output()
+        .expect("psql runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
+    let db = TestDatabase::unmigrated().await;
+    for (name, value, key) in [
+        ("BIND_ADDR", "nowhere", "server.bind_addr"),
+        ("APP_ENV", "staging", "APP_ENV"),
+        ("MARKETS__DATABASE__POOL_SIZE", "many", "database.pool_size"),
+    ] {
+        let mut command = markets(&db);
+        command.env(name, value);
+        let output = run(command);
+        assert_eq!(output.status.code(), Some(1), "{name}={value}");
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{name}={value}: {message}");
+        assert!(
+            message.starts_with("error: invalid configuration"),
+            "{message}"
+        );
+        assert!(message.contains(key), "{name}={value}: {message}");
+    }
+    assert!(
+        tables(&db).is_empty(),
+        "a failed start-up touched the database"
+    );
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_jwt_secret() {
+    let db = TestDatabase::unmigrated().await;
+    let mut command = markets(&db);
+    command.env("APP_ENV", "production");
+    let output = run(command);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("JWT_SECRET"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_once() {
+    let db = TestDatabase::unmigrated().await;
+    let mut command = markets(&db);
+    command.arg("migrate");
+    let first = run(command);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(stderr(&first).matches("applied migration").count(), 2);
+    assert!(tables(&db).contains(&"markets".to_owned()));
+
+    let mut command = markets(&db);
+    command.arg("migrate");
+    let second = run(command);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("up to date"),
+        "{}",
+        stderr(&second)
+    );
+}
+
+#[tokio::test]
+async fn create_admin_reads_the_password_from_env_or_stdin() {
+    let db = TestDatabase::unmigrated().await;
+    let mut command = markets(&db);
+    command
+        .args([
+            "create-admin",
+            "--email",
+            "Root@Example.com",
+            "--password-env",
+            "ADMIN_PW",
+        ])
+        .env("ADMIN_PW", "a long admin password");
+    let output = run(command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("a long admin password"),
+        "password logged"
+    );
+
+    let users = PgUserRepository::new(db.pool());
+    let email = Email::parse("root@example.com").unwrap();
+    let admin = users
+        .find_by_email(&email)
+        .await
+        .unwrap()
+        .expect("admin stored");
+    assert_eq!(admin.user.role, Role::Admin);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        admin.user.id.to_string()
+    );
+    assert!(admin.password_hash.as_str().starts_with("$argon2id$"));
+
+    let mut command = markets(&db);
+    command
+        .args(["create-admin", "--email", "second@example.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed on stdin\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let second = Email::parse("second@example.com").unwrap();
+    assert!(users.find_by_email(&second).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn create_admin_refuses_weak_passwords_and_taken_emails() {
+    let db = TestDatabase::new().await;
+    let admin = |password: &str| {
+        let mut command = markets(&db);
+        command
+            .args([
+                "create-admin",
+                "--email",
+                "root@example.com",
+                "--password-env",
+                "PW",
+            ])
+            .env("PW", password);
+        run(command)
+    };
+    let weak = admin("short");
+    assert_eq!(weak.status.code(), Some(1));
+    assert!(stderr(&weak).contains("password"), "{}", stderr(&weak));
+    assert!(admin("long enough password").status.success());
+    let taken = admin("another long password");
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(
+        stderr(&taken).contains("already exists"),
+        "{}",
+        stderr(&taken)
+    );
+}
+
+/// Starts `serve` on a free port and returns it with the address it logged.
+fn start(db: &TestDatabase) -> (Child, String, BufReader<std::process::ChildStderr>) {
+    let mut command = markets(db);
+    command
+        .arg("serve")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut logs = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            logs.read_line(&mut line).unwrap() > 0,
+            "serve exited before listening"
+        );
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "markets listening" {
+            let address = event["address"].as_str().unwrap().to_owned();
+            return (child, address, logs);
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_migrates_answers_liveness_and_stops_cleanly_on_sigterm() {
+    let db = TestDatabase::unmigrated().await;
+    let (mut child, address, logs) = start(&db);
+    assert!(
+        tables(&db).contains(&"users".to_owned()),
+        "serve did not migrate"
+    );
+
+    let response = reqwest::get(format!("http://{address}/health/live"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "status": "ok" }));
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    let rest: Vec<String> = logs.lines().map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("markets stopped")),
+        "{rest:?}"
+    );
+}
