@@ -1,5 +1,6 @@
 //! Black-box tests of the `markets` binary: configuration errors, migrations, `create-admin`,
 //! and `serve` from start to graceful stop, against a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_domain::permission::Role;
 use markets_domain::user::{Email, UserRepository};
@@ -188,7 +189,7 @@ async fn create_admin_refuses_weak_passwords_and_taken_emails() {
     );
 }
 
-/// Starts `serve` on a free port and returns it with the address it logged.
+/// Starts `serve` on a free port; returns it with the address it logged and its log stream.
 fn start(db: &TestDatabase) -> (Child, String, BufReader<std::process::ChildStderr>) {
     let mut command = markets(db);
     command
@@ -198,6 +199,12 @@ fn start(db: &TestDatabase) -> (Child, String, BufReader<std::process::ChildStde
         .stdout(Stdio::null());
     let mut child = command.spawn().unwrap();
     let mut logs = BufReader::new(child.stderr.take().unwrap());
+    let address = listening_address(&mut logs);
+    (child, address, logs)
+}
+
+/// Reads log lines until the start-up line, and returns the address it names.
+fn listening_address(logs: &mut impl BufRead) -> String {
     let mut line = String::new();
     loop {
         line.clear();
@@ -209,8 +216,7 @@ fn start(db: &TestDatabase) -> (Child, String, BufReader<std::process::ChildStde
             continue;
         };
         if event["message"] == "markets listening" {
-            let address = event["address"].as_str().unwrap().to_owned();
-            return (child, address, logs);
+            return event["address"].as_str().unwrap().to_owned();
         }
     }
 }

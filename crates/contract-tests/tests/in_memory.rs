@@ -1,5 +1,6 @@
 //! The in-memory fakes from `markets_domain::testing` keep the same contract as real adapters,
 //! so service tests built on them test something real.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{RepositoryFixture, repository_contract};
 use markets_domain::testing::InMemoryStore;

@@ -2,6 +2,7 @@
 //! in one batch, never one query per market.
 //!
 //! Alone in its test binary because diesel's default instrumentation is process-wide.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
 use markets_domain::auth::PasswordHash;

@@ -1,4 +1,5 @@
 //! The Postgres adapters pass the repository contract, each case on its own database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{RepositoryFixture, repository_contract};
 use markets_postgres::testing::TestDatabase;

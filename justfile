@@ -1,0 +1,27 @@
+# The everyday loop. `just` is optional: every recipe is a plain command you can run yourself
+# (install it with `cargo install just --locked`).
+
+# Start PostgreSQL (with pgvector) and Redis if they are not up.
+services:
+    scripts/services.sh up
+
+# Serve the API locally (provisions services, migrates, serves on 127.0.0.1:8080).
+run:
+    scripts/start.sh
+
+# The whole suite, as CI runs it.
+test:
+    scripts/test.sh
+
+# Formatting and lints only.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply pending migrations to DATABASE_URL (or the local default).
+migrate:
+    cargo run -p markets-app --bin markets -- migrate
+
+# Stop the local PostgreSQL cluster started by `just services`.
+down:
+    scripts/services.sh down
