@@ -44,10 +44,7 @@ impl InMemoryStore {
 }
 
 fn sort_key(market: &MarketSummary, field: SortField) -> SortKey {
-    match field {
-        SortField::CreatedAt => SortKey::CreatedAt(market.created_at),
-        SortField::Volume => SortKey::Volume(market.volume),
-    }
+    KeysetPosition::of(market, field).key
 }
 
 fn compare_keys(a: &SortKey, b: &SortKey) -> Ordering {
@@ -162,8 +159,8 @@ impl MarketRepository for InMemoryStore {
         request: KeysetRequest,
     ) -> Result<KeysetPage<MarketSummary>, RepositoryError> {
         let sort = request.sort();
-        let limit = request.limit().get() as usize;
-        let mut items: Vec<MarketSummary> = self
+        let lookahead = request.limit().get() as usize + 1;
+        let items = self
             .sorted(filter, sort)
             .into_iter()
             .filter(|market| {
@@ -171,18 +168,9 @@ impl MarketRepository for InMemoryStore {
                     .after()
                     .is_none_or(|after| is_after(market, &after, sort))
             })
-            .take(limit + 1)
+            .take(lookahead)
             .collect();
-        let has_more = items.len() > limit;
-        items.truncate(limit);
-        let next = items
-            .last()
-            .filter(|_| has_more)
-            .map(|last| KeysetPosition {
-                key: sort_key(last, sort.field),
-                id: last.id,
-            });
-        Ok(KeysetPage { items, next })
+        Ok(KeysetPage::from_lookahead(items, &request))
     }
 
     async fn update(

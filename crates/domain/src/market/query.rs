@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use std::fmt;
 use std::str::FromStr;
 
+use super::model::MarketSummary;
 use super::values::{MarketId, MarketStatus, Volume};
 use crate::error::ValidationError;
 
@@ -186,6 +187,20 @@ pub struct KeysetPosition {
     pub id: MarketId,
 }
 
+impl KeysetPosition {
+    /// Where `summary` stands in a list ordered by `field`.
+    pub fn of(summary: &MarketSummary, field: SortField) -> Self {
+        let key = match field {
+            SortField::CreatedAt => SortKey::CreatedAt(summary.created_at),
+            SortField::Volume => SortKey::Volume(summary.volume),
+        };
+        Self {
+            key,
+            id: summary.id,
+        }
+    }
+}
+
 /// A keyset (cursor) page request: the items strictly after `after` in `sort` order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeysetRequest {
@@ -236,6 +251,21 @@ pub struct KeysetPage<T> {
     pub items: Vec<T>,
     /// The position to pass as `after` for the next page; `None` on the last page.
     pub next: Option<KeysetPosition>,
+}
+
+impl KeysetPage<MarketSummary> {
+    /// A page from the items after the request's position, in order, fetched with one item of
+    /// look-ahead (`limit + 1` asked for): the extra item only says that another page follows.
+    pub fn from_lookahead(mut items: Vec<MarketSummary>, request: &KeysetRequest) -> Self {
+        let limit = request.limit().get() as usize;
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        let next = items
+            .last()
+            .filter(|_| has_more)
+            .map(|last| KeysetPosition::of(last, request.sort().field));
+        Self { items, next }
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 use markets_domain::RepositoryError;
 use markets_domain::market::{
-    CreateMarketError, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter, MarketId,
-    MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page, PageRequest,
-    SortField, SortKey,
+    CreateMarketError, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId, MarketPatch,
+    MarketRepository, MarketSort, MarketSummary, NewMarket, Page, PageRequest,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -65,17 +64,6 @@ async fn summaries(
             row.into_summary(name)
         })
         .collect()
-}
-
-fn position_of(summary: &MarketSummary, field: SortField) -> KeysetPosition {
-    let key = match field {
-        SortField::CreatedAt => SortKey::CreatedAt(summary.created_at),
-        SortField::Volume => SortKey::Volume(summary.volume),
-    };
-    KeysetPosition {
-        key,
-        id: summary.id,
-    }
 }
 
 fn is_foreign_key_violation(error: &DieselError) -> bool {
@@ -162,26 +150,18 @@ impl MarketRepository for PgMarketRepository {
     ) -> Result<KeysetPage<MarketSummary>, RepositoryError> {
         let mut conn = self.pool.get().await?;
         let sort = request.sort();
-        let limit = request.limit().get() as usize;
         let mut query = paging::ordered(paging::filtered(filter), sort);
         if let Some(position) = request.after() {
             query = paging::after(query, position, sort);
         }
-        // One row more than asked tells whether another page follows.
-        let mut rows = query
+        let rows = query
             .select(SummaryRow::as_select())
-            .limit(limit as i64 + 1)
+            .limit(i64::from(request.limit().get()) + 1)
             .load::<SummaryRow>(&mut conn)
             .await
             .map_err(from_query)?;
-        let has_more = rows.len() > limit;
-        rows.truncate(limit);
         let items = summaries(&mut conn, rows).await?;
-        let next = items
-            .last()
-            .filter(|_| has_more)
-            .map(|last| position_of(last, sort.field));
-        Ok(KeysetPage { items, next })
+        Ok(KeysetPage::from_lookahead(items, &request))
     }
 
     async fn update(
@@ -231,7 +211,7 @@ mod tests {
     use diesel::pg::Pg;
     use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
     use diesel_async::SimpleAsyncConnection;
-    use markets_domain::market::{MarketStatus, SortKey, Volume};
+    use markets_domain::market::{KeysetPosition, MarketStatus, SortField, SortKey, Volume};
 
     /// `EXPLAIN <query>`, with the query's own binds.
     #[derive(QueryId)]
