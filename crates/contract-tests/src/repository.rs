@@ -7,7 +7,7 @@ use markets_domain::auth::PasswordHash;
 use markets_domain::market::{
     CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
     MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, PageRequest,
-    PageSize, SortField, Volume,
+    PageSize, SearchLimit, SearchQuery, SortField, Volume,
 };
 use markets_domain::permission::Role;
 use markets_domain::user::{
@@ -58,6 +58,7 @@ macro_rules! repository_contract {
             keyset_pages_follow_every_order,
             keyset_pages_filter_by_status,
             keyset_pages_are_stable_under_inserts,
+            text_search_ranks_name_matches_first,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -499,4 +500,42 @@ pub async fn keyset_pages_are_stable_under_inserts<F: RepositoryFixture>(fixture
         "an insert between pages shifted the walk"
     );
     assert_eq!(page_two.next, None);
+}
+
+/// Text search finds markets containing every query word, name matches before description
+/// matches, with scores in `0..=1`, at most `limit`.
+pub async fn text_search_ranks_name_matches_first<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let described = |name: &str, description: &str| {
+        let mut new = new_market(&ann, name, MarketStatus::Open, 0);
+        new.description = Description::parse(description).unwrap();
+        new
+    };
+    let in_name = described("Will it rain tomorrow", "A weather question.");
+    let in_description = described("Bitcoin above 100k", "Crypto, or a rain of money?");
+    let unrelated = described("Election winner", "Politics.");
+    for new in [&in_name, &in_description, &unrelated] {
+        fixture.markets().create(new.clone()).await.unwrap();
+    }
+    let search = |query: &str, limit: u32| {
+        let query = SearchQuery::parse(query).unwrap();
+        let limit = SearchLimit::new(limit).unwrap();
+        async move { fixture.markets().search_text(&query, limit).await.unwrap() }
+    };
+
+    let hits = search("rain", 10).await;
+    let ids: Vec<MarketId> = hits.iter().map(|hit| hit.market.id).collect();
+    assert_eq!(ids, vec![in_name.id, in_description.id], "name match first");
+    assert!(
+        hits.iter().all(|hit| hit.score > 0.0 && hit.score <= 1.0),
+        "{hits:?}"
+    );
+    assert!(hits[0].score > hits[1].score, "{hits:?}");
+    assert_eq!(hits[0].market.creator.id, ann.id);
+
+    let narrowed = search("rain weather", 10).await;
+    assert_eq!(narrowed.len(), 1, "every word must match");
+    assert_eq!(narrowed[0].market.id, in_name.id);
+    assert_eq!(search("rain", 1).await.len(), 1, "limit");
+    assert!(search("zebra", 10).await.is_empty());
 }

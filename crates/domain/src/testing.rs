@@ -7,12 +7,15 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::auth::{HashError, Password, PasswordHash, PasswordHasher};
+use crate::auth::{
+    AccessToken, HashError, Password, PasswordHash, PasswordHasher, TokenClaims, TokenError,
+    TokenIssuer,
+};
 use crate::error::RepositoryError;
 use crate::market::{
     CreateMarketError, Creator, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter,
     MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
-    PageRequest, SortField, SortKey,
+    PageRequest, ScoredSummary, SearchLimit, SearchQuery, SortField, SortKey,
 };
 use crate::permission::Role;
 use crate::user::{CreateUserError, Email, NewUser, User, UserAccount, UserId, UserRepository};
@@ -195,6 +198,56 @@ impl MarketRepository for InMemoryStore {
     async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError> {
         Ok(self.state().markets.remove(&id).is_some())
     }
+
+    /// Every query word must appear as a word of the name (worth 1) or the description
+    /// (worth 0.4, like PostgreSQL's default weights); no stemming.
+    async fn search_text(
+        &self,
+        query: &SearchQuery,
+        limit: SearchLimit,
+    ) -> Result<Vec<ScoredSummary>, RepositoryError> {
+        let wanted = words(query.as_str());
+        let mut hits: Vec<ScoredSummary> = self
+            .state()
+            .markets
+            .values()
+            .filter_map(|market| {
+                let (name, description) = (
+                    words(market.name.as_str()),
+                    words(market.description.as_str()),
+                );
+                let weights = wanted.iter().map(|word| {
+                    if name.contains(word) {
+                        Some(1.0)
+                    } else if description.contains(word) {
+                        Some(0.4)
+                    } else {
+                        None
+                    }
+                });
+                let total: f32 = weights.sum::<Option<f32>>().filter(|total| *total > 0.0)?;
+                let score = total / (wanted.len() as f32 + 1.0);
+                Some(ScoredSummary {
+                    market: MarketSummary::from(market.clone()),
+                    score,
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.market.id.cmp(&b.market.id))
+        });
+        hits.truncate(limit.get() as usize);
+        Ok(hits)
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 #[async_trait]
@@ -278,5 +331,36 @@ impl PasswordHasher for PlaintextHasher {
 
     fn dummy_hash(&self) -> &PasswordHash {
         &self.dummy
+    }
+}
+
+/// Unsigned tokens for tests: `user-id:role:jti`, never expiring. Not for production.
+#[derive(Debug, Clone, Default)]
+pub struct FakeTokens;
+
+impl TokenIssuer for FakeTokens {
+    fn issue(&self, user: &User) -> Result<AccessToken, TokenError> {
+        let token = format!("{}:{}:{}", user.id, user.role, UserId::new());
+        Ok(AccessToken {
+            token,
+            expires_in: 1800,
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        let mut parts = token.split(':');
+        let (Some(id), Some(role), Some(jti), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let now = Utc::now();
+        Ok(TokenClaims {
+            user_id: id.parse().map_err(|_| TokenError::Malformed)?,
+            role: role.parse().map_err(|_| TokenError::Malformed)?,
+            token_id: jti.to_owned(),
+            issued_at: now,
+            expires_at: now + chrono::Duration::minutes(30),
+        })
     }
 }

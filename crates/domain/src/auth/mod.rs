@@ -1,8 +1,10 @@
-//! Credentials: passwords, their hashes, the hashing port and the service that registers and
-//! authenticates users.
+//! Credentials: passwords and their hashing port, access tokens and their issuing port, and the
+//! service that registers, logs in and authenticates users and manages their roles.
 
 mod password;
 mod service;
+mod token;
 
 pub use password::{HashError, Password, PasswordHash, PasswordHasher};
-pub use service::{AuthError, AuthService, Registration};
+pub use service::{AuthError, AuthService, Registration, Session};
+pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};

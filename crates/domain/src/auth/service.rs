@@ -1,22 +1,39 @@
-//! Registration and authentication.
+//! Registration, login, token authentication and role management.
 
-use crate::auth::{HashError, Password, PasswordHasher};
+use crate::auth::{
+    AccessToken, HashError, Password, PasswordHasher, TokenClaims, TokenError, TokenIssuer,
+};
 use crate::error::RepositoryError;
-use crate::permission::Role;
+use crate::permission::{Actor, Permission, Role};
 use crate::user::{CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository};
 
-/// Why registering or authenticating failed.
+/// Why an auth use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The email is already registered.
-    #[error("email is already registered")]
+    #[error("Email is already registered")]
     EmailTaken,
     /// Unknown email or wrong password: deliberately indistinguishable.
-    #[error("invalid email or password")]
+    #[error("Invalid email or password")]
     InvalidCredentials,
+    /// The presented token was refused, or its user no longer exists.
+    #[error("Invalid or expired token")]
+    InvalidToken(#[source] TokenError),
+    /// The use case needs an authenticated user.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The caller lacks the permission.
+    #[error("missing permission: {0:?}")]
+    PermissionDenied(Permission),
+    /// No user has this id.
+    #[error("User with id {0} not found")]
+    UserNotFound(UserId),
     /// The password hasher failed.
     #[error(transparent)]
     Hashing(#[from] HashError),
+    /// Signing a token failed.
+    #[error("token could not be issued")]
+    Signing(#[source] TokenError),
     /// The store failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -42,17 +59,42 @@ pub struct Registration {
     pub display_name: DisplayName,
 }
 
-/// Registers and authenticates users over a [`UserRepository`] and a [`PasswordHasher`].
-#[derive(Debug, Clone)]
-pub struct AuthService<U, H> {
-    users: U,
-    hasher: H,
+/// An authenticated request's user, as currently stored, and the token it presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user, with their current role.
+    pub user: User,
+    /// The verified token's claims.
+    pub claims: TokenClaims,
 }
 
-impl<U: UserRepository, H: PasswordHasher> AuthService<U, H> {
+impl Session {
+    /// The actor for authorisation: the user's current role, not the token's.
+    pub fn actor(&self) -> Actor {
+        Actor::User {
+            id: self.user.id,
+            role: self.user.role,
+        }
+    }
+}
+
+/// Registers, logs in and authenticates users over a [`UserRepository`], a [`PasswordHasher`]
+/// and a [`TokenIssuer`].
+#[derive(Debug, Clone)]
+pub struct AuthService<U, H, T> {
+    users: U,
+    hasher: H,
+    tokens: T,
+}
+
+impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer> AuthService<U, H, T> {
     /// Builds the service on its ports.
-    pub fn new(users: U, hasher: H) -> Self {
-        Self { users, hasher }
+    pub fn new(users: U, hasher: H, tokens: T) -> Self {
+        Self {
+            users,
+            hasher,
+            tokens,
+        }
     }
 
     /// Registers a user with `role` (self-registration passes [`Role::User`]).
@@ -89,16 +131,57 @@ impl<U: UserRepository, H: PasswordHasher> AuthService<U, H> {
             _ => Err(AuthError::InvalidCredentials),
         }
     }
+
+    /// Checks the credentials and issues an access token.
+    pub async fn login(&self, email: &str, password: &str) -> Result<AccessToken, AuthError> {
+        let user = self.authenticate(email, password).await?;
+        self.tokens.issue(&user).map_err(AuthError::Signing)
+    }
+
+    /// The session a bearer token opens: the token must verify and its user must still exist;
+    /// the user is read afresh so that role changes apply on the next request.
+    pub async fn session(&self, token: &str) -> Result<Session, AuthError> {
+        let claims = self.tokens.verify(token).map_err(AuthError::InvalidToken)?;
+        let user = self
+            .users
+            .find_by_id(claims.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken(TokenError::Malformed))?;
+        Ok(Session { user, claims })
+    }
+
+    /// Gives a user a new role; needs [`Permission::Admin`].
+    pub async fn change_role(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        role: Role,
+    ) -> Result<User, AuthError> {
+        if actor.user_id().is_none() {
+            return Err(AuthError::Unauthenticated);
+        }
+        if !actor.can(Permission::Admin) {
+            return Err(AuthError::PermissionDenied(Permission::Admin));
+        }
+        self.users
+            .update_role(id, role)
+            .await?
+            .ok_or(AuthError::UserNotFound(id))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{InMemoryStore, PlaintextHasher};
+    use crate::testing::{FakeTokens, InMemoryStore, PlaintextHasher};
     use futures_executor::block_on;
 
-    fn service() -> AuthService<InMemoryStore, PlaintextHasher> {
-        AuthService::new(InMemoryStore::new(), PlaintextHasher::default())
+    fn service() -> AuthService<InMemoryStore, PlaintextHasher, FakeTokens> {
+        AuthService::new(
+            InMemoryStore::new(),
+            PlaintextHasher::default(),
+            FakeTokens::default(),
+        )
     }
 
     fn registration(email: &str) -> Registration {
@@ -141,5 +224,56 @@ mod tests {
                 "{email}"
             );
         }
+    }
+
+    #[test]
+    fn sessions_carry_the_current_role_not_the_tokens() {
+        let auth = service();
+        let user = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let token = block_on(auth.login("ann@example.com", "long enough")).unwrap();
+        let admin = Actor::User {
+            id: UserId::new(),
+            role: Role::Admin,
+        };
+        block_on(auth.change_role(&admin, user.id, Role::Moderator)).unwrap();
+        let session = block_on(auth.session(&token.token)).unwrap();
+        assert_eq!(session.claims.role, Role::User);
+        assert_eq!(
+            session.actor(),
+            Actor::User {
+                id: user.id,
+                role: Role::Moderator
+            }
+        );
+    }
+
+    #[test]
+    fn refused_tokens_open_no_session() {
+        let auth = service();
+        let refused = block_on(auth.session("not a token"));
+        assert!(matches!(refused, Err(AuthError::InvalidToken(_))));
+    }
+
+    #[test]
+    fn only_admins_change_roles() {
+        let auth = service();
+        let user = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let moderator = Actor::User {
+            id: UserId::new(),
+            role: Role::Moderator,
+        };
+        let denied = block_on(auth.change_role(&moderator, user.id, Role::Admin));
+        assert!(matches!(
+            denied,
+            Err(AuthError::PermissionDenied(Permission::Admin))
+        ));
+        let anonymous = block_on(auth.change_role(&Actor::Anonymous, user.id, Role::Admin));
+        assert!(matches!(anonymous, Err(AuthError::Unauthenticated)));
+        let admin = Actor::User {
+            id: UserId::new(),
+            role: Role::Admin,
+        };
+        let missing = block_on(auth.change_role(&admin, UserId::new(), Role::Admin));
+        assert!(matches!(missing, Err(AuthError::UserNotFound(_))));
     }
 }

@@ -4,6 +4,7 @@
 mod model;
 mod query;
 mod repository;
+mod search;
 mod service;
 mod values;
 
@@ -13,5 +14,6 @@ pub use query::{
     PageSize, SortField, SortKey,
 };
 pub use repository::{CreateMarketError, MarketRepository};
+pub use search::{ScoredSummary, SearchLimit, SearchMode, SearchQuery, SearchResults};
 pub use service::{MarketError, MarketService};
 pub use values::{Description, MarketId, MarketName, MarketStatus, Volume};

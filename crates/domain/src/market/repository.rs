@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::model::{Market, MarketPatch, MarketSummary, NewMarket};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
+use super::search::{ScoredSummary, SearchLimit, SearchQuery};
 use super::values::MarketId;
 use crate::error::RepositoryError;
 use crate::user::UserId;
@@ -66,4 +67,13 @@ pub trait MarketRepository: Send + Sync + 'static {
 
     /// Deletes the market; whether there was one to delete.
     async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError>;
+
+    /// Markets whose name or description match the words of `query` (full-text search, the
+    /// fallback when semantic search is unavailable), best first, at most `limit`. Scores lie in
+    /// `0.0..=1.0`, a match scores above 0, and a name match outranks a description match.
+    async fn search_text(
+        &self,
+        query: &SearchQuery,
+        limit: SearchLimit,
+    ) -> Result<Vec<ScoredSummary>, RepositoryError>;
 }

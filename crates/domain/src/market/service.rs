@@ -3,6 +3,7 @@
 use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
 use super::repository::{CreateMarketError, MarketRepository};
+use super::search::{SearchLimit, SearchMode, SearchQuery, SearchResults};
 use super::values::{MarketId, MarketStatus};
 use crate::error::{RepositoryError, ValidationError};
 use crate::permission::{Actor, Permission};
@@ -85,6 +86,20 @@ impl<M: MarketRepository> MarketService<M> {
         request: KeysetRequest,
     ) -> Result<KeysetPage<MarketSummary>, MarketError> {
         Ok(self.markets.find_after(filter, request).await?)
+    }
+
+    /// Markets matching `query`, best first. Answered by the repository's text search until
+    /// semantic search is wired in.
+    pub async fn search(
+        &self,
+        query: &SearchQuery,
+        limit: SearchLimit,
+    ) -> Result<SearchResults, MarketError> {
+        let hits = self.markets.search_text(query, limit).await?;
+        Ok(SearchResults {
+            hits,
+            mode: SearchMode::Fallback,
+        })
     }
 
     /// Changes a market. The creator may change it with [`Permission::Write`]; anyone else needs

@@ -10,7 +10,8 @@ use futures_util::try_join;
 use markets_domain::RepositoryError;
 use markets_domain::market::{
     CreateMarketError, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId, MarketPatch,
-    MarketRepository, MarketSort, MarketSummary, NewMarket, Page, PageRequest,
+    MarketRepository, MarketSort, MarketSummary, NewMarket, Page, PageRequest, ScoredSummary,
+    SearchLimit, SearchQuery,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -190,6 +191,31 @@ impl MarketRepository for PgMarketRepository {
             .await
             .map_err(from_query)?;
         row.into_market(&creator_name).map(Some)
+    }
+
+    async fn search_text(
+        &self,
+        query: &SearchQuery,
+        limit: SearchLimit,
+    ) -> Result<Vec<ScoredSummary>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let rows: Vec<(SummaryRow, f32)> = paging::matching(query.as_str())
+            .select((SummaryRow::as_select(), paging::text_rank(query.as_str())))
+            .order_by((paging::text_rank(query.as_str()).desc(), markets::id.asc()))
+            .limit(i64::from(limit.get()))
+            .load(&mut conn)
+            .await
+            .map_err(from_query)?;
+        let (rows, scores): (Vec<SummaryRow>, Vec<f32>) = rows.into_iter().unzip();
+        let hits = summaries(&mut conn, rows).await?;
+        Ok(hits
+            .into_iter()
+            .zip(scores)
+            .map(|(market, score)| ScoredSummary {
+                market,
+                score: score.clamp(0.0, 1.0),
+            })
+            .collect())
     }
 
     async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError> {

@@ -1,9 +1,10 @@
 //! Filtering, ordering and keyset predicates for market lists, as boxed diesel queries.
 
-use diesel::dsl::sql;
+use diesel::dsl::{AsExprOf, sql};
+use diesel::expression::{SqlLiteral, UncheckedBind};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Numeric, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, Float, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use markets_domain::market::{KeysetPosition, MarketFilter, MarketSort, SortField, SortKey};
 
 use crate::schema::markets;
@@ -58,4 +59,28 @@ pub(super) fn after(query: MarketQuery, position: KeysetPosition, sort: MarketSo
                 .sql(")"),
         ),
     }
+}
+
+/// The markets whose search document matches `query`, read as web-search syntax (quoted
+/// phrases, `or`, `-word`) so that no user input is a syntax error.
+pub(super) fn matching(query: &str) -> MarketQuery {
+    markets::table
+        .filter(
+            sql::<Bool>("markets.search_document @@ websearch_to_tsquery('english', ")
+                .bind::<Text, _>(query.to_owned())
+                .sql(")"),
+        )
+        .into_boxed()
+}
+
+/// A `ts_rank(...)` expression with its bound query.
+pub(super) type TextRank =
+    SqlLiteral<Float, UncheckedBind<SqlLiteral<Float>, AsExprOf<String, Text>>>;
+
+/// How well a market matches `query`: `ts_rank` with normalisation 32 (`rank / (rank + 1)`),
+/// so scores lie in `0..1`; the name (weight A) counts more than the description (B).
+pub(super) fn text_rank(query: &str) -> TextRank {
+    sql::<Float>("ts_rank(markets.search_document, websearch_to_tsquery('english', ")
+        .bind::<Text, _>(query.to_owned())
+        .sql(", 32)")
 }

@@ -1,0 +1,77 @@
+//! Access tokens and the port that issues and verifies them.
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+
+use crate::error::BoxError;
+use crate::permission::Role;
+use crate::user::{User, UserId};
+
+/// A signed access token and how long it lives. `Debug` does not show the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The bearer token to send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// What a verified token says. The role is the one at issue time: callers must not trust it
+/// for authorisation, and read the user's current role instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The user the token was issued to (`sub`).
+    pub user_id: UserId,
+    /// The user's role when the token was issued (`role`).
+    pub role: Role,
+    /// The token's unique id (`jti`), for revocation.
+    pub token_id: String,
+    /// When it was issued (`iat`).
+    pub issued_at: DateTime<Utc>,
+    /// When it expires (`exp`).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a token was refused. Each reason is worth telling apart in the logs; clients all get 401.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Past its expiry.
+    #[error("token has expired")]
+    Expired,
+    /// Signed with another key, or altered.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// Signed with an algorithm other than the one accepted (including `none`).
+    #[error("token algorithm is not accepted")]
+    WrongAlgorithm,
+    /// Not a well-formed token, or missing a required claim.
+    #[error("token is malformed")]
+    Malformed,
+    /// Issuing failed (e.g. the signing key is unusable).
+    #[error("token could not be signed")]
+    Signing(#[source] BoxError),
+}
+
+/// Issues and verifies access tokens (e.g. JWT HS256).
+pub trait TokenIssuer: Send + Sync + 'static {
+    /// A fresh token for `user`, with a new unique id.
+    ///
+    /// # Errors
+    /// [`TokenError::Signing`] if signing fails.
+    fn issue(&self, user: &User) -> Result<AccessToken, TokenError>;
+
+    /// The claims of `token`, if it is authentic, unexpired and well-formed.
+    ///
+    /// # Errors
+    /// The reason the token is refused.
+    fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
+}
