@@ -82,5 +82,5 @@ pub(super) type TextRank =
 pub(super) fn text_rank(query: &str) -> TextRank {
     sql::<Float>("ts_rank(markets.search_document, websearch_to_tsquery('english', ")
         .bind::<Text, _>(query.to_owned())
-        .sql(", 32)")
+        .sql("), 32)")
 }
