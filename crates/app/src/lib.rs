@@ -7,5 +7,6 @@ pub mod cli;
 pub mod commands;
 pub mod http;
 pub mod settings;
+pub mod startup;
 pub mod telemetry;
 pub mod wiring;

@@ -106,6 +106,8 @@ pub struct RedisSettings {
 pub struct AuthSettings {
     /// HS256 secret (`JWT_SECRET`).
     pub jwt_secret: Option<SecretString>,
+    /// How long access tokens live, in seconds.
+    pub token_lifetime_secs: u64,
     /// argon2id parameters.
     pub password_hashing: markets_auth::HashingSettings,
 }

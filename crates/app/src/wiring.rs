@@ -1,16 +1,18 @@
 //! Constructor injection: the concrete adapters are named here, once.
 
-use markets_auth::Argon2Hasher;
+use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::auth::AuthService;
 use markets_domain::market::MarketService;
 use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository};
+use std::time::Duration;
+use tracing::warn;
 
 use crate::settings::Settings;
 
 /// The market service as this binary wires it.
 pub type AppMarketService = MarketService<PgMarketRepository>;
 /// The auth service as this binary wires it.
-pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher>;
+pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher, JwtIssuer>;
 
 /// The services and the infrastructure handles the HTTP layer needs.
 #[derive(Debug, Clone)]
@@ -31,9 +33,18 @@ impl Services {
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = markets_postgres::build_pool(&settings.pool())?;
         let hasher = Argon2Hasher::new(settings.auth.password_hashing)?;
+        let secret = settings.auth.jwt_secret.clone().unwrap_or_else(|| {
+            // Production refuses to start without one (see Settings::validate).
+            warn!("JWT_SECRET is not set: using a random secret; tokens die with this process");
+            JwtIssuer::random_secret()
+        });
+        let tokens = JwtIssuer::new(
+            &secret,
+            Duration::from_secs(settings.auth.token_lifetime_secs),
+        );
         Ok(Self {
             markets: MarketService::new(PgMarketRepository::new(pool.clone())),
-            auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher),
+            auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher, tokens),
             pool,
         })
     }

@@ -1,10 +1,123 @@
-//! The HTTP layer: routes and their mapping to services.
+//! The HTTP layer: routes, extractors, the error envelope and the OpenAPI document. Handlers
+//! parse, call a domain service and shape the response; nothing else.
 
+mod auth;
+mod cursor;
+mod dto;
+pub mod envelope;
+pub mod error;
+pub mod extract;
 mod health;
+mod markets;
+pub mod middleware;
+pub mod openapi;
+mod users;
 
-use actix_web::web;
+use actix_web::error::{PathError, QueryPayloadError};
+use actix_web::{HttpRequest, Route, web};
 
-/// Registers every route.
+use error::AppError;
+
+/// The largest request body accepted, in bytes (64 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A route answering 405 in the envelope, with `Allow`, for methods a path does not serve.
+fn not_allowed(allow: &'static str) -> Route {
+    web::to(
+        move || async move { Err::<actix_web::HttpResponse, _>(AppError::MethodNotAllowed(allow)) },
+    )
+}
+
+/// The 404 for paths no route matches.
+pub async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound(format!(
+        "No route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Malformed path segments (ids) are 422 with the segment named.
+fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
+    let message = match &error {
+        PathError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    let message = if message.contains("UUID") || message.contains("uuid") {
+        "must be a UUID".to_owned()
+    } else {
+        message
+    };
+    AppError::invalid("id", message).into()
+}
+
+/// Malformed query strings (e.g. a repeated parameter) are 422.
+fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    AppError::invalid("query", error.to_string()).into()
+}
+
+/// Registers every route and the extractor configuration that keeps their errors in the envelope.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(web::scope("/health").configure(health::routes));
+    config
+        .app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .service(
+            web::resource("/health/live")
+                .route(web::get().to(health::live))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/health/ready")
+                .route(web::get().to(health::ready))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/openapi.json")
+                .route(web::get().to(openapi::document))
+                .default_service(not_allowed("GET")),
+        )
+        .service(web::scope("/api/v1").configure(api));
+}
+
+fn api(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource("/auth/register")
+                .route(web::post().to(auth::register))
+                .default_service(not_allowed("POST")),
+        )
+        .service(
+            web::resource("/auth/login")
+                .route(web::post().to(auth::login))
+                .default_service(not_allowed("POST")),
+        )
+        .service(
+            web::resource("/users/me")
+                .route(web::get().to(users::me))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/users/{id}/role")
+                .route(web::put().to(users::change_role))
+                .default_service(not_allowed("PUT")),
+        )
+        .service(
+            web::resource("/markets")
+                .route(web::get().to(markets::list))
+                .route(web::post().to(markets::create))
+                .default_service(not_allowed("GET, POST")),
+        )
+        .service(
+            web::resource("/markets/search")
+                .route(web::get().to(markets::search))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
+            web::resource("/markets/{id}")
+                .route(web::get().to(markets::get))
+                .route(web::patch().to(markets::update))
+                .route(web::delete().to(markets::delete))
+                .default_service(not_allowed("GET, PATCH, DELETE")),
+        );
 }

@@ -177,11 +177,7 @@ mod tests {
     use futures_executor::block_on;
 
     fn service() -> AuthService<InMemoryStore, PlaintextHasher, FakeTokens> {
-        AuthService::new(
-            InMemoryStore::new(),
-            PlaintextHasher::default(),
-            FakeTokens::default(),
-        )
+        AuthService::new(InMemoryStore::new(), PlaintextHasher::default(), FakeTokens)
     }
 
     fn registration(email: &str) -> Registration {

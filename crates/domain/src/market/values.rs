@@ -184,10 +184,10 @@ impl<'de> Deserialize<'de> for Volume {
         let text = match Raw::deserialize(deserializer)? {
             Raw::Integer(n) => n.to_string(),
             Raw::Number(n) if n.is_finite() && n >= 0.0 => n.to_string(),
-            Raw::Number(_) => return Err(serde::de::Error::custom(Self::invalid())),
+            Raw::Number(_) => return Err(serde::de::Error::custom(Self::invalid().message)),
             Raw::Text(s) => s,
         };
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        Self::parse(&text).map_err(|error| serde::de::Error::custom(error.message))
     }
 }
 

@@ -1,0 +1,69 @@
+//! `/api/v1/auth`: registration and login.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use markets_domain::auth::{Password, Registration};
+use markets_domain::permission::Role;
+use markets_domain::user::{DisplayName, Email};
+
+use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse};
+use super::envelope;
+use super::error::{AppError, ErrorBody};
+use super::extract::JsonBody;
+use crate::wiring::Services;
+
+/// Register a user (role `user`).
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = inline(super::envelope::Envelope<UserResponse>)),
+        (status = 409, description = "Email already registered", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid email, password or display name", body = ErrorBody),
+    )
+)]
+pub async fn register(
+    services: web::Data<Services>,
+    JsonBody(body): JsonBody<RegisterRequest>,
+) -> Result<HttpResponse, AppError> {
+    let email = Email::parse(&body.email);
+    let password = Password::parse(&body.password);
+    let display_name = DisplayName::parse(&body.display_name);
+    AppError::reject_invalid([
+        email.as_ref().err(),
+        password.as_ref().err(),
+        display_name.as_ref().err(),
+    ])?;
+    let registration = Registration {
+        email: email?,
+        password: password?,
+        display_name: display_name?,
+    };
+    let user = services.auth.register(registration, Role::User).await?;
+    Ok(envelope::respond(
+        StatusCode::CREATED,
+        UserResponse::from(user),
+    ))
+}
+
+/// Exchange email and password for an access token.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A 30-minute bearer token", body = inline(super::envelope::Envelope<TokenResponse>)),
+        (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Too many attempts", body = ErrorBody),
+    )
+)]
+pub async fn login(
+    services: web::Data<Services>,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> Result<HttpResponse, AppError> {
+    let token = services.auth.login(&body.email, &body.password).await?;
+    Ok(envelope::ok(TokenResponse {
+        access_token: token.token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+    }))
+}

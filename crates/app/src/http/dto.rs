@@ -1,0 +1,241 @@
+//! The JSON shapes of the API, as the contract names them, and their conversions from domain
+//! types. Domain values appear as their schema types (`value_type`) for the OpenAPI document.
+
+use chrono::{DateTime, Utc};
+use markets_domain::market::{Creator, Market, MarketStatus, MarketSummary, ScoredSummary, Volume};
+use markets_domain::permission::Role;
+use markets_domain::user::User;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A market's creator.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatorResponse {
+    /// User id.
+    pub id: Uuid,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketResponse {
+    /// Market id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// `open`, `closed` or `resolved`.
+    #[schema(value_type = String, example = "open")]
+    pub status: MarketStatus,
+    /// Volume, two decimal places.
+    #[schema(value_type = f64, example = 1234.5)]
+    pub volume: Volume,
+    /// Who created it.
+    pub creator: CreatorResponse,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: DateTime<Utc>,
+    /// Last change, RFC 3339 UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A market in a list: no description.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketSummaryResponse {
+    /// Market id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// `open`, `closed` or `resolved`.
+    #[schema(value_type = String, example = "open")]
+    pub status: MarketStatus,
+    /// Volume, two decimal places.
+    #[schema(value_type = f64, example = 1234.5)]
+    pub volume: Volume,
+    /// Who created it.
+    pub creator: CreatorResponse,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A search hit: a summary and how close it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHitResponse {
+    /// The market.
+    #[serde(flatten)]
+    pub market: MarketSummaryResponse,
+    /// Closeness, 0 to 1, higher is closer.
+    pub score: f32,
+}
+
+/// A user. Never a password hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// User id.
+    pub id: Uuid,
+    /// Normalised email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// `user`, `moderator` or `admin`.
+    #[schema(value_type = String, example = "user")]
+    pub role: Role,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An issued access token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The JWT to send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+/// `POST /auth/register`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// Valid email; trimmed and lower-cased.
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    /// 1 to 80 characters after trimming.
+    pub display_name: String,
+}
+
+/// `POST /auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// `PUT /users/{id}/role`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeRoleRequest {
+    /// `user`, `moderator` or `admin`.
+    #[schema(value_type = String, example = "moderator")]
+    pub role: Role,
+}
+
+/// `POST /markets`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateMarketRequest {
+    /// 1 to 200 characters after trimming.
+    pub name: String,
+    /// Up to 5000 characters; may be empty.
+    pub description: String,
+    /// Defaults to `open`.
+    #[schema(value_type = Option<String>, example = "open")]
+    pub status: Option<MarketStatus>,
+    /// Defaults to 0; at most two decimals and 13 integer digits.
+    #[schema(value_type = Option<f64>, example = 0)]
+    pub volume: Option<Volume>,
+}
+
+/// A field of a partial update: left out, explicitly `null`, or set.
+#[derive(Debug, Default)]
+pub enum Field<T> {
+    /// Not in the body: unchanged.
+    #[default]
+    Absent,
+    /// `null`: refused, a market's fields cannot be cleared.
+    Null,
+    /// A new value.
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            Some(value) => Self::Value(value),
+            None => Self::Null,
+        })
+    }
+}
+
+/// `PATCH /markets/{id}`: at least one field, none `null`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateMarketRequest {
+    /// 1 to 200 characters after trimming.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub name: Field<String>,
+    /// Up to 5000 characters.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Field<String>,
+    /// `open`, `closed` or `resolved`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub status: Field<MarketStatus>,
+    /// At most two decimals and 13 integer digits.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub volume: Field<Volume>,
+}
+
+impl From<Creator> for CreatorResponse {
+    fn from(creator: Creator) -> Self {
+        Self {
+            id: creator.id.as_uuid(),
+            display_name: creator.display_name.into(),
+        }
+    }
+}
+
+impl From<Market> for MarketResponse {
+    fn from(market: Market) -> Self {
+        Self {
+            id: market.id.as_uuid(),
+            name: market.name.into(),
+            description: market.description.into(),
+            status: market.status,
+            volume: market.volume,
+            creator: market.creator.into(),
+            created_at: market.created_at,
+            updated_at: market.updated_at,
+        }
+    }
+}
+
+impl From<MarketSummary> for MarketSummaryResponse {
+    fn from(market: MarketSummary) -> Self {
+        Self {
+            id: market.id.as_uuid(),
+            name: market.name.into(),
+            status: market.status,
+            volume: market.volume,
+            creator: market.creator.into(),
+            created_at: market.created_at,
+        }
+    }
+}
+
+impl From<ScoredSummary> for SearchHitResponse {
+    fn from(hit: ScoredSummary) -> Self {
+        Self {
+            market: hit.market.into(),
+            score: hit.score,
+        }
+    }
+}
+
+impl From<User> for UserResponse {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            email: user.email.into(),
+            display_name: user.display_name.into(),
+            role: user.role,
+            created_at: user.created_at,
+        }
+    }
+}

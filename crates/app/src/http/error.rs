@@ -1,0 +1,305 @@
+//! One error type for the HTTP layer and the contract's error envelope: every failure, from a
+//! domain rule to a malformed path segment or an unknown route, leaves as
+//! `{"success": false, "error": ..., "code": ..., "details"?: [...]}`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
+use actix_web::{HttpResponse, ResponseError};
+use markets_domain::auth::AuthError;
+use markets_domain::error::BoxError;
+use markets_domain::market::MarketError;
+use markets_domain::{RepositoryError, ValidationError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldDetail {
+    /// The field, as named in the request (`name`, `page_size`, `id`, ...).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// The error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    /// A human-readable message; generic for 5xx.
+    pub error: String,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+    /// For `validation_failed`: each failing field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldDetail>,
+}
+
+/// Everything a request can fail with, each mapped to one status and code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: a business rule refuses the request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: known path, wrong method; carries the `Allow` header value.
+    #[error("Method not allowed")]
+    MethodNotAllowed(&'static str),
+    /// 409: a uniqueness rule.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: body over the limit.
+    #[error("Request body is too large")]
+    PayloadTooLarge,
+    /// 422: malformed or out-of-range input, field by field.
+    #[error("Validation failed")]
+    Validation(Vec<FieldDetail>),
+    /// 503: a required dependency is down.
+    #[error("{0} is currently unavailable")]
+    Unavailable(&'static str),
+    /// 500: anything unexpected; the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(#[source] BoxError),
+}
+
+impl AppError {
+    /// 422 for one field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldDetail {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    /// 422 for every failed check among `checks`, or `Ok` when all passed.
+    pub fn reject_invalid<'a>(
+        checks: impl IntoIterator<Item = Option<&'a ValidationError>>,
+    ) -> Result<(), Self> {
+        let details: Vec<FieldDetail> = checks.into_iter().flatten().map(detail).collect();
+        if details.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::Validation(details))
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "permission_denied",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Validation(_) => "validation_failed",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Internal(_) => "Internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn detail(error: &ValidationError) -> FieldDetail {
+    FieldDetail {
+        field: error.field.to_owned(),
+        message: error.message.clone(),
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthorized(_) => {
+                response.insert_header((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            Self::MethodNotAllowed(allow) => {
+                response.insert_header((ALLOW, HeaderValue::from_static(allow)));
+            }
+            _ => {}
+        }
+        let details = match self {
+            Self::Validation(details) => details.clone(),
+            _ => Vec::new(),
+        };
+        response.json(ErrorBody {
+            success: false,
+            error: self.message(),
+            code: self.code(),
+            details,
+        })
+    }
+}
+
+impl From<ValidationError> for AppError {
+    fn from(error: ValidationError) -> Self {
+        Self::Validation(vec![detail(&error)])
+    }
+}
+
+impl From<RepositoryError> for AppError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Unavailable { service, .. } => Self::Unavailable(service),
+            RepositoryError::Unexpected(source) => Self::Internal(source),
+        }
+    }
+}
+
+impl From<MarketError> for AppError {
+    fn from(error: MarketError) -> Self {
+        match error {
+            MarketError::NotFound(_) => Self::NotFound(error.to_string()),
+            MarketError::Unauthenticated => Self::Unauthorized("Authentication required".into()),
+            MarketError::PermissionDenied(_) => {
+                Self::Forbidden("You do not have permission to do this".into())
+            }
+            MarketError::Resolved(_) => Self::BadRequest(error.to_string()),
+            MarketError::Invalid(error) => error.into(),
+            MarketError::Repository(error) => error.into(),
+        }
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::EmailTaken => Self::Conflict(error.to_string()),
+            AuthError::InvalidCredentials | AuthError::InvalidToken(_) => {
+                Self::Unauthorized(error.to_string())
+            }
+            AuthError::Unauthenticated => Self::Unauthorized("Authentication required".into()),
+            AuthError::PermissionDenied(_) => {
+                Self::Forbidden("You do not have permission to do this".into())
+            }
+            AuthError::UserNotFound(_) => Self::NotFound(error.to_string()),
+            AuthError::Hashing(error) => Self::Internal(Box::new(error)),
+            AuthError::Signing(error) => Self::Internal(Box::new(error)),
+            AuthError::Repository(error) => error.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+    use markets_domain::market::MarketId;
+
+    async fn body(error: AppError) -> (StatusCode, serde_json::Value) {
+        let response = error.error_response();
+        let status = response.status();
+        let bytes = to_bytes(response.into_body()).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn domain_errors_map_to_the_contract_table() {
+        let id = MarketId::new();
+        let cases: Vec<(AppError, u16, &str)> = vec![
+            (MarketError::Resolved(id).into(), 400, "bad_request"),
+            (MarketError::Unauthenticated.into(), 401, "unauthorized"),
+            (AuthError::InvalidCredentials.into(), 401, "unauthorized"),
+            (
+                MarketError::PermissionDenied(markets_domain::permission::Permission::Delete)
+                    .into(),
+                403,
+                "permission_denied",
+            ),
+            (MarketError::NotFound(id).into(), 404, "not_found"),
+            (AuthError::EmailTaken.into(), 409, "conflict"),
+            (AppError::PayloadTooLarge, 413, "payload_too_large"),
+            (
+                ValidationError::new("name", "bad").into(),
+                422,
+                "validation_failed",
+            ),
+            (
+                RepositoryError::unavailable("database", "down").into(),
+                503,
+                "service_unavailable",
+            ),
+            (RepositoryError::unexpected("boom").into(), 500, "internal"),
+        ];
+        for (error, status, code) in cases {
+            let (actual, json) = body(error).await;
+            assert_eq!(actual.as_u16(), status, "{json}");
+            assert_eq!(json["code"], code);
+            assert_eq!(json["success"], false);
+        }
+    }
+
+    #[actix_web::test]
+    async fn internal_errors_hide_their_cause() {
+        let error = AppError::from(RepositoryError::unexpected("SELECT secret FROM users"));
+        assert!(
+            error.to_string().contains("SELECT"),
+            "the log keeps the cause"
+        );
+        let (_, json) = body(error).await;
+        assert_eq!(json["error"], "Internal server error");
+        assert!(!json.to_string().contains("SELECT"));
+    }
+
+    #[actix_web::test]
+    async fn not_found_names_the_market() {
+        let id = MarketId::new();
+        let (_, json) = body(MarketError::NotFound(id).into()).await;
+        assert_eq!(json["error"], format!("Market with id {id} not found"));
+    }
+
+    #[actix_web::test]
+    async fn validation_lists_each_field() {
+        let name = ValidationError::new("name", "too long");
+        let volume = ValidationError::new("volume", "negative");
+        let rejected = AppError::reject_invalid([Some(&name), None, Some(&volume)]).unwrap_err();
+        let (status, json) = body(rejected).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            json["details"],
+            serde_json::json!([
+                {"field": "name", "message": "too long"},
+                {"field": "volume", "message": "negative"},
+            ])
+        );
+        assert!(AppError::reject_invalid([None, None]).is_ok());
+    }
+
+    #[actix_web::test]
+    async fn unauthorized_and_not_allowed_carry_their_headers() {
+        let response = AppError::Unauthorized("x".into()).error_response();
+        assert_eq!(response.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+        let response = AppError::MethodNotAllowed("GET, POST").error_response();
+        assert_eq!(response.headers().get(ALLOW).unwrap(), "GET, POST");
+    }
+}

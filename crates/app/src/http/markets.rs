@@ -1,0 +1,330 @@
+//! `/api/v1/markets`: thin handlers that parse, call the market service and shape the response.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use markets_domain::ValidationError;
+use markets_domain::market::{
+    Description, KeysetRequest, MarketDraft, MarketFilter, MarketId, MarketName, MarketPatch,
+    MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::cursor;
+use super::dto::{
+    CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
+    UpdateMarketRequest,
+};
+use super::envelope::{self, Meta};
+use super::error::{AppError, ErrorBody};
+use super::extract::{Authenticated, Caller, CanDelete, CanWrite, JsonBody, Require};
+use crate::wiring::Services;
+
+/// The header telling how a search was answered.
+pub const X_SEARCH_MODE: &str = "x-search-mode";
+
+/// Query of `GET /markets`. Either `page`/`page_size` (offset paging, the default) or
+/// `cursor`/`limit` (keyset paging); not both.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `open`, `closed` or `resolved`.
+    status: Option<String>,
+    /// `created_at`, `-created_at` (default), `volume` or `-volume`.
+    sort: Option<String>,
+    /// Page number, from 1.
+    page: Option<String>,
+    /// 1 to 100, default 20.
+    page_size: Option<String>,
+    /// From the previous page's `meta.next_cursor`.
+    cursor: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<String>,
+}
+
+/// Query of `GET /markets/search`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// 1 to 500 characters after trimming.
+    query: Option<String>,
+    /// 1 to 50, default 10.
+    limit: Option<String>,
+}
+
+fn number(field: &'static str, raw: Option<&str>) -> Result<Option<u32>, ValidationError> {
+    raw.map(|raw| {
+        raw.parse()
+            .map_err(|_| ValidationError::new(field, "must be a positive integer"))
+    })
+    .transpose()
+}
+
+fn page_size(field: &'static str, raw: Option<&str>) -> Result<PageSize, ValidationError> {
+    number(field, raw)?.map_or(Ok(PageSize::DEFAULT), |size| PageSize::new(field, size))
+}
+
+/// How a list was asked to be paged.
+enum Paging {
+    Offset(PageRequest),
+    Keyset(KeysetRequest),
+}
+
+impl ListParams {
+    fn parse(&self) -> Result<(MarketFilter, MarketSort, Paging), AppError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(str::parse::<MarketStatus>)
+            .transpose();
+        let sort = self
+            .sort
+            .as_deref()
+            .map_or(Ok(MarketSort::default()), str::parse);
+        AppError::reject_invalid([status.as_ref().err(), sort.as_ref().err()])?;
+        let (filter, sort) = (MarketFilter { status: status? }, sort?);
+        let keyset = self.cursor.is_some() || self.limit.is_some();
+        if keyset && (self.page.is_some() || self.page_size.is_some()) {
+            return Err(AppError::invalid(
+                "cursor",
+                "cannot be combined with page or page_size",
+            ));
+        }
+        let paging = if keyset {
+            let limit = page_size("limit", self.limit.as_deref());
+            let after = self
+                .cursor
+                .as_deref()
+                .map(|raw| cursor::decode(raw, sort, filter))
+                .transpose();
+            AppError::reject_invalid([limit.as_ref().err(), after.as_ref().err()])?;
+            Paging::Keyset(KeysetRequest::new(sort, after?, limit?)?)
+        } else {
+            let page = number("page", self.page.as_deref()).map(|page| page.unwrap_or(1));
+            let size = page_size("page_size", self.page_size.as_deref());
+            AppError::reject_invalid([page.as_ref().err(), size.as_ref().err()])?;
+            Paging::Offset(PageRequest::new(page?, size?)?)
+        };
+        Ok((filter, sort, paging))
+    }
+}
+
+/// List markets (summaries), offset- or cursor-paged.
+#[utoipa::path(
+    get, path = "/api/v1/markets", tag = "markets", params(ListParams),
+    responses(
+        (status = 200, description = "A page of summaries; `meta` has `page`, `page_size`, `total` or `next_cursor`",
+         body = inline(super::envelope::Envelope<Vec<MarketSummaryResponse>>)),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid query parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    services: web::Data<Services>,
+    _caller: Caller,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, AppError> {
+    let (filter, sort, paging) = params.parse()?;
+    match paging {
+        Paging::Offset(request) => {
+            let page = services.markets.list(filter, sort, request).await?;
+            let meta = Meta::Offset {
+                page: page.request.page(),
+                page_size: page.request.size().get(),
+                total: page.total,
+            };
+            let items: Vec<MarketSummaryResponse> =
+                page.items.into_iter().map(Into::into).collect();
+            Ok(envelope::page(items, meta))
+        }
+        Paging::Keyset(request) => {
+            let page = services.markets.list_after(filter, request).await?;
+            let next_cursor = page
+                .next
+                .map(|position| cursor::encode(position, sort, filter));
+            let items: Vec<MarketSummaryResponse> =
+                page.items.into_iter().map(Into::into).collect();
+            Ok(envelope::page(items, Meta::Cursor { next_cursor }))
+        }
+    }
+}
+
+/// Search markets by meaning (falling back to text search), best first.
+#[utoipa::path(
+    get, path = "/api/v1/markets/search", tag = "markets", params(SearchParams),
+    responses(
+        (status = 200, description = "Hits, best first; `X-Search-Mode` says `semantic` or `fallback`",
+         body = inline(super::envelope::Envelope<Vec<SearchHitResponse>>),
+         headers(("X-Search-Mode" = String, description = "`semantic` or `fallback`"))),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 422, description = "Missing or invalid `query` or `limit`", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    )
+)]
+pub async fn search(
+    services: web::Data<Services>,
+    _caller: Caller,
+    params: web::Query<SearchParams>,
+) -> Result<HttpResponse, AppError> {
+    let query = params
+        .query
+        .as_deref()
+        .ok_or_else(|| ValidationError::new("query", "is required"))
+        .and_then(SearchQuery::parse);
+    let limit = number("limit", params.limit.as_deref())
+        .and_then(|limit| limit.map_or(Ok(SearchLimit::DEFAULT), SearchLimit::new));
+    AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
+    let results = services.markets.search(&query?, limit?).await?;
+    let hits: Vec<SearchHitResponse> = results.hits.into_iter().map(Into::into).collect();
+    let mut response = envelope::ok(hits);
+    response.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static(X_SEARCH_MODE),
+        actix_web::http::header::HeaderValue::from_static(results.mode.as_str()),
+    );
+    Ok(response)
+}
+
+/// One market.
+#[utoipa::path(
+    get, path = "/api/v1/markets/{id}", tag = "markets",
+    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    responses(
+        (status = 200, description = "The market", body = inline(super::envelope::Envelope<MarketResponse>)),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 404, description = "No such market", body = ErrorBody),
+        (status = 422, description = "Malformed id", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    services: web::Data<Services>,
+    _caller: Caller,
+    id: web::Path<MarketId>,
+) -> Result<HttpResponse, AppError> {
+    let market = services.markets.get(id.into_inner()).await?;
+    Ok(envelope::ok(MarketResponse::from(market)))
+}
+
+/// Create a market; needs `write`.
+#[utoipa::path(
+    post, path = "/api/v1/markets", tag = "markets", request_body = CreateMarketRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = inline(super::envelope::Envelope<MarketResponse>)),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Lacks `write`", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    )
+)]
+pub async fn create(
+    services: web::Data<Services>,
+    caller: Require<CanWrite>,
+    JsonBody(body): JsonBody<CreateMarketRequest>,
+) -> Result<HttpResponse, AppError> {
+    let name = MarketName::parse(&body.name);
+    let description = Description::parse(&body.description);
+    AppError::reject_invalid([name.as_ref().err(), description.as_ref().err()])?;
+    let draft = MarketDraft {
+        name: name?,
+        description: description?,
+        status: body.status.unwrap_or(MarketStatus::Open),
+        volume: body.volume.unwrap_or(Volume::ZERO),
+    };
+    let market = services.markets.create(&caller.actor(), draft).await?;
+    let location = format!("/api/v1/markets/{}", market.id);
+    let mut response = envelope::respond(StatusCode::CREATED, MarketResponse::from(market));
+    if let Ok(value) = location.parse() {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// The value of a patch field; `null` is refused.
+fn patched<T, U>(
+    field: &'static str,
+    value: Field<T>,
+    parse: impl FnOnce(T) -> Result<U, ValidationError>,
+) -> Result<Option<U>, ValidationError> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Null => Err(ValidationError::new(field, "must not be null")),
+        Field::Value(value) => parse(value).map(Some),
+    }
+}
+
+impl UpdateMarketRequest {
+    fn into_patch(self) -> Result<MarketPatch, AppError> {
+        let name = patched("name", self.name, |raw| MarketName::parse(&raw));
+        let description = patched("description", self.description, |raw| {
+            Description::parse(&raw)
+        });
+        let status = patched("status", self.status, Ok);
+        let volume = patched("volume", self.volume, Ok);
+        AppError::reject_invalid([
+            name.as_ref().err(),
+            description.as_ref().err(),
+            status.as_ref().err(),
+            volume.as_ref().err(),
+        ])?;
+        Ok(MarketPatch {
+            name: name?,
+            description: description?,
+            status: status?,
+            volume: volume?,
+        })
+    }
+}
+
+/// Change a market; needs `write` and being its creator, or `delete`. Resolved markets are frozen.
+#[utoipa::path(
+    patch, path = "/api/v1/markets/{id}", tag = "markets", request_body = UpdateMarketRequest,
+    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The changed market", body = inline(super::envelope::Envelope<MarketResponse>)),
+        (status = 400, description = "The market is resolved", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Neither creator nor moderator", body = ErrorBody),
+        (status = 404, description = "No such market", body = ErrorBody),
+        (status = 422, description = "Empty patch, a null or an invalid field", body = ErrorBody),
+    )
+)]
+pub async fn update(
+    services: web::Data<Services>,
+    Authenticated(session): Authenticated,
+    id: web::Path<MarketId>,
+    JsonBody(body): JsonBody<UpdateMarketRequest>,
+) -> Result<HttpResponse, AppError> {
+    let patch = body.into_patch()?;
+    let market = services
+        .markets
+        .update(&session.actor(), id.into_inner(), patch)
+        .await?;
+    Ok(envelope::ok(MarketResponse::from(market)))
+}
+
+/// Delete a market; needs `delete`.
+#[utoipa::path(
+    delete, path = "/api/v1/markets/{id}", tag = "markets",
+    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Lacks `delete`", body = ErrorBody),
+        (status = 404, description = "No such market", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    services: web::Data<Services>,
+    caller: Require<CanDelete>,
+    id: web::Path<MarketId>,
+) -> Result<HttpResponse, AppError> {
+    services
+        .markets
+        .delete(&caller.actor(), id.into_inner())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,128 @@
+//! Request ids, and the last line of defence against panics.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, ResponseError};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use tracing::{Instrument, error, info_span};
+
+use super::error::AppError;
+
+/// The header carrying the request id, in both directions.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the request being served, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// A caller's id is kept when it is 1 to 128 characters of `[A-Za-z0-9._:-]`: enough for
+/// UUIDs and trace ids, nothing that could forge a log line or a header.
+fn sane(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn new_id() -> HeaderValue {
+    // A hyphenated UUID is always a valid header value.
+    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// An error that escaped the handlers (or a panic), carrying the request id so the response
+/// actix builds from it still echoes `X-Request-Id`.
+#[derive(Debug)]
+struct Tagged {
+    error: Error,
+    id: HeaderValue,
+}
+
+impl std::fmt::Display for Tagged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl ResponseError for Tagged {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let mut response = self.error.error_response();
+        response.headers_mut().insert(X_REQUEST_ID, self.id.clone());
+        response
+    }
+}
+
+/// Gives every request an id (the caller's, if sane), runs it inside a span carrying that id,
+/// echoes it in `X-Request-Id`, and logs 5xx errors once, with their cause, under that id.
+/// A panic in a handler becomes a logged 500 in the envelope instead of a dropped connection.
+///
+/// The request is not cloned across the inner call: actix's router needs it uniquely owned.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|value| sane(value))
+        .cloned()
+        .unwrap_or_else(new_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = info_span!(
+        "request",
+        request_id = %String::from_utf8_lossy(id.as_bytes()),
+        method = %req.method(),
+        path = %req.path(),
+    );
+    let outcome = AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let error = match outcome {
+        Ok(Ok(mut response)) => {
+            if let Some(failure) = response
+                .response()
+                .error()
+                .filter(|_| response.status().is_server_error())
+            {
+                span.in_scope(|| error!(error = %failure, "request failed"));
+            }
+            response.headers_mut().insert(X_REQUEST_ID, id);
+            return Ok(response);
+        }
+        Ok(Err(error)) => error,
+        Err(_) => AppError::Internal("handler panicked".into()).into(),
+    };
+    span.in_scope(|| error!(error = %error, "request failed"));
+    Err(Tagged { error, id }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_kept() {
+        for good in ["abc", "0b1c-uuid-like", "trace:1.2_3", &"x".repeat(128)] {
+            assert!(sane(&HeaderValue::from_str(good).unwrap()), "{good}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "semi;colon",
+            "tab\there",
+            &"x".repeat(129),
+        ] {
+            let value = HeaderValue::from_bytes(bad.as_bytes()).unwrap();
+            assert!(!sane(&value), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `/api/v1/users`: the caller, and role management.
+
+use actix_web::{HttpResponse, web};
+use markets_domain::user::UserId;
+
+use super::dto::{ChangeRoleRequest, UserResponse};
+use super::envelope;
+use super::error::{AppError, ErrorBody};
+use super::extract::{Authenticated, CanAdmin, JsonBody, Require};
+use crate::wiring::Services;
+
+/// The caller's own user.
+#[utoipa::path(
+    get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = inline(super::envelope::Envelope<UserResponse>)),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+    )
+)]
+pub async fn me(Authenticated(session): Authenticated) -> HttpResponse {
+    envelope::ok(UserResponse::from(session.user))
+}
+
+/// Change a user's role; needs `admin`. Applies from the user's next request.
+#[utoipa::path(
+    put, path = "/api/v1/users/{id}/role", tag = "users", request_body = ChangeRoleRequest,
+    params(("id" = uuid::Uuid, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user with the new role", body = inline(super::envelope::Envelope<UserResponse>)),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Lacks `admin`", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Unknown role or malformed id", body = ErrorBody),
+    )
+)]
+pub async fn change_role(
+    services: web::Data<Services>,
+    admin: Require<CanAdmin>,
+    id: web::Path<UserId>,
+    JsonBody(body): JsonBody<ChangeRoleRequest>,
+) -> Result<HttpResponse, AppError> {
+    let user = services
+        .auth
+        .change_role(&admin.actor(), id.into_inner(), body.role)
+        .await?;
+    Ok(envelope::ok(UserResponse::from(user)))
+}
