@@ -1,0 +1,181 @@
+//! `TestApp`: the application on port 0 against its own database, with typed helpers.
+
+use actix_web::dev::ServerHandle;
+use markets_app::settings::Settings;
+use markets_app::startup::Application;
+use markets_app::wiring::Services;
+use markets_auth::HashingSettings;
+use markets_domain::permission::Role;
+use markets_domain::user::{UserId, UserRepository};
+use markets_postgres::PgUserRepository;
+use markets_postgres::testing::TestDatabase;
+use reqwest::{Method, Response, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// The JWT secret every test app signs with, so tests can forge tokens.
+pub const SECRET: &str = "test secret that is comfortably longer than 32 bytes";
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    handle: ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting at once; the runtime ends with the test anyway.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A user created through the API, with a token.
+pub struct TestUser {
+    pub id: UserId,
+    pub email: String,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Starts the application on a free port against a fresh database.
+    pub async fn spawn() -> Self {
+        let db = TestDatabase::new().await;
+        let vars: HashMap<String, String> = [
+            ("APP_ENV", "test"),
+            ("DATABASE_URL", db.settings().url.expose_secret()),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("JWT_SECRET", SECRET),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let mut settings = Settings::load_from(&vars).unwrap();
+        // Real argon2id, but cheap: tests hash many passwords.
+        settings.auth.password_hashing = HashingSettings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent: 4,
+        };
+        let services = Services::build(&settings).unwrap();
+        let application = Application::build(&settings, services).unwrap();
+        let base = format!("http://{}", application.address());
+        let handle = application.handle();
+        tokio::spawn(application.run_until_stopped());
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            db,
+            handle,
+        }
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `GET path`, anonymous.
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None, None).await
+    }
+
+    /// Registers a user through the API.
+    pub async fn register(&self, email: &str, password: &str, display_name: &str) -> Response {
+        let body = json!({ "email": email, "password": password, "display_name": display_name });
+        self.request(Method::POST, "/api/v1/auth/register", None, Some(body))
+            .await
+    }
+
+    /// Logs in through the API.
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        let body = json!({ "email": email, "password": password });
+        self.request(Method::POST, "/api/v1/auth/login", None, Some(body))
+            .await
+    }
+
+    /// Sets a user's role directly in the database (as `markets create-admin` or an admin would).
+    pub async fn set_role(&self, id: UserId, role: Role) {
+        let users = PgUserRepository::new(self.db.pool());
+        users.update_role(id, role).await.unwrap().unwrap();
+    }
+
+    /// A registered, logged-in user with `role`.
+    pub async fn user(&self, name: &str, role: Role) -> TestUser {
+        let email = format!("{name}@example.com");
+        let registered = body(self.register(&email, "password123", name).await, 201).await;
+        let id: UserId = registered["data"]["id"].as_str().unwrap().parse().unwrap();
+        if role != Role::User {
+            self.set_role(id, role).await;
+        }
+        let login = body(self.login(&email, "password123").await, 200).await;
+        let token = login["data"]["access_token"].as_str().unwrap().to_owned();
+        TestUser { id, email, token }
+    }
+
+    /// Creates a market through the API as `user`; returns its JSON.
+    pub async fn market(&self, user: &TestUser, fields: Value) -> Value {
+        let response = self
+            .request(
+                Method::POST,
+                "/api/v1/markets",
+                Some(&user.token),
+                Some(fields),
+            )
+            .await;
+        body(response, 201).await["data"].clone()
+    }
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn body(response: Response, status: u16) -> Value {
+    let actual = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(
+        actual,
+        StatusCode::from_u16(status).unwrap(),
+        "body: {text}"
+    );
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Asserts an error response in the contract's envelope; returns its body.
+pub async fn error(response: Response, status: u16, code: &str) -> Value {
+    let json = body(response, status).await;
+    assert_eq!(json["success"], false, "{json}");
+    assert_eq!(json["code"], code, "{json}");
+    assert!(
+        json["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{json}"
+    );
+    json
+}
+
+/// The `field`s listed in a validation error's details.
+pub fn detail_fields(json: &Value) -> Vec<String> {
+    json["details"]
+        .as_array()
+        .map(|details| {
+            details
+                .iter()
+                .map(|d| d["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the HTTP API: the real server on a random port, a real PostgreSQL
+//! database of its own per test, driven over HTTP with reqwest. One binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod errors;
+mod markets;
+mod paging;
+mod users;
