@@ -25,3 +25,7 @@ migrate:
 # Stop the local PostgreSQL cluster started by `just services`.
 down:
     scripts/services.sh down
+
+# Benchmark: seeds 10k markets, serves the release build, drives it with wrk, prints a table.
+bench:
+    scripts/bench.sh

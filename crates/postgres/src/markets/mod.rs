@@ -124,16 +124,13 @@ impl MarketRepository for PgMarketRepository {
         page: PageRequest,
     ) -> Result<Page<MarketSummary>, RepositoryError> {
         let mut pooled = self.pool.get().await?;
-        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
         let (total, rows) = {
             let mut conn: &AsyncPgConnection = &pooled;
             let count = paging::filtered(filter)
                 .count()
                 .get_result::<i64>(&mut conn);
-            let rows = paging::ordered(paging::filtered(filter), sort)
+            let rows = paging::offset_page(filter, sort, page)
                 .select(SummaryRow::as_select())
-                .limit(i64::from(page.size().get()))
-                .offset(offset)
                 .load::<SummaryRow>(&mut conn);
             try_join!(count, rows).map_err(from_query)?
         };
@@ -324,5 +321,18 @@ mod tests {
             println!("EXPLAIN keyset page, status={status}, sort={sort}:\n{later}\n");
             assert_index_only_plan(&later, index);
         }
+        conn.batch_execute("VACUUM markets").await.unwrap();
+        let deep = PageRequest::new(400, markets_domain::market::PageSize::DEFAULT).unwrap();
+        let offset_page = plan(
+            &mut conn,
+            paging::offset_page(MarketFilter::default(), MarketSort::default(), deep),
+        )
+        .await;
+        println!("EXPLAIN offset page 400, sort=-created_at:\n{offset_page}\n");
+        assert!(
+            offset_page.contains("Index Only Scan using markets_created_at_idx"),
+            "{offset_page}"
+        );
+        assert!(!offset_page.contains("Seq Scan"), "{offset_page}");
     }
 }

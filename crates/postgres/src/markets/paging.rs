@@ -5,7 +5,9 @@ use diesel::expression::{SqlLiteral, UncheckedBind};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Float, Numeric, Text, Timestamptz, Uuid as SqlUuid};
-use markets_domain::market::{KeysetPosition, MarketFilter, MarketSort, SortField, SortKey};
+use markets_domain::market::{
+    KeysetPosition, MarketFilter, MarketSort, PageRequest, SortField, SortKey,
+};
 
 use crate::schema::markets;
 use crate::volume::to_numeric;
@@ -36,6 +38,21 @@ pub(super) fn ordered(query: MarketQuery, sort: MarketSort) -> MarketQuery {
         (SortField::Volume, true) => query.order_by((markets::volume.desc(), markets::id.desc())),
         (SortField::Volume, false) => query.order_by((markets::volume.asc(), markets::id.asc())),
     }
+}
+
+/// One offset page of `filter`'s markets in `sort` order, as a deferred join: the offset is
+/// skipped in an index-only scan of the ordering index (which holds the ids), and only the
+/// page's own rows are read from the table.
+pub(super) fn offset_page(
+    filter: MarketFilter,
+    sort: MarketSort,
+    page: PageRequest,
+) -> MarketQuery {
+    let page_ids = ordered(filtered(filter), sort)
+        .select(markets::id)
+        .limit(i64::from(page.size().get()))
+        .offset(i64::try_from(page.offset()).unwrap_or(i64::MAX));
+    ordered(markets::table.into_boxed(), sort).filter(markets::id.eq_any(page_ids))
 }
 
 /// The rows strictly after `position` in `sort` order, as one row-value comparison

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark (`just bench`): seeds 10,000 markets and 200 users into a database of its own,
+# starts the release binary, drives it with wrk on this machine, and prints requests/s,
+# p50/p99 latency, failures, the server's peak RSS per scenario, and each scenario's
+# throughput as a share of /health/live's in the same run.
+#
+# Environment: BENCH_DURATION (default 10s per scenario), BENCH_CONNECTIONS (default 32),
+# BENCH_PORT (default 18090).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
+
+duration="${BENCH_DURATION:-10s}"
+connections="${BENCH_CONNECTIONS:-32}"
+port="${BENCH_PORT:-18090}"
+base="http://127.0.0.1:$port"
+
+eval "$(scripts/services.sh up)"
+if ! command -v wrk >/dev/null 2>&1; then
+	echo "bench: installing wrk" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+fi
+
+cargo build --release --locked -q -p markets-app --bin markets
+markets=target/release/markets
+
+# A database of its own, recreated each run, on the same server as the tests.
+bench_url="${DATABASE_URL%/*}/markets_bench"
+psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS markets_bench WITH (FORCE)" -c "CREATE DATABASE markets_bench"
+export DATABASE_URL="$bench_url" APP_ENV=production RUST_LOG=warn BIND_ADDR="127.0.0.1:$port"
+JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export JWT_SECRET
+"$markets" migrate 2>/dev/null
+psql -q "$bench_url" -f bench/seed.sql
+export BENCH_PASSWORD="bench password $RANDOM$RANDOM"
+"$markets" create-admin --email bench-admin@example.com --password-env BENCH_PASSWORD >/dev/null 2>&1
+psql -Atq "$bench_url" -c "SELECT id FROM markets" >bench/.ids.txt
+echo "bench: seeded $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM markets') markets, $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM users') users" >&2
+
+"$markets" serve --no-migrate 2>bench/.server.log &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+	curl -sf "$base/health/live" >/dev/null && break
+	sleep 0.1
+done
+BENCH_TOKEN="$(curl -sf "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
+	-d "{\"email\":\"bench-admin@example.com\",\"password\":\"$BENCH_PASSWORD\"}" |
+	sed -E 's/.*"access_token":"([^"]+)".*/\1/')"
+export BENCH_TOKEN
+
+# run NAME SCRIPT PATH: one wrk run; prints "NAME rps p50 p99 failures rss_mb".
+run() {
+	local name=$1 script=$2 path=$3 result rss
+	echo 5 >"/proc/$server/clear_refs" # reset the peak-RSS counter
+	result="$(wrk -t2 -c"$connections" -d"$duration" --latency -s "bench/$script" "$base$path" | grep '^RESULT')"
+	rss="$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status")"
+	# shellcheck disable=SC2001
+	echo "$name $(sed -E 's/RESULT rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) non2xx=([0-9]+) socket_errors=([0-9]+).*/\1 \2 \3 \4+\5/' <<<"$result") $rss"
+}
+
+# Warm up connections and caches; not reported.
+BENCH_DURATION=2s wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null
+
+results="$(
+	run "GET /health/live" health.lua /health/live
+	run "GET /api/v1/markets/{id}" get_by_id.lua /
+	run "GET /api/v1/markets?page=N" list_page.lua /
+	run "cursor walk (sort=-volume)" cursor_walk.lua /
+	run "POST /api/v1/markets" create.lua /
+)"
+
+ceiling="$(head -n1 <<<"$results" | awk '{ print $(NF-4) }')"
+echo
+echo "wrk -t2 -c$connections -d$duration, server and load generator on this machine ($(nproc) cores)"
+echo
+echo "| scenario | req/s | p50 ms | p99 ms | non-2xx+socket errors | peak RSS MB | vs /health/live |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+while read -r line; do
+	awk -v ceiling="$ceiling" '{
+		rss = $NF; failures = $(NF-1); p99 = $(NF-2); p50 = $(NF-3); rps = $(NF-4);
+		name = $1; for (i = 2; i <= NF - 5; i++) name = name " " $i;
+		printf "| %s | %d | %s | %s | %s | %s | %.0f%% |\n", name, rps, p50, p99, failures, rss, 100 * rps / ceiling
+	}' <<<"$line"
+done <<<"$results"
