@@ -119,4 +119,65 @@ mod tests {
             assert!(!sane(&value), "{bad:?}");
         }
     }
+
+    async fn serve(
+        handler: actix_web::Route,
+        request: actix_web::test::TestRequest,
+    ) -> actix_web::HttpResponse {
+        use actix_web::dev::Service;
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(request_id))
+                .route("/", handler),
+        )
+        .await;
+        match app.call(request.to_request()).await {
+            Ok(response) => response.into_parts().1.map_into_boxed_body(),
+            Err(error) => error.error_response(),
+        }
+    }
+
+    #[actix_web::test]
+    async fn sane_ids_are_echoed_and_others_replaced() {
+        let ok = || actix_web::web::get().to(|| async { "ok" });
+        let kept = serve(
+            ok(),
+            actix_web::test::TestRequest::get().insert_header(("x-request-id", "abc-123")),
+        )
+        .await;
+        assert_eq!(kept.headers().get(&X_REQUEST_ID).unwrap(), "abc-123");
+        let replaced = serve(
+            ok(),
+            actix_web::test::TestRequest::get().insert_header(("x-request-id", "a b")),
+        )
+        .await;
+        let id = replaced
+            .headers()
+            .get(&X_REQUEST_ID)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_in_the_envelope() {
+        let boom = actix_web::web::get().to(|| async {
+            if true {
+                panic!("boom: secret internals");
+            }
+            "unreachable"
+        });
+        let request = actix_web::test::TestRequest::get().insert_header(("x-request-id", "req-1"));
+        let response = serve(boom, request).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers().get(&X_REQUEST_ID).unwrap(), "req-1");
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "internal");
+        assert_eq!(json["error"], "Internal server error");
+        assert!(!json.to_string().contains("secret"));
+    }
 }
