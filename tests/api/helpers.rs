@@ -179,3 +179,42 @@ pub fn detail_fields(json: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The value of header `name`, if present and text.
+pub fn header(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The keys of a JSON object, sorted.
+pub fn keys(json: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = json
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {json}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts a 422 `validation_failed` whose details name exactly `fields` (in any order), each
+/// with a message; returns its body.
+pub async fn invalid(response: Response, fields: &[&str]) -> Value {
+    let json = error(response, 422, "validation_failed").await;
+    let mut actual = detail_fields(&json);
+    actual.sort();
+    let mut expected: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+    expected.sort();
+    assert_eq!(actual, expected, "{json}");
+    for detail in json["details"].as_array().unwrap() {
+        assert!(
+            detail["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{json}"
+        );
+    }
+    json
+}

@@ -6,7 +6,7 @@ use markets_domain::auth::{Password, Registration};
 use markets_domain::permission::Role;
 use markets_domain::user::{DisplayName, Email};
 
-use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse};
+use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse, required};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
 use super::extract::JsonBody;
@@ -26,9 +26,11 @@ pub async fn register(
     services: web::Data<Services>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let email = Email::parse(&body.email);
-    let password = Password::parse(&body.password);
-    let display_name = DisplayName::parse(&body.display_name);
+    let email = required::<String>("email", body.email).and_then(|raw| Email::parse(&raw));
+    let password =
+        required::<String>("password", body.password).and_then(|raw| Password::parse(&raw));
+    let display_name = required::<String>("display_name", body.display_name)
+        .and_then(|raw| DisplayName::parse(&raw));
     AppError::reject_invalid([
         email.as_ref().err(),
         password.as_ref().err(),

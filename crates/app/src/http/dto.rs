@@ -2,10 +2,13 @@
 //! types. Domain values appear as their schema types (`value_type`) for the OpenAPI document.
 
 use chrono::{DateTime, Utc};
+use markets_domain::ValidationError;
 use markets_domain::market::{Creator, Market, MarketStatus, MarketSummary, ScoredSummary, Volume};
 use markets_domain::permission::Role;
 use markets_domain::user::User;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -97,15 +100,19 @@ pub struct TokenResponse {
     pub expires_in: u64,
 }
 
-/// `POST /auth/register`.
+/// `POST /auth/register`. Fields are read as raw JSON and checked one by one, so a response
+/// lists every invalid field, wrong types included.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// Valid email; trimmed and lower-cased.
-    pub email: String,
+    #[schema(value_type = String)]
+    pub email: Option<Value>,
     /// 8 to 128 characters.
-    pub password: String,
+    #[schema(value_type = String)]
+    pub password: Option<Value>,
     /// 1 to 80 characters after trimming.
-    pub display_name: String,
+    #[schema(value_type = String)]
+    pub display_name: Option<Value>,
 }
 
 /// `POST /auth/login`.
@@ -125,19 +132,22 @@ pub struct ChangeRoleRequest {
     pub role: Role,
 }
 
-/// `POST /markets`.
+/// `POST /markets`. Fields are read as raw JSON and checked one by one, so a response lists
+/// every invalid field, wrong types included.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateMarketRequest {
     /// 1 to 200 characters after trimming.
-    pub name: String,
+    #[schema(value_type = String)]
+    pub name: Option<Value>,
     /// Up to 5000 characters; may be empty.
-    pub description: String,
+    #[schema(value_type = String)]
+    pub description: Option<Value>,
     /// Defaults to `open`.
     #[schema(value_type = Option<String>, example = "open")]
-    pub status: Option<MarketStatus>,
+    pub status: Option<Value>,
     /// Defaults to 0; at most two decimals and 13 integer digits.
     #[schema(value_type = Option<f64>, example = 0)]
-    pub volume: Option<Volume>,
+    pub volume: Option<Value>,
 }
 
 /// A field of a partial update: left out, explicitly `null`, or set.
@@ -167,19 +177,35 @@ pub struct UpdateMarketRequest {
     /// 1 to 200 characters after trimming.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
-    pub name: Field<String>,
+    pub name: Field<Value>,
     /// Up to 5000 characters.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
-    pub description: Field<String>,
+    pub description: Field<Value>,
     /// `open`, `closed` or `resolved`.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
-    pub status: Field<MarketStatus>,
+    pub status: Field<Value>,
     /// At most two decimals and 13 integer digits.
     #[serde(default)]
     #[schema(value_type = Option<f64>)]
-    pub volume: Field<Volume>,
+    pub volume: Field<Value>,
+}
+
+/// `value` as a `T`, or why not, for `field` (e.g. "invalid type: integer `1`, expected a string").
+pub fn typed<T: DeserializeOwned>(field: &'static str, value: Value) -> Result<T, ValidationError> {
+    T::deserialize(value).map_err(|error| ValidationError::new(field, error.to_string()))
+}
+
+/// A required field as a `T`: missing is "is required".
+pub fn required<T: DeserializeOwned>(
+    field: &'static str,
+    value: Option<Value>,
+) -> Result<T, ValidationError> {
+    value.map_or_else(
+        || Err(ValidationError::new(field, "is required")),
+        |value| typed(field, value),
+    )
 }
 
 impl From<Creator> for CreatorResponse {

@@ -217,12 +217,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 ));
             }
             let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(&mut deserializer)
-                .map(JsonBody)
-                .map_err(|error| {
-                    let (field, message) = locate(&error);
-                    AppError::invalid(field, message)
-                })
+            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let (field, message) = locate(&error);
+                AppError::invalid(field, message)
+            })?;
+            // Anything after the JSON value makes the body malformed, not ignorable.
+            deserializer.end().map_err(|_| {
+                AppError::invalid("body", "trailing characters after the JSON value")
+            })?;
+            Ok(JsonBody(value))
         })
     }
 }

@@ -9,12 +9,14 @@ use markets_domain::market::{
     MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
 };
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::cursor;
 use super::dto::{
     CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
-    UpdateMarketRequest,
+    UpdateMarketRequest, required, typed,
 };
 use super::envelope::{self, Meta};
 use super::error::{AppError, ErrorBody};
@@ -72,6 +74,7 @@ enum Paging {
 }
 
 impl ListParams {
+    /// Every parameter is checked before any is used, so one response lists all that are wrong.
     fn parse(&self) -> Result<(MarketFilter, MarketSort, Paging), AppError> {
         let status = self
             .status
@@ -82,7 +85,26 @@ impl ListParams {
             .sort
             .as_deref()
             .map_or(Ok(MarketSort::default()), str::parse);
-        AppError::reject_invalid([status.as_ref().err(), sort.as_ref().err()])?;
+        let page = number("page", self.page.as_deref())
+            .and_then(|page| PageRequest::new(page.unwrap_or(1), PageSize::DEFAULT))
+            .map(PageRequest::page);
+        let size = page_size("page_size", self.page_size.as_deref());
+        let limit = page_size("limit", self.limit.as_deref());
+        // A cursor can only be judged against a valid sort and status.
+        let after = match (&status, &sort, self.cursor.as_deref()) {
+            (Ok(status), Ok(sort), Some(raw)) => {
+                cursor::decode(raw, *sort, MarketFilter { status: *status }).map(Some)
+            }
+            _ => Ok(None),
+        };
+        AppError::reject_invalid([
+            status.as_ref().err(),
+            sort.as_ref().err(),
+            page.as_ref().err(),
+            size.as_ref().err(),
+            limit.as_ref().err(),
+            after.as_ref().err(),
+        ])?;
         let (filter, sort) = (MarketFilter { status: status? }, sort?);
         let keyset = self.cursor.is_some() || self.limit.is_some();
         if keyset && (self.page.is_some() || self.page_size.is_some()) {
@@ -92,18 +114,8 @@ impl ListParams {
             ));
         }
         let paging = if keyset {
-            let limit = page_size("limit", self.limit.as_deref());
-            let after = self
-                .cursor
-                .as_deref()
-                .map(|raw| cursor::decode(raw, sort, filter))
-                .transpose();
-            AppError::reject_invalid([limit.as_ref().err(), after.as_ref().err()])?;
             Paging::Keyset(KeysetRequest::new(sort, after?, limit?)?)
         } else {
-            let page = number("page", self.page.as_deref()).map(|page| page.unwrap_or(1));
-            let size = page_size("page_size", self.page_size.as_deref());
-            AppError::reject_invalid([page.as_ref().err(), size.as_ref().err()])?;
             Paging::Offset(PageRequest::new(page?, size?)?)
         };
         Ok((filter, sort, paging))
@@ -223,14 +235,22 @@ pub async fn create(
     caller: Require<CanWrite>,
     JsonBody(body): JsonBody<CreateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let name = MarketName::parse(&body.name);
-    let description = Description::parse(&body.description);
-    AppError::reject_invalid([name.as_ref().err(), description.as_ref().err()])?;
+    let name = required::<String>("name", body.name).and_then(|raw| MarketName::parse(&raw));
+    let description = required::<String>("description", body.description)
+        .and_then(|raw| Description::parse(&raw));
+    let status = body.status.map(|v| typed("status", v)).transpose();
+    let volume = body.volume.map(|v| typed("volume", v)).transpose();
+    AppError::reject_invalid([
+        name.as_ref().err(),
+        description.as_ref().err(),
+        status.as_ref().err(),
+        volume.as_ref().err(),
+    ])?;
     let draft = MarketDraft {
         name: name?,
         description: description?,
-        status: body.status.unwrap_or(MarketStatus::Open),
-        volume: body.volume.unwrap_or(Volume::ZERO),
+        status: status?.unwrap_or(MarketStatus::Open),
+        volume: volume?.unwrap_or(Volume::ZERO),
     };
     let market = services.markets.create(&caller.actor(), draft).await?;
     let location = format!("/api/v1/markets/{}", market.id);
@@ -242,26 +262,26 @@ pub async fn create(
 }
 
 /// The value of a patch field; `null` is refused.
-fn patched<T, U>(
+fn patched<T: DeserializeOwned, U>(
     field: &'static str,
-    value: Field<T>,
+    value: Field<Value>,
     parse: impl FnOnce(T) -> Result<U, ValidationError>,
 ) -> Result<Option<U>, ValidationError> {
     match value {
         Field::Absent => Ok(None),
         Field::Null => Err(ValidationError::new(field, "must not be null")),
-        Field::Value(value) => parse(value).map(Some),
+        Field::Value(value) => typed(field, value).and_then(parse).map(Some),
     }
 }
 
 impl UpdateMarketRequest {
     fn into_patch(self) -> Result<MarketPatch, AppError> {
-        let name = patched("name", self.name, |raw| MarketName::parse(&raw));
-        let description = patched("description", self.description, |raw| {
+        let name = patched("name", self.name, |raw: String| MarketName::parse(&raw));
+        let description = patched("description", self.description, |raw: String| {
             Description::parse(&raw)
         });
-        let status = patched("status", self.status, Ok);
-        let volume = patched("volume", self.volume, Ok);
+        let status = patched("status", self.status, Ok::<MarketStatus, _>);
+        let volume = patched("volume", self.volume, Ok::<Volume, _>);
         AppError::reject_invalid([
             name.as_ref().err(),
             description.as_ref().err(),

@@ -51,9 +51,15 @@ fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
     AppError::invalid("id", message).into()
 }
 
-/// Malformed query strings (e.g. a repeated parameter) are 422.
+/// Malformed query strings are 422; a repeated parameter is named as the field.
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    AppError::invalid("query", error.to_string()).into()
+    let message = error.to_string();
+    let field = message
+        .split_once("duplicate field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map_or("query_string", |(field, _)| field)
+        .to_owned();
+    AppError::invalid(field, message).into()
 }
 
 /// Registers every route and the extractor configuration that keeps their errors in the envelope.
