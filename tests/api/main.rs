@@ -7,5 +7,6 @@ mod helpers;
 mod auth;
 mod errors;
 mod markets;
+mod outage;
 mod paging;
 mod users;
