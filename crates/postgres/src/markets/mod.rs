@@ -99,7 +99,20 @@ impl MarketRepository for PgMarketRepository {
     }
 
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
-        Ok(self.find_by_ids(&[id]).await?.pop())
+        let mut conn = self.pool.get().await?;
+        // A statically typed query, so the connection keeps it prepared: planning costs more
+        // than executing a primary-key lookup.
+        let found = markets::table
+            .inner_join(users::table)
+            .filter(markets::id.eq(id.as_uuid()))
+            .select((MarketRow::as_select(), users::display_name))
+            .first::<(MarketRow, String)>(&mut conn)
+            .await
+            .optional()
+            .map_err(from_query)?;
+        found
+            .map(|(row, creator_name)| row.into_market(&creator_name))
+            .transpose()
     }
 
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
