@@ -2,6 +2,7 @@
 
 use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::auth::AuthService;
+use markets_domain::cache::NoCache;
 use markets_domain::market::MarketService;
 use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tracing::warn;
 use crate::settings::Settings;
 
 /// The market service as this binary wires it.
-pub type AppMarketService = MarketService<PgMarketRepository>;
+pub type AppMarketService = MarketService<PgMarketRepository, NoCache>;
 /// The auth service as this binary wires it.
 pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher, JwtIssuer>;
 
@@ -43,7 +44,7 @@ impl Services {
             Duration::from_secs(settings.auth.token_lifetime_secs),
         );
         Ok(Self {
-            markets: MarketService::new(PgMarketRepository::new(pool.clone())),
+            markets: MarketService::new(PgMarketRepository::new(pool.clone()), NoCache),
             auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher, tokens),
             pool,
         })

@@ -297,6 +297,7 @@ pub async fn market_is_stored_whole<F: RepositoryFixture>(fixture: &F) {
     assert_eq!(created.creator.id, ann.id);
     assert_eq!(created.creator.display_name, ann.display_name);
     assert_eq!(created.created_at, created.updated_at);
+    assert_eq!(created.version, 1, "versions start at 1");
     let found = fixture.markets().find_by_id(new.id).await.unwrap();
     assert_eq!(found, Some(created));
 }

@@ -1,4 +1,9 @@
 //! The cache port in front of the market repository.
+//!
+//! Entries are versioned by [`Market::version`]: a write never replaces a newer entry with an
+//! older one, and a removal leaves a marker that refuses every write-back for a while. That
+//! closes the race where a reader misses, reads the old row, and writes it back after an update
+//! or a delete has already refreshed or removed the entry.
 
 use async_trait::async_trait;
 
@@ -11,15 +16,55 @@ use crate::market::{Market, MarketId};
 #[error("cache is currently unavailable")]
 pub struct CacheError(#[source] pub BoxError);
 
-/// Caches whole markets by id. Entries expire after a time-to-live chosen by the adapter.
+/// Whether a read was answered by the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// From the cache.
+    Hit,
+    /// From the repository (the cache missed, or was unavailable).
+    Miss,
+}
+
+impl CacheStatus {
+    /// `HIT` or `MISS`, as sent in `X-Cache`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+        }
+    }
+}
+
+/// Caches whole markets by id, with a time-to-live chosen by the adapter.
+/// Implementations must pass `markets_contract_tests`' cache suite.
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
-    /// The cached market, or `None` on a miss (an unreadable entry is a miss too).
+    /// The cached market, or `None` on a miss (an unreadable or removed entry is a miss too).
     async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError>;
 
-    /// Stores `markets`, replacing any entries they have, in as few round trips as possible.
+    /// Stores `markets` in one round trip, each unless the cache holds the same or a newer
+    /// version of it, or it was removed within the removal guard.
     async fn put(&self, markets: &[Market]) -> Result<(), CacheError>;
 
-    /// Removes the entry for `id`, so that no later read returns the old value.
-    async fn invalidate(&self, id: MarketId) -> Result<(), CacheError>;
+    /// Removes the market's entry and, for the guard period, refuses writes of any version.
+    async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
+}
+
+/// No cache at all: every read misses. For deployments and tests without one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCache;
+
+#[async_trait]
+impl Cache for NoCache {
+    async fn get(&self, _: MarketId) -> Result<Option<Market>, CacheError> {
+        Ok(None)
+    }
+
+    async fn put(&self, _: &[Market]) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    async fn remove(&self, _: MarketId) -> Result<(), CacheError> {
+        Ok(())
+    }
 }

@@ -10,7 +10,7 @@
 //! - [`permission`]: the role to permission table and the [`permission::Actor`] making a request.
 //! - [`auth`]: passwords, the [`auth::PasswordHasher`] port and the [`auth::AuthService`].
 //! - [`search`]: the [`search::EmbeddingProvider`] and [`search::VectorIndex`] ports.
-//! - [`cache`]: the [`cache::Cache`] port.
+//! - [`cache`]: the [`cache::Cache`] port, with versioned entries.
 #![deny(missing_docs)]
 
 pub mod auth;

@@ -11,6 +11,7 @@ use crate::auth::{
     AccessToken, HashError, Password, PasswordHash, PasswordHasher, TokenClaims, TokenError,
     TokenIssuer,
 };
+use crate::cache::{Cache, CacheError};
 use crate::error::RepositoryError;
 use crate::market::{
     CreateMarketError, Creator, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter,
@@ -116,6 +117,7 @@ impl MarketRepository for InMemoryStore {
             creator,
             created_at: now,
             updated_at: now,
+            version: 1,
         };
         state.markets.insert(market.id, market.clone());
         Ok(market)
@@ -192,6 +194,7 @@ impl MarketRepository for InMemoryStore {
         market.status = patch.status.unwrap_or(market.status);
         market.volume = patch.volume.unwrap_or(market.volume);
         market.updated_at = Utc::now();
+        market.version += 1;
         Ok(Some(market.clone()))
     }
 
@@ -362,5 +365,61 @@ impl TokenIssuer for FakeTokens {
             issued_at: now,
             expires_at: now + chrono::Duration::minutes(30),
         })
+    }
+}
+
+/// What an in-memory cache slot holds.
+#[derive(Debug, Clone)]
+enum Slot {
+    Entry(Market),
+    Removed,
+}
+
+/// A cache in memory with the port's versioning rules and no expiry; clones share entries.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryCache {
+    slots: Arc<Mutex<HashMap<MarketId, Slot>>>,
+}
+
+impl InMemoryCache {
+    fn slots(&self) -> MutexGuard<'_, HashMap<MarketId, Slot>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets everything, removal guards included (as if every entry had expired).
+    pub fn clear(&self) {
+        self.slots().clear();
+    }
+}
+
+#[async_trait]
+impl Cache for InMemoryCache {
+    async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError> {
+        Ok(match self.slots().get(&id) {
+            Some(Slot::Entry(market)) => Some(market.clone()),
+            Some(Slot::Removed) | None => None,
+        })
+    }
+
+    async fn put(&self, markets: &[Market]) -> Result<(), CacheError> {
+        let mut slots = self.slots();
+        for market in markets {
+            let newer_held = match slots.get(&market.id) {
+                Some(Slot::Entry(held)) => held.version >= market.version,
+                Some(Slot::Removed) => true,
+                None => false,
+            };
+            if !newer_held {
+                slots.insert(market.id, Slot::Entry(market.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, id: MarketId) -> Result<(), CacheError> {
+        self.slots().insert(id, Slot::Removed);
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ diesel::table! {
         creator_id -> Uuid,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        version -> Int8,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/api/v1/markets`: thin handlers that parse, call the market service and shape the response.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::LOCATION;
+use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpResponse, web};
 use markets_domain::ValidationError;
 use markets_domain::market::{
@@ -25,6 +25,8 @@ use crate::wiring::Services;
 
 /// The header telling how a search was answered.
 pub const X_SEARCH_MODE: &str = "x-search-mode";
+/// The header telling whether a market came from the cache.
+pub const X_CACHE: &str = "x-cache";
 
 /// Query of `GET /markets`. Either `page`/`page_size` (offset paging, the default) or
 /// `cursor`/`limit` (keyset paging); not both.
@@ -192,8 +194,8 @@ pub async fn search(
     let hits: Vec<SearchHitResponse> = results.hits.into_iter().map(Into::into).collect();
     let mut response = envelope::ok(hits);
     response.headers_mut().insert(
-        actix_web::http::header::HeaderName::from_static(X_SEARCH_MODE),
-        actix_web::http::header::HeaderValue::from_static(results.mode.as_str()),
+        HeaderName::from_static(X_SEARCH_MODE),
+        HeaderValue::from_static(results.mode.as_str()),
     );
     Ok(response)
 }
@@ -203,7 +205,9 @@ pub async fn search(
     get, path = "/api/v1/markets/{id}", tag = "markets",
     params(("id" = uuid::Uuid, Path, description = "Market id")),
     responses(
-        (status = 200, description = "The market", body = inline(super::envelope::Envelope<MarketResponse>)),
+        (status = 200, description = "The market; `X-Cache` says `HIT` or `MISS`",
+         body = inline(super::envelope::Envelope<MarketResponse>),
+         headers(("X-Cache" = String, description = "`HIT` or `MISS`"))),
         (status = 401, description = "Invalid token", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
         (status = 422, description = "Malformed id", body = ErrorBody),
@@ -214,8 +218,13 @@ pub async fn get(
     _caller: Caller,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
-    let market = services.markets.get(id.into_inner()).await?;
-    Ok(envelope::ok(MarketResponse::from(market)))
+    let (market, cache) = services.markets.get(id.into_inner()).await?;
+    let mut response = envelope::ok(MarketResponse::from(market));
+    response.headers_mut().insert(
+        HeaderName::from_static(X_CACHE),
+        HeaderValue::from_static(cache.as_str()),
+    );
+    Ok(response)
 }
 
 /// Create a market; needs `write`.

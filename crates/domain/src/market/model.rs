@@ -34,6 +34,9 @@ pub struct Market {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Starts at 1 and grows by one with every change: caches compare it to never replace a
+    /// newer value with an older one.
+    pub version: u64,
 }
 
 /// The columns a list shows: a market without its description.

@@ -2,9 +2,11 @@
 
 use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
+use super::query::{PageSize, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
 use super::search::{SearchLimit, SearchMode, SearchQuery, SearchResults};
 use super::values::{MarketId, MarketStatus};
+use crate::cache::{Cache, CacheStatus};
 use crate::error::{RepositoryError, ValidationError};
 use crate::permission::{Actor, Permission};
 
@@ -31,16 +33,24 @@ pub enum MarketError {
     Repository(#[from] RepositoryError),
 }
 
-/// Applies the market rules on top of a [`MarketRepository`].
+/// Applies the market rules on top of a [`MarketRepository`], with a [`Cache`] in front of
+/// single-market reads: cache-aside on reads, write-through on create and update, removal on
+/// delete. Cache failures never fail a use case: they count as misses and skipped writes.
 #[derive(Debug, Clone)]
-pub struct MarketService<M> {
+pub struct MarketService<M, C> {
     markets: M,
+    cache: C,
 }
 
-impl<M: MarketRepository> MarketService<M> {
-    /// Builds the service on its repository.
-    pub fn new(markets: M) -> Self {
-        Self { markets }
+impl<M: MarketRepository, C: Cache> MarketService<M, C> {
+    /// Builds the service on its repository and cache (`NoCache` for none).
+    pub fn new(markets: M, cache: C) -> Self {
+        Self { markets, cache }
+    }
+
+    /// Best-effort cache write: the adapter reports its own failures.
+    async fn cache_put(&self, markets: &[Market]) {
+        let _ = self.cache.put(markets).await;
     }
 
     /// Creates a market owned by the caller; needs [`Permission::Write`].
@@ -54,19 +64,60 @@ impl<M: MarketRepository> MarketService<M> {
             status: draft.status,
             volume: draft.volume,
         };
-        self.markets.create(new).await.map_err(|error| match error {
-            // The caller's own account vanished between authentication and now.
-            CreateMarketError::UnknownCreator(_) => MarketError::Unauthenticated,
-            CreateMarketError::Repository(error) => error.into(),
-        })
+        let market = self
+            .markets
+            .create(new)
+            .await
+            .map_err(|error| match error {
+                // The caller's own account vanished between authentication and now.
+                CreateMarketError::UnknownCreator(_) => MarketError::Unauthenticated,
+                CreateMarketError::Repository(error) => error.into(),
+            })?;
+        self.cache_put(std::slice::from_ref(&market)).await;
+        Ok(market)
     }
 
-    /// The market with this id.
-    pub async fn get(&self, id: MarketId) -> Result<Market, MarketError> {
+    /// The market with this id, from the cache if it has it (cache-aside).
+    pub async fn get(&self, id: MarketId) -> Result<(Market, CacheStatus), MarketError> {
+        match self.cache.get(id).await {
+            Ok(Some(market)) => Ok((market, CacheStatus::Hit)),
+            Ok(None) => {
+                let market = self.load(id).await?;
+                self.cache_put(std::slice::from_ref(&market)).await;
+                Ok((market, CacheStatus::Miss))
+            }
+            // The cache is down: do not wait on it a second time for the write-back.
+            Err(_) => Ok((self.load(id).await?, CacheStatus::Miss)),
+        }
+    }
+
+    /// The market with this id, from the repository.
+    async fn load(&self, id: MarketId) -> Result<Market, MarketError> {
         self.markets
             .find_by_id(id)
             .await?
             .ok_or(MarketError::NotFound(id))
+    }
+
+    /// Loads the `count` markets with the most volume into the cache, with one repository
+    /// query for the ids, one for the markets and one cache round trip. Returns how many.
+    pub async fn warm_cache(&self, count: PageSize) -> Result<usize, MarketError> {
+        let by_volume = MarketSort {
+            field: SortField::Volume,
+            descending: true,
+        };
+        let request = KeysetRequest::new(by_volume, None, count)?;
+        let top = self
+            .markets
+            .find_after(MarketFilter::default(), request)
+            .await?;
+        let ids: Vec<MarketId> = top.items.iter().map(|market| market.id).collect();
+        let markets = self.markets.find_by_ids(&ids).await?;
+        self.cache
+            .put(&markets)
+            .await
+            .map_err(|error| RepositoryError::unavailable("cache", error))?;
+        Ok(markets.len())
     }
 
     /// One offset page of markets.
@@ -115,23 +166,38 @@ impl<M: MarketRepository> MarketService<M> {
         if patch.is_empty() {
             return Err(ValidationError::new("body", "must change at least one field").into());
         }
-        let current = self.get(id).await?;
+        // The rules are checked against the stored market, never a cached copy.
+        let current = self.load(id).await?;
         if current.creator.id != user_id && !actor.can(Permission::Delete) {
             return Err(MarketError::PermissionDenied(Permission::Delete));
         }
         if current.status == MarketStatus::Resolved {
             return Err(MarketError::Resolved(id));
         }
-        self.markets
+        let updated = self
+            .markets
             .update(id, patch)
             .await?
-            .ok_or(MarketError::NotFound(id))
+            .ok_or(MarketError::NotFound(id))?;
+        // Write-through: the new version replaces the old entry; if that fails the entry must
+        // not outlive the change, so remove it.
+        if self
+            .cache
+            .put(std::slice::from_ref(&updated))
+            .await
+            .is_err()
+        {
+            let _ = self.cache.remove(id).await;
+        }
+        Ok(updated)
     }
 
     /// Deletes a market; needs [`Permission::Delete`].
     pub async fn delete(&self, actor: &Actor, id: MarketId) -> Result<(), MarketError> {
         require(actor, Permission::Delete)?;
-        if self.markets.delete(id).await? {
+        let deleted = self.markets.delete(id).await?;
+        let _ = self.cache.remove(id).await;
+        if deleted {
             Ok(())
         } else {
             Err(MarketError::NotFound(id))
@@ -155,22 +221,26 @@ fn require(actor: &Actor, permission: Permission) -> Result<crate::user::UserId,
 mod tests {
     use super::*;
     use crate::auth::PasswordHash;
+    use crate::cache::Cache;
     use crate::market::{Description, MarketName, Volume};
     use crate::permission::Role;
-    use crate::testing::InMemoryStore;
+    use crate::testing::{InMemoryCache, InMemoryStore};
     use crate::user::{DisplayName, Email, NewUser, UserId, UserRepository};
     use futures_executor::block_on;
 
     struct World {
         store: InMemoryStore,
-        markets: MarketService<InMemoryStore>,
+        cache: InMemoryCache,
+        markets: MarketService<InMemoryStore, InMemoryCache>,
     }
 
     fn world() -> World {
         let store = InMemoryStore::new();
+        let cache = InMemoryCache::default();
         World {
-            markets: MarketService::new(store.clone()),
+            markets: MarketService::new(store.clone(), cache.clone()),
             store,
+            cache,
         }
     }
 
@@ -214,7 +284,12 @@ mod tests {
         let ann = world.actor("ann", Role::User);
         let market = world.create(&ann, MarketStatus::Open);
         assert_eq!(Some(market.creator.id), ann.user_id());
-        assert_eq!(block_on(world.markets.get(market.id)).unwrap(), market);
+        let (found, status) = block_on(world.markets.get(market.id)).unwrap();
+        assert_eq!(
+            (found, status),
+            (market, CacheStatus::Hit),
+            "written through"
+        );
     }
 
     #[test]
@@ -285,10 +360,56 @@ mod tests {
         block_on(world.markets.delete(&admin, market.id)).unwrap();
         let gone = block_on(world.markets.delete(&admin, market.id));
         assert!(matches!(gone, Err(MarketError::NotFound(_))));
+        assert_eq!(
+            block_on(world.cache.get(market.id)).unwrap(),
+            None,
+            "cache entry removed"
+        );
         let missing = block_on(world.markets.get(market.id));
         assert_eq!(
             missing.map_err(|e| e.to_string()).err(),
             Some(format!("Market with id {} not found", market.id))
         );
+    }
+
+    #[test]
+    fn reads_fill_the_cache_and_updates_refresh_it() {
+        let world = world();
+        let owner = world.actor("owner", Role::User);
+        let market = world.create(&owner, MarketStatus::Open);
+        block_on(world.cache.remove(market.id)).unwrap();
+        world.cache.clear();
+        let (_, first) = block_on(world.markets.get(market.id)).unwrap();
+        let (_, second) = block_on(world.markets.get(market.id)).unwrap();
+        assert_eq!((first, second), (CacheStatus::Miss, CacheStatus::Hit));
+        let updated = block_on(world.markets.update(&owner, market.id, rename())).unwrap();
+        assert_eq!(updated.version, market.version + 1);
+        let (cached, status) = block_on(world.markets.get(market.id)).unwrap();
+        assert_eq!((cached, status), (updated, CacheStatus::Hit));
+    }
+
+    #[test]
+    fn warming_loads_the_markets_with_most_volume() {
+        let world = world();
+        let owner = world.actor("owner", Role::User);
+        let mut ids = Vec::new();
+        for cents in [5, 50, 500] {
+            let draft = MarketDraft {
+                name: MarketName::parse("m").unwrap(),
+                description: Description::parse("").unwrap(),
+                status: MarketStatus::Open,
+                volume: Volume::from_cents(cents).unwrap(),
+            };
+            ids.push(block_on(world.markets.create(&owner, draft)).unwrap().id);
+        }
+        world.cache.clear();
+        let two = PageSize::new("count", 2).unwrap();
+        assert_eq!(block_on(world.markets.warm_cache(two)).unwrap(), 2);
+        assert!(
+            block_on(world.cache.get(ids[0])).unwrap().is_none(),
+            "least volume"
+        );
+        assert!(block_on(world.cache.get(ids[1])).unwrap().is_some());
+        assert!(block_on(world.cache.get(ids[2])).unwrap().is_some());
     }
 }

@@ -1,5 +1,6 @@
 //! [`MarketRepository`] on PostgreSQL.
 
+mod flights;
 mod paging;
 mod rows;
 
@@ -26,12 +27,33 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 #[derive(Debug, Clone)]
 pub struct PgMarketRepository {
     pool: PgPool,
+    flights: flights::Flights,
 }
 
 impl PgMarketRepository {
     /// A repository over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            flights: flights::Flights::default(),
+        }
+    }
+
+    /// One market by primary key, as a statically typed query the connection keeps prepared:
+    /// planning would cost more than executing the lookup.
+    async fn read_one(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let found = markets::table
+            .inner_join(users::table)
+            .filter(markets::id.eq(id.as_uuid()))
+            .select((MarketRow::as_select(), users::display_name))
+            .first::<(MarketRow, String)>(&mut conn)
+            .await
+            .optional()
+            .map_err(from_query)?;
+        found
+            .map(|(row, creator_name)| row.into_market(&creator_name))
+            .transpose()
     }
 }
 
@@ -98,21 +120,14 @@ impl MarketRepository for PgMarketRepository {
         Ok(row.into_market(&creator_name)?)
     }
 
+    /// Concurrent calls for one id share one query (single flight).
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
-        // A statically typed query, so the connection keeps it prepared: planning costs more
-        // than executing a primary-key lookup.
-        let found = markets::table
-            .inner_join(users::table)
-            .filter(markets::id.eq(id.as_uuid()))
-            .select((MarketRow::as_select(), users::display_name))
-            .first::<(MarketRow, String)>(&mut conn)
+        let repository = self.clone();
+        self.flights
+            .join(id, move || {
+                Box::pin(async move { repository.read_one(id).await })
+            })
             .await
-            .optional()
-            .map_err(from_query)?;
-        found
-            .map(|(row, creator_name)| row.into_market(&creator_name))
-            .transpose()
     }
 
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
@@ -185,12 +200,14 @@ impl MarketRepository for PgMarketRepository {
             .set((
                 MarketChanges::from(&patch),
                 markets::updated_at.eq(diesel::dsl::now),
+                markets::version.eq(markets::version + 1),
             ))
             .returning(MarketRow::as_returning())
             .get_result::<MarketRow>(&mut conn)
             .await
             .optional()
             .map_err(from_query)?;
+        self.flights.forget(id);
         let Some(row) = updated else {
             return Ok(None);
         };
@@ -234,6 +251,7 @@ impl MarketRepository for PgMarketRepository {
             .execute(&mut conn)
             .await
             .map_err(from_query)?;
+        self.flights.forget(id);
         Ok(deleted > 0)
     }
 }

@@ -26,6 +26,7 @@ pub(super) struct MarketRow {
     pub(super) creator_id: Uuid,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    version: i64,
 }
 
 /// The projection a list reads: no description.
@@ -105,6 +106,12 @@ impl MarketRow {
             creator: creator(self.creator_id, creator_name)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            version: u64::try_from(self.version).map_err(|_| {
+                invalid(markets_domain::ValidationError::new(
+                    "version",
+                    "is negative",
+                ))
+            })?,
         })
     }
 }
