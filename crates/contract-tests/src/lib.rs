@@ -1,4 +1,5 @@
-//! Contract test suites for the markets ports, written once against the traits.
+//! Contract test suites for the markets ports, written once against the traits:
+//! [`repository_contract!`] for the market and user repositories, [`cache_contract!`] for caches.
 //!
 //! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
 //! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage), and a
@@ -27,8 +28,10 @@
 // A test kit reports contract violations by panicking, like `assert!` does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cache;
 pub mod repository;
 
+pub use cache::CacheFixture;
 pub use repository::RepositoryFixture;
 
 #[doc(hidden)]

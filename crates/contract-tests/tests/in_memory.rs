@@ -1,9 +1,11 @@
-//! The in-memory fakes from `markets_domain::testing` keep the same contract as real adapters,
+//! The in-memory fakes from `markets_domain::testing` keep the same contracts as real adapters,
 //! so service tests built on them test something real.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use markets_contract_tests::{RepositoryFixture, repository_contract};
-use markets_domain::testing::InMemoryStore;
+use markets_contract_tests::{
+    CacheFixture, RepositoryFixture, cache_contract, repository_contract,
+};
+use markets_domain::testing::{InMemoryCache, InMemoryStore};
 
 struct Fixture(InMemoryStore);
 
@@ -25,3 +27,23 @@ async fn fixture() -> Fixture {
 }
 
 repository_contract!(fixture());
+
+struct CacheOnly(InMemoryCache);
+
+impl CacheFixture for CacheOnly {
+    type Cache = InMemoryCache;
+
+    fn cache(&self) -> &InMemoryCache {
+        &self.0
+    }
+}
+
+mod cache {
+    use super::*;
+
+    async fn fixture() -> CacheOnly {
+        CacheOnly(InMemoryCache::default())
+    }
+
+    cache_contract!(fixture());
+}

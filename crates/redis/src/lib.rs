@@ -1,1 +1,21 @@
-//! wip
+//! Redis adapter (fred) for the markets [`Cache`](markets_domain::cache::Cache) port.
+//!
+//! - Entries are `m1|<version>|<json>` under `<prefix>market:<id>`, with a TTL. `m1` names the
+//!   format: an entry in any other format (or one that does not decode) is a miss and is
+//!   overwritten by the next write.
+//! - Writes are compare-and-set in one Lua script call for any number of markets: an entry is
+//!   only replaced by a strictly newer version, and a removal marker refuses every write for the
+//!   TTL. A reader that missed, read the old row and writes it back after an update or delete
+//!   therefore changes nothing.
+//! - Every command has a short timeout; after a failure a breaker skips Redis for a moment, so
+//!   an outage costs requests one timeout per breaker period instead of one per command. fred
+//!   reconnects in the background with exponential backoff.
+#![deny(missing_docs)]
+
+mod breaker;
+mod cache;
+mod entry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use cache::{RedisCache, RedisSettings};

@@ -1,0 +1,188 @@
+//! [`RedisCache`]: the [`Cache`] port on Redis.
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use markets_domain::cache::{Cache, CacheError};
+use markets_domain::market::{Market, MarketId};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+use crate::breaker::Breaker;
+use crate::entry::{self, FORMAT, REMOVED};
+
+/// Compare-and-set for any number of entries in one call. `ARGV[1]` is the TTL in seconds,
+/// `ARGV[2]` the format tag, then a version and an entry per key. An entry is written unless
+/// the key holds a removal marker or an entry of this format with the same or a newer version.
+const PUT_IF_NEWER: &str = r"
+local ttl, format = ARGV[1], ARGV[2]
+local written = 0
+for i, key in ipairs(KEYS) do
+  local version = tonumber(ARGV[1 + 2 * i])
+  local current = redis.call('GET', key)
+  local keep = false
+  if current then
+    if current == format .. '|removed' then
+      keep = true
+    else
+      local held = tonumber(string.match(current, '^' .. format .. '|(%d+)|'))
+      keep = held ~= nil and held >= version
+    end
+  end
+  if not keep then
+    redis.call('SET', key, ARGV[2 + 2 * i], 'EX', ttl)
+    written = written + 1
+  end
+end
+return written
+";
+
+/// How to reach Redis and how to use it.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Prepended to every key, so deployments can share a Redis (e.g. `markets:v1:`).
+    pub key_prefix: String,
+    /// How long entries and removal markers live.
+    pub ttl: Duration,
+    /// The most any command may take before it counts as failed.
+    pub command_timeout: Duration,
+}
+
+/// Markets cached in Redis. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisCache {
+    client: Client,
+    prefix: Arc<str>,
+    ttl_secs: i64,
+    put_script: Arc<Script>,
+    breaker: Arc<Breaker>,
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("prefix", &self.prefix)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> CacheError {
+    CacheError(Box::new(error))
+}
+
+impl RedisCache {
+    /// Builds the client and starts connecting in the background: start-up does not wait for
+    /// Redis, and the client reconnects by itself (exponential backoff up to 2 s) whenever the
+    /// connection drops.
+    ///
+    /// # Errors
+    /// If the URL is invalid.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, CacheError> {
+        let config = Config::from_url(&settings.url).map_err(unavailable)?;
+        let timeout = settings.command_timeout;
+        let client = Builder::from_config(config)
+            .with_connection_config(|connection| {
+                connection.connection_timeout = timeout.max(Duration::from_millis(500));
+                connection.internal_command_timeout = timeout.max(Duration::from_millis(500));
+                // Fail instead of resending: callers fall back to the database at once.
+                connection.max_command_attempts = 1;
+                connection.max_command_buffer_len = 10_000;
+            })
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = timeout;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()
+            .map_err(unavailable)?;
+        client.connect();
+        Ok(Self {
+            client,
+            prefix: settings.key_prefix.as_str().into(),
+            ttl_secs: i64::try_from(settings.ttl.as_secs()).unwrap_or(i64::MAX),
+            put_script: Arc::new(Script::from_lua(PUT_IF_NEWER)),
+            breaker: Arc::new(Breaker::new(timeout.max(Duration::from_millis(250)) * 4)),
+        })
+    }
+
+    fn key(&self, id: MarketId) -> String {
+        format!("{}market:{id}", self.prefix)
+    }
+
+    /// Runs `command` unless the breaker is open, and keeps the breaker's state.
+    async fn call<T>(
+        &self,
+        command: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, CacheError> {
+        if !self.breaker.allows() {
+            return Err(CacheError("cache skipped after a recent failure".into()));
+        }
+        match command.await {
+            Ok(value) => {
+                if self.breaker.reset() {
+                    info!("cache is reachable again");
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                if self.breaker.trip() {
+                    warn!(%error, "cache unavailable: reads fall back to the database");
+                }
+                Err(unavailable(error))
+            }
+        }
+    }
+
+    /// Checks that Redis answers, for readiness probes. It goes to Redis even while the
+    /// breaker is open, and a success closes the breaker.
+    ///
+    /// # Errors
+    /// If it does not answer within the command timeout.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        self.client
+            .ping::<String>(None)
+            .await
+            .map_err(unavailable)?;
+        if self.breaker.reset() {
+            info!("cache is reachable again");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError> {
+        let stored: Option<String> = self.call(self.client.get(self.key(id))).await?;
+        Ok(stored.as_deref().and_then(entry::decode))
+    }
+
+    async fn put(&self, markets: &[Market]) -> Result<(), CacheError> {
+        if markets.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = markets.iter().map(|market| self.key(market.id)).collect();
+        let mut args = vec![self.ttl_secs.to_string(), FORMAT.to_owned()];
+        for market in markets {
+            args.push(market.version.to_string());
+            args.push(entry::encode(market).map_err(unavailable)?);
+        }
+        let script = &self.put_script;
+        let _written: i64 = self
+            .call(script.evalsha_with_reload(&self.client, keys, args))
+            .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, id: MarketId) -> Result<(), CacheError> {
+        let expire = Some(Expiration::EX(self.ttl_secs));
+        self.call(
+            self.client
+                .set::<(), _, _>(self.key(id), REMOVED, expire, None, false),
+        )
+        .await
+    }
+}
