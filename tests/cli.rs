@@ -6,6 +6,7 @@ use markets_domain::permission::Role;
 use markets_domain::user::{Email, UserRepository};
 use markets_postgres::PgUserRepository;
 use markets_postgres::testing::TestDatabase;
+use markets_redis::testing::PrivateRedis;
 use secrecy::ExposeSecret;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
@@ -93,7 +94,13 @@ async fn migrate_applies_the_schema_once() {
     command.arg("migrate");
     let first = run(command);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(stderr(&first).matches("applied migration").count(), 2);
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        stderr(&first).matches("applied migration").count(),
+        migrations
+    );
     assert!(tables(&db).contains(&"markets".to_owned()));
 
     let mut command = markets(&db);
@@ -105,6 +112,66 @@ async fn migrate_applies_the_schema_once() {
         "{}",
         stderr(&second)
     );
+}
+
+#[tokio::test]
+async fn warm_cache_loads_the_markets_with_most_volume_in_one_call() {
+    let db = TestDatabase::new().await;
+    let redis = PrivateRedis::start();
+    let settings = redis.settings();
+    let url = db.settings().url.expose_secret().to_owned();
+    let seeded = Command::new("psql")
+        .args([
+            &url,
+            "-qc",
+            "INSERT INTO users (id, email, display_name, password_hash) VALUES \
+            ('00000000-0000-7000-8000-000000000001', 'a@example.com', 'A', 'x'); \
+            INSERT INTO markets (id, name, description, volume, creator_id) \
+            SELECT gen_random_uuid(), 'm' || n, '', n, '00000000-0000-7000-8000-000000000001' \
+            FROM generate_series(1, 150) AS n",
+        ])
+        .status()
+        .unwrap();
+    assert!(seeded.success());
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let mut command = markets(&db);
+    command
+        .arg("warm-cache")
+        .env("REDIS_URL", &settings.url)
+        .env("MARKETS__CACHE__KEY_PREFIX", &settings.key_prefix);
+    let output = run(command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "100");
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "100");
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let script_calls: u64 = stats
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    // One script call for all 100 (two if the script had to be loaded: NOSCRIPT, then retry).
+    assert!((1..=2).contains(&script_calls), "{stats}");
+    let cached = |order: &str| {
+        let sql = format!("SELECT id FROM markets ORDER BY volume {order} LIMIT 1");
+        let out = Command::new("psql")
+            .args([&url, "-Atc", &sql])
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        redis
+            .cli(&["EXISTS", &format!("{}market:{id}", settings.key_prefix)])
+            .trim()
+            == "1"
+    };
+    assert!(cached("DESC"), "the market with the most volume is cached");
+    assert!(!cached("ASC"), "the one with the least is not");
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@ use markets_domain::permission::Role;
 use markets_domain::user::{UserId, UserRepository};
 use markets_postgres::PgUserRepository;
 use markets_postgres::testing::TestDatabase;
+use markets_redis::RedisSettings;
+use markets_redis::testing::shared_settings;
 use reqwest::{Method, Response, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -22,6 +24,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
+    /// The cache settings the app uses (its own key prefix on the test Redis).
+    pub redis: RedisSettings,
     handle: ServerHandle,
 }
 
@@ -40,14 +44,22 @@ pub struct TestUser {
 }
 
 impl TestApp {
-    /// Starts the application on a free port against a fresh database.
+    /// Starts the application on a free port against a fresh database and the shared test
+    /// Redis (under a key prefix of its own).
     pub async fn spawn() -> Self {
+        Self::spawn_with_redis(shared_settings()).await
+    }
+
+    /// Starts the application with the cache in `redis`.
+    pub async fn spawn_with_redis(redis: RedisSettings) -> Self {
         let db = TestDatabase::new().await;
         let vars: HashMap<String, String> = [
             ("APP_ENV", "test"),
             ("DATABASE_URL", db.settings().url.expose_secret()),
             ("BIND_ADDR", "127.0.0.1:0"),
             ("JWT_SECRET", SECRET),
+            ("REDIS_URL", &redis.url),
+            ("MARKETS__CACHE__KEY_PREFIX", &redis.key_prefix),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -69,6 +81,7 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             db,
+            redis,
             handle,
         }
     }

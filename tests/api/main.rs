@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod cache;
 mod errors;
 mod markets;
 mod outage;

@@ -22,6 +22,8 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Load the markets with the most volume into the cache and exit.
+    WarmCache,
     /// Create an administrator account. The password is read from the environment variable
     /// named by --password-env, or else from the first line of standard input; never from
     /// the command line, where other users of the machine could read it.

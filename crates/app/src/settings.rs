@@ -54,6 +54,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Redis.
     pub redis: RedisSettings,
+    /// The market cache.
+    pub cache: CacheSettings,
     /// Tokens and passwords.
     pub auth: AuthSettings,
     /// The OpenAI-compatible embeddings API.
@@ -98,6 +100,22 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Connection URL (`REDIS_URL`).
     pub url: SecretString,
+}
+
+/// The market cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Entry lifetime in seconds (`CACHE_TTL_SECONDS`).
+    pub ttl_secs: u64,
+    /// Key namespace.
+    pub key_prefix: String,
+    /// Per-command timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Whether `serve` warms the cache.
+    pub warm_on_start: bool,
+    /// How many markets warming loads (1 to 100).
+    pub warm_count: u32,
 }
 
 /// Tokens and passwords.
@@ -170,7 +188,8 @@ impl From<config::ConfigError> for SettingsError {
 }
 
 /// Well-known environment variables and the keys they set.
-const ENV_KEYS: [(&str, &str); 8] = [
+const ENV_KEYS: [(&str, &str); 9] = [
+    ("CACHE_TTL_SECONDS", "cache.ttl_secs"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
     ("JWT_SECRET", "auth.jwt_secret"),
@@ -262,10 +281,23 @@ impl Settings {
         if Url::parse(self.redis.url.expose_secret()).is_err() {
             return invalid("redis.url (REDIS_URL)", "must be a redis:// URL");
         }
+        if !(1..=100).contains(&self.cache.warm_count) {
+            return invalid("cache.warm_count", "must be between 1 and 100");
+        }
         if self.openai.dimensions == 0 {
             return invalid("openai.dimensions", "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The Redis cache settings.
+    pub fn redis_cache(&self) -> markets_redis::RedisSettings {
+        markets_redis::RedisSettings {
+            url: self.redis.url.expose_secret().to_owned(),
+            key_prefix: self.cache.key_prefix.clone(),
+            ttl: Duration::from_secs(self.cache.ttl_secs),
+            command_timeout: Duration::from_millis(self.cache.timeout_ms),
+        }
     }
 
     /// The Postgres pool settings.
@@ -347,6 +379,8 @@ mod tests {
         assert_eq!(settings.server.bind_addr.port(), 9000);
         assert_eq!(settings.log.filter, "debug");
         assert_eq!(settings.openai.base_url.port(), Some(9999));
+        let ttl = load(&[("CACHE_TTL_SECONDS", "42")]).unwrap();
+        assert_eq!(ttl.cache.ttl_secs, 42);
     }
 
     #[test]
@@ -377,6 +411,7 @@ mod tests {
             ("LOG_FORMAT", "xml", "log.format"),
             ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
             ("OPENAI_BASE_URL", "::", "openai.base_url"),
+            ("CACHE_TTL_SECONDS", "soon", "cache.ttl_secs"),
         ] {
             let message = load(&[(var, value)]).unwrap_err().to_string();
             assert!(message.contains(key), "{var}={value}: {message}");

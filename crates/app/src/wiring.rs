@@ -2,16 +2,16 @@
 
 use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::auth::AuthService;
-use markets_domain::cache::NoCache;
 use markets_domain::market::MarketService;
 use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository};
+use markets_redis::RedisCache;
 use std::time::Duration;
 use tracing::warn;
 
 use crate::settings::Settings;
 
 /// The market service as this binary wires it.
-pub type AppMarketService = MarketService<PgMarketRepository, NoCache>;
+pub type AppMarketService = MarketService<PgMarketRepository, RedisCache>;
 /// The auth service as this binary wires it.
 pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher, JwtIssuer>;
 
@@ -24,15 +24,19 @@ pub struct Services {
     pub auth: AppAuthService,
     /// The database pool, for readiness checks.
     pub pool: PgPool,
+    /// The cache, for readiness checks.
+    pub cache: RedisCache,
 }
 
 impl Services {
     /// Builds every adapter and service.
     ///
     /// # Errors
-    /// If the pool or the password hasher settings are invalid.
+    /// If the pool, cache or password hasher settings are invalid. Nothing is contacted yet:
+    /// the pool connects lazily and the cache client in the background.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = markets_postgres::build_pool(&settings.pool())?;
+        let cache = RedisCache::connect(&settings.redis_cache())?;
         let hasher = Argon2Hasher::new(settings.auth.password_hashing)?;
         let secret = settings.auth.jwt_secret.clone().unwrap_or_else(|| {
             // Production refuses to start without one (see Settings::validate).
@@ -44,9 +48,10 @@ impl Services {
             Duration::from_secs(settings.auth.token_lifetime_secs),
         );
         Ok(Self {
-            markets: MarketService::new(PgMarketRepository::new(pool.clone()), NoCache),
+            markets: MarketService::new(PgMarketRepository::new(pool.clone()), cache.clone()),
             auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher, tokens),
             pool,
+            cache,
         })
     }
 }

@@ -3,7 +3,9 @@
 pub mod create_admin;
 mod migrate;
 mod serve;
+mod warm_cache;
 
 pub use create_admin::create_admin;
 pub use migrate::migrate;
 pub use serve::serve;
+pub use warm_cache::{warm_cache, warm_on_start};

@@ -2,7 +2,7 @@
 
 use tracing::info;
 
-use crate::commands::migrate;
+use crate::commands::{migrate, warm_on_start};
 use crate::settings::Settings;
 use crate::startup::Application;
 use crate::wiring::Services;
@@ -17,6 +17,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         migrate(&settings).await?;
     }
     let services = Services::build(&settings)?;
+    warm_on_start(&settings, &services).await;
     let pool = services.pool.clone();
     let application = Application::build(&settings, services)?;
     info!(

@@ -10,7 +10,7 @@ use crate::wiring::Services;
 /// Readiness: each dependency's state and the overall verdict.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ok` or `unavailable`.
+    /// `ok`, `degraded` (only the cache is down) or `unavailable` (the database is down).
     status: &'static str,
     /// `up` or `down` per dependency.
     #[schema(value_type = Object)]
@@ -25,18 +25,25 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// 200 when the database answers within the pool's wait timeout, 503 when it does not.
+/// 200 `ok` when every dependency answers, 200 `degraded` when only the cache is down (reads
+/// fall back to the database), 503 `unavailable` when the database is down. Each check is
+/// bounded by its client's timeout, and they run concurrently.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Readiness),
+        (status = 200, description = "Ready (`ok`) or serving without the cache (`degraded`)", body = Readiness),
         (status = 503, description = "The database is down", body = Readiness),
     ))]
 pub async fn ready(services: web::Data<Services>) -> HttpResponse {
-    let database_up = services.pool.ping().await.is_ok();
+    let (database, cache) = futures_util::join!(services.pool.ping(), services.cache.ping());
+    let (database_up, cache_up) = (database.is_ok(), cache.is_ok());
     let state = |up: bool| if up { "up" } else { "down" };
     let readiness = Readiness {
-        status: if database_up { "ok" } else { "unavailable" },
-        checks: json!({ "database": state(database_up) }),
+        status: match (database_up, cache_up) {
+            (false, _) => "unavailable",
+            (true, false) => "degraded",
+            (true, true) => "ok",
+        },
+        checks: json!({ "database": state(database_up), "cache": state(cache_up) }),
     };
     if database_up {
         HttpResponse::Ok().json(readiness)

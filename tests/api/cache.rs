@@ -1,0 +1,173 @@
+//! Caching on a real Redis: cache-aside with `X-Cache`, write-through, invalidation, the stale
+//! write-back race, and a Redis outage that never fails a read.
+
+use markets_domain::cache::Cache;
+use markets_domain::market::{MarketId, MarketRepository};
+use markets_domain::permission::Role;
+use markets_postgres::PgMarketRepository;
+use markets_redis::RedisCache;
+use markets_redis::testing::PrivateRedis;
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use std::process::Command;
+
+use crate::helpers::{TestApp, body, error};
+
+fn x_cache(response: &Response) -> String {
+    response.headers()["x-cache"].to_str().unwrap().to_owned()
+}
+
+async fn get_market(app: &TestApp, id: &str) -> (String, Value) {
+    let response = app.get(&format!("/api/v1/markets/{id}")).await;
+    let cache = x_cache(&response);
+    (cache, body(response, 200).await["data"].clone())
+}
+
+/// Deletes the market's entry straight from Redis (as expiry would).
+fn evict(app: &TestApp, id: &str) {
+    let key = format!("{}market:{id}", app.redis.key_prefix);
+    let status = Command::new("redis-cli")
+        .args(["-u", &app.redis.url, "DEL", &key])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+}
+
+#[tokio::test]
+async fn reads_miss_then_hit_and_creates_write_through() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(&ann, json!({"name": "Cached", "description": ""}))
+        .await;
+    let id = market["id"].as_str().unwrap();
+
+    let (cache, first) = get_market(&app, id).await;
+    assert_eq!(cache, "HIT", "the created market was written through");
+    assert_eq!(first, market);
+
+    evict(&app, id);
+    let (cache, missed) = get_market(&app, id).await;
+    assert_eq!((cache.as_str(), &missed), ("MISS", &market));
+    let (cache, hit) = get_market(&app, id).await;
+    assert_eq!((cache.as_str(), &hit), ("HIT", &market));
+}
+
+#[tokio::test]
+async fn updates_and_deletes_are_never_served_stale() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(&ann, json!({"name": "Before", "description": ""}))
+        .await;
+    let id = market["id"].as_str().unwrap();
+    get_market(&app, id).await;
+
+    let path = format!("/api/v1/markets/{id}");
+    let patch = json!({"name": "After", "volume": 5});
+    body(
+        app.request(Method::PATCH, &path, Some(&ann.token), Some(patch))
+            .await,
+        200,
+    )
+    .await;
+    let (_, after) = get_market(&app, id).await;
+    assert_eq!(after["name"], "After");
+    assert_eq!(after["volume"], 5.0);
+
+    let admin = app.user("root", Role::Admin).await;
+    let deleted = app
+        .request(Method::DELETE, &path, Some(&admin.token), None)
+        .await;
+    assert_eq!(deleted.status(), 204);
+    error(app.get(&path).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_slow_reader_cannot_write_back_an_old_version() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(&ann, json!({"name": "Original", "description": ""}))
+        .await;
+    let id: MarketId = market["id"].as_str().unwrap().parse().unwrap();
+
+    // A reader that missed the cache has read the row...
+    let stale = PgMarketRepository::new(app.db.pool())
+        .find_by_id(id)
+        .await
+        .unwrap()
+        .unwrap();
+    // ...an update commits and refreshes the cache...
+    let path = format!("/api/v1/markets/{id}");
+    let patch = json!({"name": "Updated"});
+    body(
+        app.request(Method::PATCH, &path, Some(&ann.token), Some(patch))
+            .await,
+        200,
+    )
+    .await;
+    // ...and only then does the reader write back what it read.
+    let cache = RedisCache::connect(&app.redis).unwrap();
+    cache.put(std::slice::from_ref(&stale)).await.unwrap();
+    let (status, served) = get_market(&app, &id.to_string()).await;
+    assert_eq!(
+        (status.as_str(), served["name"].as_str()),
+        ("HIT", Some("Updated"))
+    );
+
+    // The same after a delete: the write-back must not resurrect the market.
+    let admin = app.user("root", Role::Admin).await;
+    app.request(Method::DELETE, &path, Some(&admin.token), None)
+        .await;
+    cache.put(std::slice::from_ref(&stale)).await.unwrap();
+    error(app.get(&path).await, 404, "not_found").await;
+}
+
+async fn readiness(app: &TestApp) -> Value {
+    body(app.get("/health/ready").await, 200).await
+}
+
+#[tokio::test]
+async fn a_redis_outage_degrades_but_never_fails_reads() {
+    let mut redis = PrivateRedis::start();
+    let app = TestApp::spawn_with_redis(redis.settings()).await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(&ann, json!({"name": "Resilient", "description": ""}))
+        .await;
+    let id = market["id"].as_str().unwrap();
+    assert_eq!(readiness(&app).await["status"], "ok");
+
+    redis.stop();
+    for _ in 0..3 {
+        let (cache, served) = get_market(&app, id).await;
+        assert_eq!((cache.as_str(), &served), ("MISS", &market));
+    }
+    let ready = readiness(&app).await;
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["checks"], json!({"database": "up", "cache": "down"}));
+    let patch = json!({"name": "Changed during the outage"});
+    let path = format!("/api/v1/markets/{id}");
+    body(
+        app.request(Method::PATCH, &path, Some(&ann.token), Some(patch))
+            .await,
+        200,
+    )
+    .await;
+
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if readiness(&app).await["status"] == "ok" {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the cache client did not reconnect");
+    let (first, served) = get_market(&app, id).await;
+    assert_eq!(served["name"], "Changed during the outage");
+    assert_eq!(first, "MISS", "the restarted Redis is empty");
+    let (second, _) = get_market(&app, id).await;
+    assert_eq!(second, "HIT");
+}
