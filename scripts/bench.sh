@@ -37,17 +37,23 @@ export BENCH_PASSWORD="bench password $RANDOM$RANDOM"
 psql -Atq "$bench_url" -c "SELECT id FROM markets" >bench/.ids.txt
 echo "bench: seeded $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM markets') markets, $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM users') users" >&2
 
-"$markets" serve --no-migrate 2>bench/.server.log &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-	curl -sf "$base/health/live" >/dev/null && break
-	sleep 0.1
-done
-BENCH_TOKEN="$(curl -sf "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
-	-d "{\"email\":\"bench-admin@example.com\",\"password\":\"$BENCH_PASSWORD\"}" |
-	sed -E 's/.*"access_token":"([^"]+)".*/\1/')"
-export BENCH_TOKEN
+# start_server REDIS_URL: serves the bench database with the cache in REDIS_URL.
+start_server() {
+	REDIS_URL="$1" MARKETS__CACHE__WARM_ON_START=false "$markets" serve --no-migrate 2>>bench/.server.log &
+	server=$!
+	for _ in $(seq 1 100); do
+		curl -sf "$base/health/live" >/dev/null && return
+		sleep 0.1
+	done
+	echo "bench: the server did not start; see bench/.server.log" >&2
+	exit 1
+}
+stop_server() {
+	kill "$server" 2>/dev/null
+	wait "$server" 2>/dev/null || true
+}
+trap stop_server EXIT
+: >bench/.server.log
 
 # run NAME SCRIPT PATH: one wrk run; prints "NAME rps p50 p99 failures rss_mb".
 run() {
@@ -55,31 +61,61 @@ run() {
 	echo 5 >"/proc/$server/clear_refs" # reset the peak-RSS counter
 	result="$(wrk -t2 -c"$connections" -d"$duration" --latency -s "bench/$script" "$base$path" | grep '^RESULT')"
 	rss="$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status")"
-	# shellcheck disable=SC2001
 	echo "$name $(sed -E 's/RESULT rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) non2xx=([0-9]+) socket_errors=([0-9]+).*/\1 \2 \3 \4+\5/' <<<"$result") $rss"
 }
 
-# Warm up connections and caches; not reported.
-BENCH_DURATION=2s wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null
+login() {
+	curl -sf "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
+		-d "{\"email\":\"bench-admin@example.com\",\"password\":\"$BENCH_PASSWORD\"}" |
+		sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
 
-results="$(
+# Uncached: the cache points at a closed port, so every read goes to PostgreSQL (the breaker
+# makes the dead cache cost next to nothing).
+start_server "redis://127.0.0.1:1"
+BENCH_TOKEN="$(login)"
+export BENCH_TOKEN
+wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null # warm-up, not reported
+uncached="$(
 	run "GET /health/live" health.lua /health/live
-	run "GET /api/v1/markets/{id}" get_by_id.lua /
+	run "GET /api/v1/markets/{id} (uncached)" get_by_id.lua /
 	run "GET /api/v1/markets?page=N" list_page.lua /
 	run "cursor walk (sort=-volume)" cursor_walk.lua /
 	run "POST /api/v1/markets" create.lua /
 )"
+stop_server
 
-ceiling="$(head -n1 <<<"$results" | awk '{ print $(NF-4) }')"
+# Cached: Redis in front; a warm-up pass over every id fills it first.
+start_server "$REDIS_URL"
+wrk -t2 -c"$connections" -d5s -s bench/get_by_id.lua "$base" >/dev/null # fills the cache
+cached="$(
+	run "GET /health/live (cached run)" health.lua /health/live
+	run "GET /api/v1/markets/{id} (cached)" get_by_id.lua /
+)"
+stop_server
+
+# table ROWS: prints ROWS as a markdown table, each compared with the first row's req/s.
+table() {
+	local ceiling
+	ceiling="$(head -n1 <<<"$1" | awk '{ print $(NF-4) }')"
+	echo "| scenario | req/s | p50 ms | p99 ms | non-2xx+socket errors | peak RSS MB | vs /health/live |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	while read -r line; do
+		awk -v ceiling="$ceiling" '{
+			rss = $NF; failures = $(NF-1); p99 = $(NF-2); p50 = $(NF-3); rps = $(NF-4);
+			name = $1; for (i = 2; i <= NF - 5; i++) name = name " " $i;
+			printf "| %s | %d | %s | %s | %s | %s | %.0f%% |\n", name, rps, p50, p99, failures, rss, 100 * rps / ceiling
+		}' <<<"$line"
+	done <<<"$1"
+}
+
 echo
-echo "wrk -t2 -c$connections -d$duration, server and load generator on this machine ($(nproc) cores)"
+echo "wrk -t2 -c$connections -d$duration, server, PostgreSQL, Redis and wrk on this machine ($(nproc) cores)"
 echo
-echo "| scenario | req/s | p50 ms | p99 ms | non-2xx+socket errors | peak RSS MB | vs /health/live |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-while read -r line; do
-	awk -v ceiling="$ceiling" '{
-		rss = $NF; failures = $(NF-1); p99 = $(NF-2); p50 = $(NF-3); rps = $(NF-4);
-		name = $1; for (i = 2; i <= NF - 5; i++) name = name " " $i;
-		printf "| %s | %d | %s | %s | %s | %s | %.0f%% |\n", name, rps, p50, p99, failures, rss, 100 * rps / ceiling
-	}' <<<"$line"
-done <<<"$results"
+table "$uncached"
+echo
+table "$cached"
+uncached_rps="$(sed -n 2p <<<"$uncached" | awk '{ print $(NF-4) }')"
+cached_rps="$(sed -n 2p <<<"$cached" | awk '{ print $(NF-4) }')"
+echo
+awk -v c="$cached_rps" -v u="$uncached_rps" 'BEGIN { printf "cached get-by-id: %.1fx the uncached throughput\n", c / u }'

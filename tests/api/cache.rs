@@ -1,6 +1,8 @@
 //! Caching on a real Redis: cache-aside with `X-Cache`, write-through, invalidation, the stale
 //! write-back race, and a Redis outage that never fails a read.
 
+use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
+use futures_util::future::join_all;
 use markets_domain::cache::Cache;
 use markets_domain::market::{MarketId, MarketRepository};
 use markets_domain::permission::Role;
@@ -10,6 +12,8 @@ use markets_redis::testing::PrivateRedis;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::helpers::{TestApp, body, error};
 
@@ -170,4 +174,44 @@ async fn a_redis_outage_degrades_but_never_fails_reads() {
     assert_eq!(first, "MISS", "the restarted Redis is empty");
     let (second, _) = get_market(&app, id).await;
     assert_eq!(second, "HIT");
+}
+
+static MARKET_READS: AtomicUsize = AtomicUsize::new(0);
+static WATCHED: OnceLock<String> = OnceLock::new();
+
+/// Counts the database reads of one market (its id is in the query's binds), whichever test's
+/// connection runs them: the instrumentation is process-wide, the id is this test's own.
+struct CountReadsOfWatched;
+
+impl Instrumentation for CountReadsOfWatched {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let (InstrumentationEvent::StartQuery { query, .. }, Some(id)) = (event, WATCHED.get()) {
+            let sql = query.to_string();
+            if sql.starts_with("SELECT \"markets\".\"id\"") && sql.contains(id.as_str()) {
+                MARKET_READS.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stampede_on_a_cold_key_reads_the_database_once() {
+    set_default_instrumentation(|| Some(Box::new(CountReadsOfWatched))).unwrap();
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(&ann, json!({"name": "Hot", "description": ""}))
+        .await;
+    let id = market["id"].as_str().unwrap();
+    WATCHED.set(id.to_owned()).unwrap();
+    evict(&app, id);
+
+    let path = format!("/api/v1/markets/{id}");
+    let responses = join_all((0..200).map(|_| app.get(&path))).await;
+    assert!(responses.iter().all(|r| r.status() == 200));
+    let reads = MARKET_READS.load(Ordering::SeqCst);
+    assert_eq!(
+        reads, 1,
+        "200 concurrent cold reads, {reads} database reads"
+    );
 }

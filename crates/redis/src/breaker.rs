@@ -25,15 +25,35 @@ impl Breaker {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a call may go to Redis now.
+    /// Whether a call may go to Redis now: always while closed; once the cool-down is over,
+    /// to one caller only (the probe), the others waiting out another cool-down.
     pub(crate) fn allows(&self) -> bool {
-        self.now() >= self.open_until.load(Ordering::Relaxed)
+        let until = self.open_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        let now = self.now();
+        now >= until
+            && self
+                .open_until
+                .compare_exchange(
+                    until,
+                    now.saturating_add(self.cool_down_ms()),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn cool_down_ms(&self) -> u64 {
+        u64::try_from(self.cool_down.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// A call failed: skip Redis for the cool-down. True if the breaker was closed until now.
     pub(crate) fn trip(&self) -> bool {
-        let cool_down = u64::try_from(self.cool_down.as_millis()).unwrap_or(u64::MAX);
-        let until = self.now().saturating_add(cool_down);
+        let until = self.now().saturating_add(self.cool_down_ms());
         self.open_until.swap(until, Ordering::Relaxed) == 0
     }
 
@@ -56,11 +76,19 @@ mod tests {
         assert!(!breaker.trip(), "second trip does not");
         assert!(breaker.reset());
         assert!(breaker.allows());
-        let instant = Breaker::new(Duration::ZERO);
-        instant.trip();
+    }
+
+    #[test]
+    fn after_the_cool_down_one_caller_probes() {
+        let breaker = Breaker::new(Duration::ZERO);
+        breaker.trip();
+        // The cool-down (at least a millisecond) must pass; spin on the clock alone.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(2) {}
+        assert!(breaker.allows(), "the probe");
         assert!(
-            instant.allows(),
-            "a zero cool-down lets the next call probe"
+            !breaker.allows(),
+            "everyone else waits for the probe's outcome"
         );
     }
 }
