@@ -1,9 +1,16 @@
-//! Semantic search ports: turning text into embeddings, and finding the nearest markets.
+//! Semantic search: the ports that turn text into embeddings and find the nearest markets, and
+//! the [`SearchService`] that answers queries with them, falling back to the repository's text
+//! search, and keeps the index up to date.
 
 use async_trait::async_trait;
 
 use crate::error::{BoxError, RepositoryError, ValidationError};
-use crate::market::MarketId;
+use std::collections::HashMap;
+
+use crate::market::{
+    MarketError, MarketId, MarketRepository, ScoredSummary, SearchLimit, SearchMode, SearchQuery,
+    SearchResults,
+};
 
 /// An embedding vector: finite components, never empty.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,19 +72,179 @@ pub struct ScoredMarket {
     pub score: f32,
 }
 
-/// Stores market embeddings and finds the nearest ones.
+/// A market whose embedding is missing or stale, with the text to embed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexTask {
+    /// The market.
+    pub id: MarketId,
+    /// Its version when the task was read: the embedding is only stored for this version.
+    pub version: u64,
+    /// Its name and description, as embedded.
+    pub text: String,
+}
+
+/// Stores market embeddings and finds the nearest ones. An embedding belongs to one version of
+/// a market: changing the name or description marks it stale until it is recomputed.
 #[async_trait]
 pub trait VectorIndex: Send + Sync + 'static {
-    /// Sets (or replaces) the embedding of an existing market.
-    async fn upsert(&self, id: MarketId, embedding: &Embedding) -> Result<(), RepositoryError>;
+    /// How many dimensions stored embeddings have (the schema's), to check a provider against.
+    async fn dimensions(&self) -> Result<usize, RepositoryError>;
 
-    /// Forgets a market's embedding, if it has one.
-    async fn remove(&self, id: MarketId) -> Result<(), RepositoryError>;
+    /// Up to `limit` markets whose embedding is missing or stale, oldest change first.
+    async fn pending(&self, limit: usize) -> Result<Vec<IndexTask>, RepositoryError>;
 
-    /// The `limit` markets closest to `query`, best first.
+    /// Stores `embedding` for `task`; `false` (nothing stored) if the market has changed since
+    /// the task was read, or is gone.
+    async fn store(&self, task: &IndexTask, embedding: &Embedding)
+    -> Result<bool, RepositoryError>;
+
+    /// Marks every market's embedding stale (for a full re-index); returns how many.
+    async fn mark_all_stale(&self) -> Result<u64, RepositoryError>;
+
+    /// The `limit` existing markets closest to `query`, best first.
     async fn nearest(
         &self,
         query: &Embedding,
         limit: usize,
     ) -> Result<Vec<ScoredMarket>, RepositoryError>;
+}
+
+/// Answers searches semantically (embed the query, find the nearest markets, load them in one
+/// batch) and falls back to the repository's text search whenever any step fails, so a search
+/// only fails when the database does. Also embeds the markets the index reports as pending.
+#[derive(Debug, Clone)]
+pub struct SearchService<M, E, V> {
+    markets: M,
+    embedder: E,
+    index: V,
+}
+
+/// Why the index could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The embedding provider failed.
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
+    /// The index failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// The provider's embeddings do not fit the index.
+    #[error("the embedding provider makes {provider} dimensions but the index stores {index}")]
+    DimensionMismatch {
+        /// The provider's.
+        provider: usize,
+        /// The index's.
+        index: usize,
+    },
+}
+
+/// Why semantic search did not answer.
+#[derive(Debug, thiserror::Error)]
+enum SemanticError {
+    #[error("embedding the query failed: {0}")]
+    Embedding(#[from] EmbeddingError),
+    #[error("the vector index failed: {0}")]
+    Index(#[from] RepositoryError),
+    #[error("the provider returned no embedding")]
+    NoEmbedding,
+}
+
+impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M, E, V> {
+    /// Builds the service on its ports.
+    pub fn new(markets: M, embedder: E, index: V) -> Self {
+        Self {
+            markets,
+            embedder,
+            index,
+        }
+    }
+
+    /// Checks that the provider's embeddings fit the index; call it at start-up.
+    ///
+    /// # Errors
+    /// [`IndexError::DimensionMismatch`] if they do not, or the index's own failure.
+    pub async fn check_dimensions(&self) -> Result<(), IndexError> {
+        let (provider, index) = (self.embedder.dimensions(), self.index.dimensions().await?);
+        if provider == index {
+            Ok(())
+        } else {
+            Err(IndexError::DimensionMismatch { provider, index })
+        }
+    }
+
+    /// Markets matching `query`, best first.
+    pub async fn search(
+        &self,
+        query: &SearchQuery,
+        limit: SearchLimit,
+    ) -> Result<SearchResults, MarketError> {
+        match self.semantic(query, limit).await {
+            Ok(hits) => Ok(SearchResults {
+                hits,
+                mode: SearchMode::Semantic,
+                fallback_cause: None,
+            }),
+            Err(cause) => Ok(SearchResults {
+                hits: self.markets.search_text(query, limit).await?,
+                mode: SearchMode::Fallback,
+                fallback_cause: Some(cause.to_string()),
+            }),
+        }
+    }
+
+    async fn semantic(
+        &self,
+        query: &SearchQuery,
+        limit: SearchLimit,
+    ) -> Result<Vec<ScoredSummary>, SemanticError> {
+        let embedding = self
+            .embedder
+            .embed(&[query.as_str().to_owned()])
+            .await?
+            .pop()
+            .ok_or(SemanticError::NoEmbedding)?;
+        let nearest = self.index.nearest(&embedding, limit.get() as usize).await?;
+        let ids: Vec<MarketId> = nearest.iter().map(|scored| scored.id).collect();
+        let mut markets: HashMap<MarketId, _> = self
+            .markets
+            .find_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|market| (market.id, market))
+            .collect();
+        // In the index's order; a market deleted meanwhile is simply left out.
+        Ok(nearest
+            .into_iter()
+            .filter_map(|scored| {
+                let market = markets.remove(&scored.id)?;
+                Some(ScoredSummary {
+                    market: market.into(),
+                    score: scored.score.clamp(0.0, 1.0),
+                })
+            })
+            .collect())
+    }
+
+    /// Embeds up to `batch` pending markets in one provider call and stores the embeddings;
+    /// returns how many were pending (0 when the index is up to date).
+    ///
+    /// # Errors
+    /// If the provider or the index fails; the markets stay pending and a later call retries.
+    pub async fn index_pending(&self, batch: usize) -> Result<usize, IndexError> {
+        let tasks = self.index.pending(batch).await?;
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let texts: Vec<String> = tasks.iter().map(|task| task.text.clone()).collect();
+        let embeddings = self.embedder.embed(&texts).await?;
+        for (task, embedding) in tasks.iter().zip(&embeddings) {
+            self.index.store(task, embedding).await?;
+        }
+        Ok(tasks.len())
+    }
+
+    /// Marks every market for re-embedding; `index_pending` then works through them.
+    pub async fn reindex_all(&self) -> Result<u64, IndexError> {
+        Ok(self.index.mark_all_stale().await?)
+    }
 }

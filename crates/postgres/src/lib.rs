@@ -1,5 +1,5 @@
-//! PostgreSQL adapters for the markets ports: diesel-async over a deadpool pool, with the
-//! workspace's migrations embedded.
+//! PostgreSQL adapters for the markets ports (markets, users, the pgvector index): diesel-async
+//! over a deadpool pool, with the workspace's migrations embedded.
 //!
 //! ```no_run
 //! # async fn wire(settings: markets_postgres::PoolSettings) -> Result<(), Box<dyn std::error::Error>> {
@@ -19,9 +19,11 @@ mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;
+mod vectors;
 mod volume;
 
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};
 pub use pool::{PgPool, PoolSettings, build_pool};
 pub use users::PgUserRepository;
+pub use vectors::{PgVectorIndex, Vector};

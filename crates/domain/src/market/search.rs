@@ -86,6 +86,8 @@ pub struct SearchResults {
     pub hits: Vec<ScoredSummary>,
     /// How they were found.
     pub mode: SearchMode,
+    /// Why semantic search was not used, when it was not (for the operator's log).
+    pub fallback_cause: Option<String>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@ use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
 use super::query::{PageSize, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
-use super::search::{SearchLimit, SearchMode, SearchQuery, SearchResults};
 use super::values::{MarketId, MarketStatus};
 use crate::cache::{Cache, CacheStatus};
 use crate::error::{RepositoryError, ValidationError};
@@ -137,20 +136,6 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         request: KeysetRequest,
     ) -> Result<KeysetPage<MarketSummary>, MarketError> {
         Ok(self.markets.find_after(filter, request).await?)
-    }
-
-    /// Markets matching `query`, best first. Answered by the repository's text search until
-    /// semantic search is wired in.
-    pub async fn search(
-        &self,
-        query: &SearchQuery,
-        limit: SearchLimit,
-    ) -> Result<SearchResults, MarketError> {
-        let hits = self.markets.search_text(query, limit).await?;
-        Ok(SearchResults {
-            hits,
-            mode: SearchMode::Fallback,
-        })
     }
 
     /// Changes a market. The creator may change it with [`Permission::Write`]; anyone else needs
