@@ -5,6 +5,18 @@ use std::error::Error as StdError;
 /// A boxed error from an adapter, kept as the cause of a domain error so it can be logged.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
+/// `error` and its chain of causes in one line (`outer: inner: root`), for logs.
+pub fn report(error: &(dyn StdError + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        line.push_str(": ");
+        line.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    line
+}
+
 /// A storage port could not do its work for reasons that have nothing to do with the request.
 ///
 /// Adapters map their driver errors into one of these two variants; no driver type crosses a port.

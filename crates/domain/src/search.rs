@@ -63,6 +63,19 @@ pub trait EmbeddingProvider: Send + Sync + 'static {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbeddingError>;
 }
 
+/// A shared provider is a provider, so the one chosen at run time can be an
+/// `Arc<dyn EmbeddingProvider>`.
+#[async_trait]
+impl<T: EmbeddingProvider + ?Sized> EmbeddingProvider for std::sync::Arc<T> {
+    fn dimensions(&self) -> usize {
+        (**self).dimensions()
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbeddingError> {
+        (**self).embed(texts).await
+    }
+}
+
 /// A market's closeness to a query: `score` in `0.0..=1.0`, higher is closer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoredMarket {
@@ -141,9 +154,9 @@ pub enum IndexError {
 /// Why semantic search did not answer.
 #[derive(Debug, thiserror::Error)]
 enum SemanticError {
-    #[error("embedding the query failed: {0}")]
+    #[error("embedding the query failed")]
     Embedding(#[from] EmbeddingError),
-    #[error("the vector index failed: {0}")]
+    #[error("the vector index failed")]
     Index(#[from] RepositoryError),
     #[error("the provider returned no embedding")]
     NoEmbedding,
@@ -187,7 +200,7 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
             Err(cause) => Ok(SearchResults {
                 hits: self.markets.search_text(query, limit).await?,
                 mode: SearchMode::Fallback,
-                fallback_cause: Some(cause.to_string()),
+                fallback_cause: Some(crate::error::report(&cause)),
             }),
         }
     }
@@ -246,5 +259,143 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
     /// Marks every market for re-embedding; `index_pending` then works through them.
     pub async fn reindex_all(&self) -> Result<u64, IndexError> {
         Ok(self.index.mark_all_stale().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::PasswordHash;
+    use crate::market::{
+        Description, MarketDraft, MarketName, MarketService, MarketStatus, Volume,
+    };
+    use crate::permission::{Actor, Role};
+    use crate::testing::{InMemoryCache, InMemoryStore};
+    use crate::user::{DisplayName, Email, NewUser, UserId, UserRepository};
+    use futures_executor::block_on;
+
+    struct Provider(Option<Vec<f32>>);
+
+    #[async_trait]
+    impl EmbeddingProvider for Provider {
+        fn dimensions(&self) -> usize {
+            3
+        }
+
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbeddingError> {
+            match &self.0 {
+                Some(values) => Ok(texts
+                    .iter()
+                    .map(|_| Embedding::new(values.clone()).unwrap())
+                    .collect()),
+                None => Err(EmbeddingError::Unavailable("provider down".into())),
+            }
+        }
+    }
+
+    struct Index(Vec<ScoredMarket>);
+
+    #[async_trait]
+    impl VectorIndex for Index {
+        async fn dimensions(&self) -> Result<usize, RepositoryError> {
+            Ok(4)
+        }
+
+        async fn pending(&self, _: usize) -> Result<Vec<IndexTask>, RepositoryError> {
+            Ok(Vec::new())
+        }
+
+        async fn store(&self, _: &IndexTask, _: &Embedding) -> Result<bool, RepositoryError> {
+            Ok(false)
+        }
+
+        async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
+            Ok(0)
+        }
+
+        async fn nearest(
+            &self,
+            _: &Embedding,
+            _: usize,
+        ) -> Result<Vec<ScoredMarket>, RepositoryError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn store_with(name: &str) -> (InMemoryStore, MarketId) {
+        let store = InMemoryStore::new();
+        let user = block_on(UserRepository::create(
+            &store,
+            NewUser {
+                id: UserId::new(),
+                email: Email::parse("ann@example.com").unwrap(),
+                display_name: DisplayName::parse("Ann").unwrap(),
+                password_hash: PasswordHash::new("x"),
+                role: Role::User,
+            },
+        ))
+        .unwrap();
+        let markets = MarketService::new(store.clone(), InMemoryCache::default());
+        let actor = Actor::User {
+            id: user.id,
+            role: Role::User,
+        };
+        let draft = MarketDraft {
+            name: MarketName::parse(name).unwrap(),
+            description: Description::parse("").unwrap(),
+            status: MarketStatus::Open,
+            volume: Volume::ZERO,
+        };
+        let id = block_on(markets.create(&actor, draft)).unwrap().id;
+        (store, id)
+    }
+
+    fn query(text: &str) -> SearchQuery {
+        SearchQuery::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_failing_provider_falls_back_to_text_search() {
+        let (store, id) = store_with("Will it rain");
+        let search = SearchService::new(store, Provider(None), Index(Vec::new()));
+        let results = block_on(search.search(&query("rain"), SearchLimit::DEFAULT)).unwrap();
+        assert_eq!(results.mode, SearchMode::Fallback);
+        assert_eq!(results.hits.len(), 1);
+        assert_eq!(results.hits[0].market.id, id);
+        assert!(results.fallback_cause.unwrap().contains("provider down"));
+    }
+
+    #[test]
+    fn semantic_hits_follow_the_index_and_skip_deleted_markets() {
+        let (store, id) = store_with("Anything");
+        let gone = ScoredMarket {
+            id: MarketId::new(),
+            score: 0.9,
+        };
+        let here = ScoredMarket { id, score: 1.5 };
+        let search = SearchService::new(
+            store,
+            Provider(Some(vec![1.0, 0.0, 0.0])),
+            Index(vec![gone, here]),
+        );
+        let results = block_on(search.search(&query("whatever"), SearchLimit::DEFAULT)).unwrap();
+        assert_eq!(results.mode, SearchMode::Semantic);
+        assert_eq!(results.hits.len(), 1);
+        assert_eq!(results.hits[0].market.id, id);
+        assert_eq!(results.hits[0].score, 1.0, "clamped to 0..=1");
+    }
+
+    #[test]
+    fn a_dimension_mismatch_is_reported() {
+        let (store, _) = store_with("x");
+        let search = SearchService::new(store, Provider(None), Index(Vec::new()));
+        let mismatch = block_on(search.check_dimensions()).unwrap_err();
+        assert!(matches!(
+            mismatch,
+            IndexError::DimensionMismatch {
+                provider: 3,
+                index: 4
+            }
+        ));
     }
 }
