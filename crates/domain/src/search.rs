@@ -114,6 +114,9 @@ pub trait VectorIndex: Send + Sync + 'static {
     /// Marks every market's embedding stale (for a full re-index); returns how many.
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError>;
 
+    /// How many markets are pending.
+    async fn pending_count(&self) -> Result<u64, RepositoryError>;
+
     /// The `limit` existing markets closest to `query`, best first.
     async fn nearest(
         &self,
@@ -260,6 +263,11 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
     pub async fn reindex_all(&self) -> Result<u64, IndexError> {
         Ok(self.index.mark_all_stale().await?)
     }
+
+    /// How many markets wait for an embedding.
+    pub async fn pending(&self) -> Result<u64, IndexError> {
+        Ok(self.index.pending_count().await?)
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +318,10 @@ mod tests {
         }
 
         async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
+            Ok(0)
+        }
+
+        async fn pending_count(&self) -> Result<u64, RepositoryError> {
             Ok(0)
         }
 

@@ -10,7 +10,7 @@ use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Float, Integer, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Float, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
@@ -56,10 +56,11 @@ impl PgVectorIndex {
     }
 }
 
+/// A single integer result, selected `AS value`.
 #[derive(QueryableByName)]
-struct Dimensions {
-    #[diesel(sql_type = Integer)]
-    dimensions: i32,
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    value: i64,
 }
 
 #[derive(QueryableByName)]
@@ -94,13 +95,13 @@ impl VectorIndex for PgVectorIndex {
     async fn dimensions(&self) -> Result<usize, RepositoryError> {
         let mut conn = self.pool.get().await?;
         let found = sql_query(
-            "SELECT atttypmod AS dimensions FROM pg_attribute \
+            "SELECT atttypmod::int8 AS value FROM pg_attribute \
              WHERE attrelid = 'markets'::regclass AND attname = 'embedding'",
         )
-        .get_result::<Dimensions>(&mut conn)
+        .get_result::<Number>(&mut conn)
         .await
         .map_err(from_query)?;
-        usize::try_from(found.dimensions).map_err(RepositoryError::unexpected)
+        usize::try_from(found.value).map_err(RepositoryError::unexpected)
     }
 
     async fn pending(&self, batch: usize) -> Result<Vec<IndexTask>, RepositoryError> {
@@ -150,6 +151,15 @@ impl VectorIndex for PgVectorIndex {
                 .await
                 .map_err(from_query)?;
         Ok(marked as u64)
+    }
+
+    async fn pending_count(&self) -> Result<u64, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let found = sql_query("SELECT count(*) AS value FROM markets WHERE embedding_stale")
+            .get_result::<Number>(&mut conn)
+            .await
+            .map_err(from_query)?;
+        u64::try_from(found.value).map_err(RepositoryError::unexpected)
     }
 
     /// Cosine distance through the HNSW index; score = 1 - distance, clamped to `0..=1`.
