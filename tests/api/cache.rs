@@ -150,7 +150,10 @@ async fn a_redis_outage_degrades_but_never_fails_reads() {
     }
     let ready = readiness(&app).await;
     assert_eq!(ready["status"], "degraded");
-    assert_eq!(ready["checks"], json!({"database": "up", "cache": "down"}));
+    assert_eq!(
+        ready["checks"],
+        json!({"database": "up", "cache": "down", "embeddings": "up"})
+    );
     let patch = json!({"name": "Changed during the outage"});
     let path = format!("/api/v1/markets/{id}");
     body(

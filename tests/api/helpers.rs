@@ -26,6 +26,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     /// The cache settings the app uses (its own key prefix on the test Redis).
     pub redis: RedisSettings,
+    /// The services the app runs on, to drive background work (indexing) from tests.
+    pub services: Services,
     handle: ServerHandle,
 }
 
@@ -73,7 +75,7 @@ impl TestApp {
             max_concurrent: 4,
         };
         let services = Services::build(&settings).unwrap();
-        let application = Application::build(&settings, services).unwrap();
+        let application = Application::build(&settings, services.clone()).unwrap();
         let base = format!("http://{}", application.address());
         let handle = application.handle();
         tokio::spawn(application.run_until_stopped());
@@ -82,8 +84,15 @@ impl TestApp {
             client: reqwest::Client::new(),
             db,
             redis,
+            services,
             handle,
         }
+    }
+
+    /// Runs the search indexer until nothing is pending (what `serve`'s background indexer
+    /// does on its own), so that searches see every market.
+    pub async fn settle(&self) {
+        while self.services.indexer.index_pending(64).await.unwrap() > 0 {}
     }
 
     /// Sends `method path` with an optional bearer token and JSON body.

@@ -563,6 +563,7 @@ async fn search_returns_scored_summaries_best_first() {
         app.market(&ann, json!({"name": name, "description": description}))
             .await;
     }
+    app.settle().await;
 
     let response = search(&app, "query=rain").await;
     let mode = header(&response, "x-search-mode");
@@ -617,6 +618,7 @@ async fn search_respects_the_limit() {
         )
         .await;
     }
+    app.settle().await;
     let default = body(search(&app, "query=rain").await, 200).await;
     assert_eq!(default["data"].as_array().unwrap().len(), 10, "default 10");
     let two = body(search(&app, "query=rain&limit=2").await, 200).await;

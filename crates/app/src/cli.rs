@@ -24,6 +24,13 @@ pub enum Command {
     Migrate,
     /// Load the markets with the most volume into the cache and exit.
     WarmCache,
+    /// Recompute every market's search embedding, in batches, with a progress bar. Interrupted,
+    /// it can be resumed with --resume (pending markets are remembered in the database).
+    Reindex {
+        /// Only finish the markets still pending; do not mark the others again.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Create an administrator account. The password is read from the environment variable
     /// named by --password-env, or else from the first line of standard input; never from
     /// the command line, where other users of the machine could read it.

@@ -25,6 +25,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
         Command::Serve { no_migrate } => commands::serve(settings, !no_migrate).await,
         Command::Migrate => commands::migrate(&settings).await,
+        Command::Reindex { resume } => {
+            let services = markets_app::wiring::Services::build(&settings)?;
+            commands::reindex(&settings, &services, resume).await
+        }
         Command::WarmCache => {
             let services = markets_app::wiring::Services::build(&settings)?;
             let warmed = commands::warm_cache(&settings, &services).await?;

@@ -60,6 +60,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The OpenAI-compatible embeddings API.
     pub openai: OpenAiSettings,
+    /// Semantic search and its index.
+    pub search: SearchSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -142,6 +144,36 @@ pub struct OpenAiSettings {
     pub model: String,
     /// Embedding dimensions; must match the `vector` column.
     pub dimensions: usize,
+    /// Per-request timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts per indexing call (transient failures only).
+    pub max_attempts: u32,
+}
+
+/// Which embedder search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingChoice {
+    /// OpenAI when an API key is configured, else local.
+    Auto,
+    /// The OpenAI-compatible API (needs `openai.api_key`).
+    Openai,
+    /// The local lexical hashing embedder.
+    Local,
+}
+
+/// Semantic search and its index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Which embedder.
+    pub provider: EmbeddingChoice,
+    /// Budget for a query's embedding, in milliseconds.
+    pub query_timeout_ms: u64,
+    /// Markets embedded per indexer call.
+    pub index_batch: usize,
+    /// Idle indexer polling interval, in milliseconds.
+    pub index_interval_ms: u64,
 }
 
 /// Logging.
@@ -283,6 +315,15 @@ impl Settings {
         }
         if !(1..=100).contains(&self.cache.warm_count) {
             return invalid("cache.warm_count", "must be between 1 and 100");
+        }
+        if self.search.provider == EmbeddingChoice::Openai && self.openai.api_key.is_none() {
+            return invalid(
+                "openai.api_key (OPENAI_API_KEY)",
+                "must be set when search.provider is \"openai\"",
+            );
+        }
+        if self.search.index_batch == 0 {
+            return invalid("search.index_batch", "must be at least 1");
         }
         if self.openai.dimensions == 0 {
             return invalid("openai.dimensions", "must be at least 1");

@@ -3,15 +3,24 @@
 use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::auth::AuthService;
 use markets_domain::market::MarketService;
-use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository};
+use markets_domain::search::{EmbeddingProvider, SearchService};
+use markets_local::HashingEmbedder;
+use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository, PgVectorIndex};
 use markets_redis::RedisCache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
-use crate::settings::Settings;
+use crate::settings::{EmbeddingChoice, Settings};
 
 /// The market service as this binary wires it.
 pub type AppMarketService = MarketService<PgMarketRepository, RedisCache>;
+/// The search service as this binary wires it; the embedder is chosen from config at run time.
+pub type AppSearchService =
+    SearchService<PgMarketRepository, Arc<dyn EmbeddingProvider>, PgVectorIndex>;
+
 /// The auth service as this binary wires it.
 pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher, JwtIssuer>;
 
@@ -26,6 +35,78 @@ pub struct Services {
     pub pool: PgPool,
     /// The cache, for readiness checks.
     pub cache: RedisCache,
+    /// Search, with an embedder tuned for answering quickly.
+    pub search: AppSearchService,
+    /// The same, with an embedder that retries, for the indexer.
+    pub indexer: AppSearchService,
+    /// When search last had to fall back, for readiness and log throttling.
+    pub search_health: Arc<SearchHealth>,
+    /// Which embedder is active (`local` or `openai`), for the start-up line.
+    pub embeddings: &'static str,
+}
+
+/// Remembers when search last fell back to text search.
+#[derive(Debug, Default)]
+pub struct SearchHealth {
+    /// Seconds since the Unix epoch of the last fallback (0: never).
+    last_fallback: AtomicU64,
+    /// Seconds since the Unix epoch of the last fallback that was logged.
+    last_logged: AtomicU64,
+}
+
+impl SearchHealth {
+    /// How long a fallback marks the embedder as down, and the least time between two logs.
+    const WINDOW_SECS: u64 = 60;
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs())
+    }
+
+    /// Records a fallback; true if it should be logged (at most once per window).
+    pub fn fell_back(&self) -> bool {
+        let now = Self::now();
+        self.last_fallback.store(now, Ordering::Relaxed);
+        let logged = self.last_logged.load(Ordering::Relaxed);
+        now.saturating_sub(logged) >= Self::WINDOW_SECS
+            && self
+                .last_logged
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Whether the embedder failed within the window.
+    pub fn degraded(&self) -> bool {
+        let last = self.last_fallback.load(Ordering::Relaxed);
+        last != 0 && Self::now().saturating_sub(last) < Self::WINDOW_SECS
+    }
+}
+
+/// The query-side and indexing-side embedders and the active one's name.
+struct Embedders {
+    query: Arc<dyn EmbeddingProvider>,
+    indexing: Arc<dyn EmbeddingProvider>,
+    name: &'static str,
+}
+
+fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
+    let local = || -> anyhow::Result<Embedders> {
+        let embedder: Arc<dyn EmbeddingProvider> =
+            Arc::new(HashingEmbedder::new(settings.openai.dimensions)?);
+        Ok(Embedders {
+            query: embedder.clone(),
+            indexing: embedder,
+            name: "local",
+        })
+    };
+    match (settings.search.provider, &settings.openai.api_key) {
+        (EmbeddingChoice::Local, _) | (EmbeddingChoice::Auto, None) => local(),
+        (EmbeddingChoice::Openai | EmbeddingChoice::Auto, Some(key)) => openai(settings, key),
+        (EmbeddingChoice::Openai, None) => {
+            anyhow::bail!("search.provider is \"openai\" but OPENAI_API_KEY is not set")
+        }
+    }
 }
 
 impl Services {
@@ -47,11 +128,23 @@ impl Services {
             &secret,
             Duration::from_secs(settings.auth.token_lifetime_secs),
         );
+        let markets = PgMarketRepository::new(pool.clone());
+        let index = PgVectorIndex::new(pool.clone());
+        let embedders = embedders(settings)?;
         Ok(Self {
-            markets: MarketService::new(PgMarketRepository::new(pool.clone()), cache.clone()),
+            search: SearchService::new(markets.clone(), embedders.query, index.clone()),
+            indexer: SearchService::new(markets.clone(), embedders.indexing, index),
+            search_health: Arc::default(),
+            embeddings: embedders.name,
+            markets: MarketService::new(markets, cache.clone()),
             auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher, tokens),
             pool,
             cache,
         })
     }
+}
+
+fn openai(settings: &Settings, key: &secrecy::SecretString) -> anyhow::Result<Embedders> {
+    let _ = (settings, key);
+    anyhow::bail!("the OpenAI embedder is not wired yet")
 }

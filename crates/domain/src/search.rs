@@ -55,7 +55,7 @@ pub enum EmbeddingError {
 
 /// Turns texts into embeddings (an OpenAI-compatible API, a local model, a hashing embedder).
 #[async_trait]
-pub trait EmbeddingProvider: Send + Sync + 'static {
+pub trait EmbeddingProvider: Send + Sync + std::fmt::Debug + 'static {
     /// How many dimensions every embedding from this provider has.
     fn dimensions(&self) -> usize;
 
@@ -228,9 +228,11 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
             .into_iter()
             .map(|market| (market.id, market))
             .collect();
-        // In the index's order; a market deleted meanwhile is simply left out.
+        // In the index's order; a market deleted meanwhile is simply left out, and so is one
+        // with nothing in common with the query (score 0).
         Ok(nearest
             .into_iter()
+            .filter(|scored| scored.score > 0.0)
             .filter_map(|scored| {
                 let market = markets.remove(&scored.id)?;
                 Some(ScoredSummary {
@@ -282,6 +284,7 @@ mod tests {
     use crate::user::{DisplayName, Email, NewUser, UserId, UserRepository};
     use futures_executor::block_on;
 
+    #[derive(Debug)]
     struct Provider(Option<Vec<f32>>);
 
     #[async_trait]

@@ -1,8 +1,10 @@
 //! `markets serve`.
 
+use anyhow::Context;
 use tracing::info;
 
 use crate::commands::{migrate, warm_on_start};
+use crate::indexer;
 use crate::settings::Settings;
 use crate::startup::Application;
 use crate::wiring::Services;
@@ -17,16 +19,27 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         migrate(&settings).await?;
     }
     let services = Services::build(&settings)?;
+    services
+        .search
+        .check_dimensions()
+        .await
+        .context("the embedding provider does not fit the database's vector column")?;
     warm_on_start(&settings, &services).await;
     let pool = services.pool.clone();
+    let indexer = indexer::spawn(services.indexer.clone(), &settings.search);
+    let embeddings = services.embeddings;
     let application = Application::build(&settings, services)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         environment = settings.environment.as_str(),
         address = %application.address(),
+        embeddings,
+        cache = "redis",
+        database = "postgres",
         "markets listening"
     );
     application.run_until_stopped().await?;
+    indexer.abort();
     pool.close();
     info!("markets stopped");
     Ok(())

@@ -25,9 +25,11 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// 200 `ok` when every dependency answers, 200 `degraded` when only the cache is down (reads
-/// fall back to the database), 503 `unavailable` when the database is down. Each check is
-/// bounded by its client's timeout, and they run concurrently.
+/// 200 `ok` when every dependency answers, 200 `degraded` when only the cache or the embedding
+/// provider is down (reads fall back to the database, search to text search), 503
+/// `unavailable` when the database is down. The database and cache checks run concurrently,
+/// each bounded by its client's timeout; the embedder counts as down for a minute after search
+/// had to fall back (probing a paid API on every probe would cost money).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready (`ok`) or serving without the cache (`degraded`)", body = Readiness),
@@ -36,14 +38,19 @@ pub async fn live() -> HttpResponse {
 pub async fn ready(services: web::Data<Services>) -> HttpResponse {
     let (database, cache) = futures_util::join!(services.pool.ping(), services.cache.ping());
     let (database_up, cache_up) = (database.is_ok(), cache.is_ok());
+    let embeddings_up = !services.search_health.degraded();
     let state = |up: bool| if up { "up" } else { "down" };
     let readiness = Readiness {
-        status: match (database_up, cache_up) {
+        status: match (database_up, cache_up && embeddings_up) {
             (false, _) => "unavailable",
             (true, false) => "degraded",
             (true, true) => "ok",
         },
-        checks: json!({ "database": state(database_up), "cache": state(cache_up) }),
+        checks: json!({
+            "database": state(database_up),
+            "cache": state(cache_up),
+            "embeddings": state(embeddings_up),
+        }),
     };
     if database_up {
         HttpResponse::Ok().json(readiness)

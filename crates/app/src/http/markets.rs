@@ -11,6 +11,7 @@ use markets_domain::market::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::warn;
 use utoipa::IntoParams;
 
 use super::cursor;
@@ -190,7 +191,12 @@ pub async fn search(
     let limit = number("limit", params.limit.as_deref())
         .and_then(|limit| limit.map_or(Ok(SearchLimit::DEFAULT), SearchLimit::new));
     AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
-    let results = services.markets.search(&query?, limit?).await?;
+    let results = services.search.search(&query?, limit?).await?;
+    if let Some(cause) = &results.fallback_cause {
+        if services.search_health.fell_back() {
+            warn!(%cause, "semantic search unavailable, answering with text search (logged at most once a minute)");
+        }
+    }
     let hits: Vec<SearchHitResponse> = results.hits.into_iter().map(Into::into).collect();
     let mut response = envelope::ok(hits);
     response.headers_mut().insert(
