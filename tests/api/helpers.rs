@@ -54,6 +54,11 @@ impl TestApp {
 
     /// Starts the application with the cache in `redis`.
     pub async fn spawn_with_redis(redis: RedisSettings) -> Self {
+        Self::spawn_with(redis, &[]).await
+    }
+
+    /// Starts the application with the cache in `redis` and extra configuration variables.
+    pub async fn spawn_with(redis: RedisSettings, extra: &[(&str, &str)]) -> Self {
         let db = TestDatabase::new().await;
         let vars: HashMap<String, String> = [
             ("APP_ENV", "test"),
@@ -64,6 +69,7 @@ impl TestApp {
             ("MARKETS__CACHE__KEY_PREFIX", &redis.key_prefix),
         ]
         .into_iter()
+        .chain(extra.iter().copied())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let mut settings = Settings::load_from(&vars).unwrap();

@@ -10,4 +10,5 @@ mod errors;
 mod markets;
 mod outage;
 mod paging;
+mod search;
 mod users;

@@ -5,12 +5,12 @@ use markets_domain::auth::AuthService;
 use markets_domain::market::MarketService;
 use markets_domain::search::{EmbeddingProvider, SearchService};
 use markets_local::HashingEmbedder;
+use markets_openai::{OpenAiEmbedder, OpenAiSettings};
 use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository, PgVectorIndex};
 use markets_redis::RedisCache;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
 use crate::settings::{EmbeddingChoice, Settings};
@@ -144,7 +144,24 @@ impl Services {
     }
 }
 
+/// Two clients of the OpenAI-compatible API: queries get one attempt within the search budget
+/// (a slow provider must not hold up a search that can fall back), indexing gets the
+/// configured timeout and retries with backoff.
 fn openai(settings: &Settings, key: &secrecy::SecretString) -> anyhow::Result<Embedders> {
-    let _ = (settings, key);
-    anyhow::bail!("the OpenAI embedder is not wired yet")
+    let configured = |timeout_ms: u64, max_attempts: u32| {
+        let mut client = OpenAiSettings::new(settings.openai.base_url.clone(), key.clone());
+        client.model = settings.openai.model.clone();
+        client.dimensions = settings.openai.dimensions;
+        client.request_timeout = Duration::from_millis(timeout_ms);
+        client.retry.max_attempts = max_attempts;
+        OpenAiEmbedder::new(client)
+    };
+    Ok(Embedders {
+        query: Arc::new(configured(settings.search.query_timeout_ms, 1)?),
+        indexing: Arc::new(configured(
+            settings.openai.timeout_ms,
+            settings.openai.max_attempts,
+        )?),
+        name: "openai",
+    })
 }

@@ -1,5 +1,6 @@
 //! Contract test suites for the markets ports, written once against the traits:
-//! [`repository_contract!`] for the market and user repositories, [`cache_contract!`] for caches.
+//! [`repository_contract!`] for the market and user repositories, [`cache_contract!`] for caches,
+//! [`embedding_contract!`] for embedding providers.
 //!
 //! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
 //! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage), and a
@@ -29,9 +30,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cache;
+pub mod embedding;
 pub mod repository;
 
 pub use cache::CacheFixture;
+pub use embedding::EmbeddingFixture;
 pub use repository::RepositoryFixture;
 
 #[doc(hidden)]

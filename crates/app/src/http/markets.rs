@@ -192,10 +192,12 @@ pub async fn search(
         .and_then(|limit| limit.map_or(Ok(SearchLimit::DEFAULT), SearchLimit::new));
     AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
     let results = services.search.search(&query?, limit?).await?;
-    if let Some(cause) = &results.fallback_cause {
-        if services.search_health.fell_back() {
-            warn!(%cause, "semantic search unavailable, answering with text search (logged at most once a minute)");
-        }
+    let log_fallback = results
+        .fallback_cause
+        .as_ref()
+        .filter(|_| services.search_health.fell_back());
+    if let Some(cause) = log_fallback {
+        warn!(%cause, "semantic search unavailable, answering with text search (logged at most once a minute)");
     }
     let hits: Vec<SearchHitResponse> = results.hits.into_iter().map(Into::into).collect();
     let mut response = envelope::ok(hits);
