@@ -174,6 +174,70 @@ async fn warm_cache_loads_the_markets_with_most_volume_in_one_call() {
     assert!(!cached("ASC"), "the one with the least is not");
 }
 
+fn seed_markets(db: &TestDatabase, count: u32) {
+    let url = db.settings().url.expose_secret().to_owned();
+    let sql = format!(
+        "INSERT INTO users (id, email, display_name, password_hash) \
+           VALUES ('00000000-0000-7000-8000-000000000009', 's@example.com', 'S', 'x'); \
+         INSERT INTO markets (id, name, description, creator_id) \
+           SELECT gen_random_uuid(), 'Market ' || n, 'About ' || n, \
+                  '00000000-0000-7000-8000-000000000009' \
+           FROM generate_series(1, {count}) AS n"
+    );
+    let seeded = Command::new("psql")
+        .args([&url, "-qc", &sql])
+        .status()
+        .unwrap();
+    assert!(seeded.success());
+}
+
+fn pending_embeddings(db: &TestDatabase) -> u32 {
+    let url = db.settings().url.expose_secret().to_owned();
+    let sql = "SELECT count(*) FROM markets WHERE embedding_stale OR embedding IS NULL";
+    let out = Command::new("psql")
+        .args([&url, "-Atc", sql])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn reindex_embeds_every_market_and_resumes() {
+    let db = TestDatabase::new().await;
+    seed_markets(&db, 150);
+    assert_eq!(pending_embeddings(&db), 150);
+    let mut command = markets(&db);
+    command.args(["reindex", "--resume"]);
+    let output = run(command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(pending_embeddings(&db), 0);
+
+    let mut command = markets(&db);
+    command.arg("reindex");
+    let again = run(command);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("reindexed"), "{}", stderr(&again));
+    assert_eq!(pending_embeddings(&db), 0);
+}
+
+#[tokio::test]
+async fn serve_refuses_an_embedder_that_does_not_fit_the_index() {
+    let db = TestDatabase::new().await;
+    let mut command = markets(&db);
+    command
+        .arg("serve")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("MARKETS__OPENAI__DIMENSIONS", "384");
+    let output = run(command);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    let last = message.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("384 dimensions but the index stores 1536"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn create_admin_reads_the_password_from_env_or_stdin() {
     let db = TestDatabase::unmigrated().await;
