@@ -35,11 +35,17 @@ psql -q "$bench_url" -f bench/seed.sql
 export BENCH_PASSWORD="bench password $RANDOM$RANDOM"
 "$markets" create-admin --email bench-admin@example.com --password-env BENCH_PASSWORD >/dev/null 2>&1
 psql -Atq "$bench_url" -c "SELECT id FROM markets" >bench/.ids.txt
+# Embed every market with the local embedder, as the background indexer would.
+"$markets" reindex 2>/dev/null
+# As autovacuum would soon: statistics that know about the embeddings, and a fresh visibility map.
+psql -q "$bench_url" -c "VACUUM ANALYZE markets"
 echo "bench: seeded $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM markets') markets, $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM users') users" >&2
 
-# start_server REDIS_URL: serves the bench database with the cache in REDIS_URL.
+# start_server REDIS_URL [VAR=value...]: serves the bench database with the cache in REDIS_URL.
 start_server() {
-	REDIS_URL="$1" MARKETS__CACHE__WARM_ON_START=false "$markets" serve --no-migrate 2>>bench/.server.log &
+	local redis=$1
+	shift
+	env REDIS_URL="$redis" MARKETS__CACHE__WARM_ON_START=false "$@" "$markets" serve --no-migrate 2>>bench/.server.log &
 	server=$!
 	for _ in $(seq 1 100); do
 		curl -sf "$base/health/live" >/dev/null && return
@@ -81,8 +87,18 @@ uncached="$(
 	run "GET /api/v1/markets/{id} (uncached)" get_by_id.lua /
 	run "GET /api/v1/markets?page=N" list_page.lua /
 	run "cursor walk (sort=-volume)" cursor_walk.lua /
+	run "GET /api/v1/markets/search (semantic, local)" search.lua /
 	run "POST /api/v1/markets" create.lua /
 )"
+stop_server
+# Drop what the POST scenario created, so later scenarios see the seeded data set and no
+# indexing backlog.
+psql -q "$bench_url" -c "DELETE FROM markets WHERE name LIKE 'Benchmark market %'"
+
+# Search with a dead embedding provider (a closed port): every search falls back to text search.
+start_server "$REDIS_URL" MARKETS__SEARCH__PROVIDER=openai OPENAI_API_KEY=bench \
+	OPENAI_BASE_URL=http://127.0.0.1:1/v1
+fallback="$(run "GET /api/v1/markets/search (fallback)" search.lua /)"
 stop_server
 
 # Cached: Redis in front; a warm-up pass over every id fills it first.
@@ -112,7 +128,7 @@ table() {
 echo
 echo "wrk -t2 -c$connections -d$duration, server, PostgreSQL, Redis and wrk on this machine ($(nproc) cores)"
 echo
-table "$uncached"
+table "$uncached"$'\n'"$fallback"
 echo
 table "$cached"
 uncached_rps="$(sed -n 2p <<<"$uncached" | awk '{ print $(NF-4) }')"

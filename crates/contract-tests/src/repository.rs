@@ -104,7 +104,7 @@ async fn market<F: RepositoryFixture>(
     cents: i64,
 ) -> Market {
     let new = new_market(creator, name, status, cents);
-    fixture.markets().create(new).await.unwrap()
+    fixture.markets().create(new, &[]).await.unwrap()
 }
 
 /// Seven markets by two creators, with a shared volume and all three statuses.
@@ -288,7 +288,7 @@ pub async fn unknown_users_are_absent<F: RepositoryFixture>(fixture: &F) {
 pub async fn market_is_stored_whole<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     let new = new_market(&ann, "Will it rain?", MarketStatus::Closed, 12_345);
-    let created = fixture.markets().create(new.clone()).await.unwrap();
+    let created = fixture.markets().create(new.clone(), &[]).await.unwrap();
     assert_eq!(created.id, new.id);
     assert_eq!(created.name, new.name);
     assert_eq!(created.description, new.description);
@@ -307,7 +307,7 @@ pub async fn market_needs_an_existing_creator<F: RepositoryFixture>(fixture: &F)
     let ghost = UserId::new();
     let mut new = new_market(&user(fixture, "ann").await, "orphan", MarketStatus::Open, 0);
     new.creator_id = ghost;
-    let refused = fixture.markets().create(new.clone()).await;
+    let refused = fixture.markets().create(new.clone(), &[]).await;
     assert!(
         matches!(refused, Err(CreateMarketError::UnknownCreator(id)) if id == ghost),
         "unknown creator gave {refused:?}"
@@ -338,7 +338,7 @@ pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F)
     };
     let after = fixture
         .markets()
-        .update(before.id, patch)
+        .update(before.id, patch, &[])
         .await
         .unwrap()
         .unwrap();
@@ -361,7 +361,7 @@ pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F)
     };
     let resolved = fixture
         .markets()
-        .update(before.id, status_only)
+        .update(before.id, status_only, &[])
         .await
         .unwrap()
         .unwrap();
@@ -380,7 +380,7 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
     };
     assert_eq!(
         markets
-            .update(MarketId::new(), patch.clone())
+            .update(MarketId::new(), patch.clone(), &[])
             .await
             .unwrap(),
         None
@@ -388,7 +388,7 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
     assert!(markets.delete(doomed.id).await.unwrap(), "first delete");
     assert!(!markets.delete(doomed.id).await.unwrap(), "second delete");
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
-    assert_eq!(markets.update(doomed.id, patch).await.unwrap(), None);
+    assert_eq!(markets.update(doomed.id, patch, &[]).await.unwrap(), None);
 }
 
 /// Volumes come back to the hundredth, up to the largest allowed.
@@ -516,7 +516,7 @@ pub async fn text_search_ranks_name_matches_first<F: RepositoryFixture>(fixture:
     let in_description = described("Bitcoin above 100k", "Crypto, or a rain of money?");
     let unrelated = described("Election winner", "Politics.");
     for new in [&in_name, &in_description, &unrelated] {
-        fixture.markets().create(new.clone()).await.unwrap();
+        fixture.markets().create(new.clone(), &[]).await.unwrap();
     }
     let search = |query: &str, limit: u32| {
         let query = SearchQuery::parse(query).unwrap();

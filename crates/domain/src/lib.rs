@@ -11,12 +11,14 @@
 //! - [`auth`]: passwords, the [`auth::PasswordHasher`] port and the [`auth::AuthService`].
 //! - [`search`]: the [`search::EmbeddingProvider`] and [`search::VectorIndex`] ports.
 //! - [`cache`]: the [`cache::Cache`] port, with versioned entries.
+//! - [`jobs`]: durable background jobs: the [`jobs::JobQueue`] and [`jobs::Notifier`] ports.
 #![deny(missing_docs)]
 
 pub mod auth;
 pub mod cache;
 pub mod error;
 mod id;
+pub mod jobs;
 pub mod market;
 pub mod permission;
 pub mod search;

@@ -13,6 +13,7 @@ use crate::auth::{
 };
 use crate::cache::{Cache, CacheError};
 use crate::error::RepositoryError;
+use crate::jobs::NewJob;
 use crate::market::{
     CreateMarketError, Creator, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter,
     MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
@@ -25,6 +26,7 @@ use crate::user::{CreateUserError, Email, NewUser, User, UserAccount, UserId, Us
 struct State {
     users: HashMap<UserId, UserAccount>,
     markets: HashMap<MarketId, Market>,
+    jobs: Vec<NewJob>,
 }
 
 /// A market and user store in memory; clones share the same data.
@@ -37,6 +39,11 @@ impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The jobs scheduled so far, in order.
+    pub fn jobs(&self) -> Vec<NewJob> {
+        self.state().jobs.clone()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -97,7 +104,7 @@ impl InMemoryStore {
 
 #[async_trait]
 impl MarketRepository for InMemoryStore {
-    async fn create(&self, new: NewMarket) -> Result<Market, CreateMarketError> {
+    async fn create(&self, new: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError> {
         let mut state = self.state();
         let creator = state
             .users
@@ -120,6 +127,7 @@ impl MarketRepository for InMemoryStore {
             version: 1,
         };
         state.markets.insert(market.id, market.clone());
+        state.jobs.extend_from_slice(jobs);
         Ok(market)
     }
 
@@ -182,8 +190,12 @@ impl MarketRepository for InMemoryStore {
         &self,
         id: MarketId,
         patch: MarketPatch,
+        jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError> {
         let mut state = self.state();
+        if state.markets.contains_key(&id) {
+            state.jobs.extend_from_slice(jobs);
+        }
         let Some(market) = state.markets.get_mut(&id) else {
             return Ok(None);
         };

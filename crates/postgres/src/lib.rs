@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod jobs;
 mod markets;
 mod migrate;
 mod pool;
@@ -22,6 +23,7 @@ mod users;
 mod vectors;
 mod volume;
 
+pub use jobs::{JobListener, PgJobQueue};
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};
 pub use pool::{PgPool, PoolSettings, build_pool};

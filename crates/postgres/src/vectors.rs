@@ -247,7 +247,7 @@ mod tests {
                 status: MarketStatus::Open,
                 volume: Volume::ZERO,
             };
-            self.markets.create(new).await.unwrap().id
+            self.markets.create(new, &[]).await.unwrap().id
         }
 
         async fn task(&self, id: MarketId) -> IndexTask {
@@ -275,7 +275,7 @@ mod tests {
             volume: Some(Volume::from_cents(5).unwrap()),
             ..MarketPatch::default()
         };
-        world.markets.update(id, volume_only).await.unwrap();
+        world.markets.update(id, volume_only, &[]).await.unwrap();
         assert!(
             world.index.pending(100).await.unwrap().is_empty(),
             "volume does not stale"
@@ -285,7 +285,7 @@ mod tests {
             name: Some(MarketName::parse("Snow").unwrap()),
             ..MarketPatch::default()
         };
-        world.markets.update(id, rename).await.unwrap();
+        world.markets.update(id, rename, &[]).await.unwrap();
         let task = world.task(id).await;
         assert_eq!(task.text, "Snow\nabout it");
         assert_eq!(
@@ -304,7 +304,7 @@ mod tests {
             name: Some(MarketName::parse("Snow").unwrap()),
             ..MarketPatch::default()
         };
-        world.markets.update(id, rename).await.unwrap();
+        world.markets.update(id, rename, &[]).await.unwrap();
         assert!(!world.index.store(&stale, &direction(0, 0.0)).await.unwrap());
         assert_eq!(
             world.task(id).await.version,

@@ -59,7 +59,7 @@ async fn list_pages_load_creators_in_one_batch() {
             status: MarketStatus::Open,
             volume: Volume::from_cents(n).unwrap(),
         };
-        markets.create(market).await.unwrap();
+        markets.create(market, &[]).await.unwrap();
     }
 
     let mut offset_costs = Vec::new();

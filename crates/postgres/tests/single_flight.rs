@@ -47,14 +47,17 @@ async fn concurrent_reads_of_one_market_share_one_query() {
         .await
         .unwrap();
     let market = markets
-        .create(NewMarket {
-            id: MarketId::new(),
-            creator_id: creator.id,
-            name: MarketName::parse("Hot market").unwrap(),
-            description: Description::parse("").unwrap(),
-            status: MarketStatus::Open,
-            volume: Volume::ZERO,
-        })
+        .create(
+            NewMarket {
+                id: MarketId::new(),
+                creator_id: creator.id,
+                name: MarketName::parse("Hot market").unwrap(),
+                description: Description::parse("").unwrap(),
+                status: MarketStatus::Open,
+                volume: Volume::ZERO,
+            },
+            &[],
+        )
         .await
         .unwrap();
 
@@ -76,7 +79,7 @@ async fn concurrent_reads_of_one_market_share_one_query() {
         status: Some(MarketStatus::Closed),
         ..MarketPatch::default()
     };
-    markets.update(market.id, patch).await.unwrap();
+    markets.update(market.id, patch, &[]).await.unwrap();
     let after = markets.find_by_id(market.id).await.unwrap().unwrap();
     assert_eq!(after.status, MarketStatus::Closed);
     assert_eq!(after.version, 2);

@@ -7,6 +7,7 @@ use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, Pa
 use super::search::{ScoredSummary, SearchLimit, SearchQuery};
 use super::values::MarketId;
 use crate::error::RepositoryError;
+use crate::jobs::NewJob;
 use crate::user::UserId;
 
 /// Why a market could not be created.
@@ -27,11 +28,12 @@ pub enum CreateMarketError {
 /// or the embedding). Any store failure is a [`RepositoryError`].
 #[async_trait]
 pub trait MarketRepository: Send + Sync + 'static {
-    /// Stores a new market and returns it as stored (with its timestamps).
+    /// Stores a new market and returns it as stored (with its timestamps), together with
+    /// `jobs` in the same transaction: both are stored, or neither.
     ///
     /// # Errors
     /// [`CreateMarketError::UnknownCreator`] if `market.creator_id` names no user.
-    async fn create(&self, market: NewMarket) -> Result<Market, CreateMarketError>;
+    async fn create(&self, market: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError>;
 
     /// The market with this id, or `None`.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
@@ -57,12 +59,13 @@ pub trait MarketRepository: Send + Sync + 'static {
         request: KeysetRequest,
     ) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
 
-    /// Applies the fields set in `patch` (and bumps `updated_at`); `None` if there is no such
-    /// market. An empty patch only bumps `updated_at`.
+    /// Applies the fields set in `patch` (and bumps `updated_at` and `version`) and stores
+    /// `jobs`, in one transaction; `None` (and no jobs) if there is no such market.
     async fn update(
         &self,
         id: MarketId,
         patch: MarketPatch,
+        jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError>;
 
     /// Deletes the market; whether there was one to delete.

@@ -7,6 +7,7 @@ use super::repository::{CreateMarketError, MarketRepository};
 use super::values::{MarketId, MarketStatus};
 use crate::cache::{Cache, CacheStatus};
 use crate::error::{RepositoryError, ValidationError};
+use crate::jobs::{JobKind, NewJob};
 use crate::permission::{Actor, Permission};
 
 /// Why a market use case failed.
@@ -52,7 +53,8 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         let _ = self.cache.put(markets).await;
     }
 
-    /// Creates a market owned by the caller; needs [`Permission::Write`].
+    /// Creates a market owned by the caller; needs [`Permission::Write`]. Schedules, in the
+    /// same transaction, the creator's notification and the market's embedding.
     pub async fn create(&self, actor: &Actor, draft: MarketDraft) -> Result<Market, MarketError> {
         let creator_id = require(actor, Permission::Write)?;
         let new = NewMarket {
@@ -63,9 +65,20 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
             status: draft.status,
             volume: draft.volume,
         };
+        let id = new.id;
+        let jobs = [
+            NewJob {
+                kind: JobKind::NotifyMarketCreated,
+                market_id: id,
+            },
+            NewJob {
+                kind: JobKind::IndexMarketEmbedding,
+                market_id: id,
+            },
+        ];
         let market = self
             .markets
-            .create(new)
+            .create(new, &jobs)
             .await
             .map_err(|error| match error {
                 // The caller's own account vanished between authentication and now.
@@ -159,9 +172,19 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         if current.status == MarketStatus::Resolved {
             return Err(MarketError::Resolved(id));
         }
+        // New words need a new embedding; a new volume or status does not.
+        let reindex = patch.name.is_some() || patch.description.is_some();
+        let jobs: &[NewJob] = if reindex {
+            &[NewJob {
+                kind: JobKind::IndexMarketEmbedding,
+                market_id: id,
+            }]
+        } else {
+            &[]
+        };
         let updated = self
             .markets
-            .update(id, patch)
+            .update(id, patch, jobs)
             .await?
             .ok_or(MarketError::NotFound(id))?;
         // Write-through: the new version replaces the old entry; if that fails the entry must

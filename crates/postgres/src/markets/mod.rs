@@ -6,6 +6,7 @@ mod rows;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel_async::AsyncConnection;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 use markets_domain::RepositoryError;
@@ -19,9 +20,11 @@ use uuid::Uuid;
 
 use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
 use crate::error::from_query;
+use crate::jobs::enqueue;
 use crate::pool::PgPool;
 use crate::schema::{markets, users};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use markets_domain::jobs::NewJob;
 
 /// Markets in the `markets` table, with creators from `users`.
 #[derive(Debug, Clone)]
@@ -98,21 +101,33 @@ fn is_foreign_key_violation(error: &DieselError) -> bool {
 
 #[async_trait]
 impl MarketRepository for PgMarketRepository {
-    async fn create(&self, market: NewMarket) -> Result<Market, CreateMarketError> {
-        let conn = self.pool.get().await?;
-        let mut conn: &AsyncPgConnection = &conn;
-        // Both statements go out in one round trip (diesel-async pipelines concurrent futures).
-        let insert = diesel::insert_into(markets::table)
-            .values(NewMarketRow::from(&market))
-            .returning(MarketRow::as_returning())
-            .get_result::<MarketRow>(&mut conn);
-        let creator = users::table
-            .find(market.creator_id.as_uuid())
-            .select(users::display_name)
-            .first::<String>(&mut conn);
-        let (row, creator_name) = try_join!(insert, creator).map_err(|error| {
+    async fn create(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+    ) -> Result<Market, CreateMarketError> {
+        let mut conn = self.pool.get().await?;
+        let creator_id = market.creator_id;
+        let stored = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                // The jobs go first: if the market then fails, they are rolled back with it.
+                enqueue(conn, jobs).await?;
+                let row = diesel::insert_into(markets::table)
+                    .values(NewMarketRow::from(&market))
+                    .returning(MarketRow::as_returning())
+                    .get_result::<MarketRow>(conn)
+                    .await?;
+                let creator_name = users::table
+                    .find(creator_id.as_uuid())
+                    .select(users::display_name)
+                    .first::<String>(conn)
+                    .await?;
+                Ok((row, creator_name))
+            })
+            .await;
+        let (row, creator_name) = stored.map_err(|error| {
             if is_foreign_key_violation(&error) || error == DieselError::NotFound {
-                CreateMarketError::UnknownCreator(market.creator_id)
+                CreateMarketError::UnknownCreator(creator_id)
             } else {
                 from_query(error).into()
             }
@@ -194,30 +209,38 @@ impl MarketRepository for PgMarketRepository {
         &self,
         id: MarketId,
         patch: MarketPatch,
+        jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let updated = diesel::update(markets::table.find(id.as_uuid()))
-            .set((
-                MarketChanges::from(&patch),
-                markets::updated_at.eq(diesel::dsl::now),
-                markets::version.eq(markets::version + 1),
-            ))
-            .returning(MarketRow::as_returning())
-            .get_result::<MarketRow>(&mut conn)
+        let updated = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                let Some(row) = diesel::update(markets::table.find(id.as_uuid()))
+                    .set((
+                        MarketChanges::from(&patch),
+                        markets::updated_at.eq(diesel::dsl::now),
+                        markets::version.eq(markets::version + 1),
+                    ))
+                    .returning(MarketRow::as_returning())
+                    .get_result::<MarketRow>(conn)
+                    .await
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                enqueue(conn, jobs).await?;
+                let creator_name = users::table
+                    .find(row.creator_id)
+                    .select(users::display_name)
+                    .first::<String>(conn)
+                    .await?;
+                Ok(Some((row, creator_name)))
+            })
             .await
-            .optional()
             .map_err(from_query)?;
         self.flights.forget(id);
-        let Some(row) = updated else {
-            return Ok(None);
-        };
-        let creator_name = users::table
-            .find(row.creator_id)
-            .select(users::display_name)
-            .first::<String>(&mut conn)
-            .await
-            .map_err(from_query)?;
-        row.into_market(&creator_name).map(Some)
+        updated
+            .map(|(row, creator_name)| row.into_market(&creator_name))
+            .transpose()
     }
 
     async fn search_text(

@@ -1,0 +1,194 @@
+//! Background jobs: the work a change schedules durably (an outbox written in the same
+//! transaction as the change), the queue port workers claim it from, and the notifier port.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{BoxError, RepositoryError, ValidationError};
+use crate::id::uuid_id;
+use crate::market::MarketId;
+
+uuid_id!(
+    /// Identifies a job; also the idempotency key of what the job sends.
+    JobId
+);
+
+/// What a job does. Adding a kind is one variant here and one handler in the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Email the creator of a new market.
+    NotifyMarketCreated,
+    /// (Re)compute a market's search embedding.
+    IndexMarketEmbedding,
+}
+
+impl JobKind {
+    /// Every kind.
+    pub const ALL: [JobKind; 2] = [Self::NotifyMarketCreated, Self::IndexMarketEmbedding];
+
+    /// The kind's name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotifyMarketCreated => "notify_market_created",
+            Self::IndexMarketEmbedding => "index_market_embedding",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| ValidationError::new("kind", format!("unknown job kind {s:?}")))
+    }
+}
+
+/// Work to schedule, about one market.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewJob {
+    /// What to do.
+    pub kind: JobKind,
+    /// The market it concerns.
+    pub market_id: MarketId,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// What to do.
+    pub kind: JobKind,
+    /// The market it concerns.
+    pub market_id: MarketId,
+    /// This attempt's number, from 1; also the claim's fencing token.
+    pub attempt: u32,
+}
+
+/// A job that failed every attempt, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadJob {
+    /// Its id.
+    pub id: JobId,
+    /// What it did.
+    pub kind: JobKind,
+    /// The market it concerned.
+    pub market_id: MarketId,
+    /// How many attempts it had.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub last_error: String,
+    /// When it gave up.
+    pub died_at: DateTime<Utc>,
+}
+
+/// What to do with a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again after this delay.
+    RetryIn(Duration),
+    /// Give up: park the job for an operator.
+    Dead,
+}
+
+/// The job queue. Claims are leases: a job whose worker died is claimable again once its lease
+/// expires, and an attempt's outcome only counts if the job is still on that attempt.
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Claims up to `limit` due jobs (queued and due, or running with an expired lease) for
+    /// `lease`; concurrent claimers never get the same job.
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+
+    /// The attempt succeeded: the job is done.
+    async fn complete(&self, job: &Job) -> Result<(), RepositoryError>;
+
+    /// The attempt failed with `error`.
+    async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError>;
+
+    /// Gives claimed jobs back, due now (on shutdown, instead of waiting for their lease).
+    async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError>;
+
+    /// Dead jobs, newest first, at most `limit`.
+    async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError>;
+
+    /// Queues dead jobs again (one, or all when `id` is `None`); returns how many.
+    async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
+}
+
+/// A market was created: tell its creator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketCreatedNotice {
+    /// Deduplication key: the same notice sent twice carries the same key (the job id).
+    pub idempotency_key: String,
+    /// Recipient address.
+    pub to: String,
+    /// Recipient's display name.
+    pub to_name: String,
+    /// The market's name.
+    pub market_name: String,
+    /// A link to the market.
+    pub market_url: String,
+}
+
+/// Why a notification was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Transient: connection refused, timeout, 4xx SMTP reply: worth retrying.
+    #[error("notification could not be sent now")]
+    Unavailable(#[source] BoxError),
+    /// Permanent: e.g. an invalid address, 5xx SMTP reply: retrying will not help.
+    #[error("notification was refused: {0}")]
+    Rejected(String),
+}
+
+/// Sends notifications to users.
+#[async_trait]
+pub trait Notifier: Send + Sync + fmt::Debug + 'static {
+    /// Tells a creator their market is live.
+    async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError>;
+}
+
+/// The delay before retry number `attempt` (from 1): `base * 2^(attempt-1)`, capped at `max`,
+/// with up to 25% taken off by `jitter` (a number in `0.0..1.0`) so that jobs that failed
+/// together do not retry together.
+pub fn backoff(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let delay = base.saturating_mul(1 << exponent).min(max);
+    delay.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for kind in JobKind::ALL {
+            assert_eq!(kind.as_str().parse::<JobKind>(), Ok(kind));
+        }
+        assert!("send_spam".parse::<JobKind>().is_err());
+    }
+
+    #[test]
+    fn backoff_grows_then_caps_and_jitter_only_shortens() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        let delays: Vec<u64> = (1..=8)
+            .map(|attempt| backoff(attempt, base, max, 0.0).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(3, base, max, 1.0), Duration::from_secs(3));
+        assert_eq!(backoff(1000, base, max, 0.0), max, "no overflow");
+    }
+}

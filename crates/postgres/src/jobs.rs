@@ -1,0 +1,262 @@
+//! [`JobQueue`] on PostgreSQL: the `jobs` table is the outbox that market writes fill in their
+//! own transaction (see `PgMarketRepository`), and the queue workers claim from.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::deserialize::QueryableByName;
+use diesel::sql_query;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use markets_domain::RepositoryError;
+use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, NewJob};
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::error::{SERVICE, from_query};
+use crate::pool::PgPool;
+
+/// Jobs in the `jobs` table.
+#[derive(Debug, Clone)]
+pub struct PgJobQueue {
+    pool: PgPool,
+}
+
+impl PgJobQueue {
+    /// A queue over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Inserts `jobs` on `conn`, inside the caller's transaction.
+pub(crate) async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    jobs: &[NewJob],
+) -> Result<(), diesel::result::Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|_| JobId::new().as_uuid()).collect();
+    let kinds: Vec<&str> = jobs.iter().map(|job| job.kind.as_str()).collect();
+    let markets: Vec<Uuid> = jobs.iter().map(|job| job.market_id.as_uuid()).collect();
+    sql_query(
+        "INSERT INTO jobs (id, kind, market_id) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<Array<SqlUuid>, _>(markets)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = SqlUuid)]
+    market_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+#[derive(QueryableByName)]
+struct DeadRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = SqlUuid)]
+    market_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
+fn kind(raw: &str) -> Result<JobKind, RepositoryError> {
+    raw.parse().map_err(RepositoryError::unexpected)
+}
+
+fn attempt(raw: i32) -> u32 {
+    u32::try_from(raw).unwrap_or_default()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl JobQueue for PgJobQueue {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let rows = sql_query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = now(), \
+                 locked_until = now() + $2 * interval '1 millisecond' \
+             WHERE id IN ( \
+                 SELECT id FROM jobs \
+                 WHERE (state = 'queued' AND run_at <= now()) \
+                    OR (state = 'running' AND locked_until < now()) \
+                 ORDER BY run_at \
+                 LIMIT $1 \
+                 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, kind, market_id, attempts",
+        )
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(millis(lease))
+        .load::<ClaimedRow>(&mut conn)
+        .await
+        .map_err(from_query)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Job {
+                    id: JobId::from(row.id),
+                    kind: kind(&row.kind)?,
+                    market_id: row.market_id.into(),
+                    attempt: attempt(row.attempts),
+                })
+            })
+            .collect()
+    }
+
+    async fn complete(&self, job: &Job) -> Result<(), RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        // Only if the job is still on this attempt: a worker whose lease ran out and was
+        // overtaken must not delete the newer attempt's claim.
+        sql_query("DELETE FROM jobs WHERE id = $1 AND attempts = $2 AND state = 'running'")
+            .bind::<SqlUuid, _>(job.id.as_uuid())
+            .bind::<Integer, _>(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+            .execute(&mut conn)
+            .await
+            .map(drop)
+            .map_err(from_query)
+    }
+
+    async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let (state, delay) = match failure {
+            Failure::RetryIn(delay) => ("queued", delay),
+            Failure::Dead => ("dead", Duration::ZERO),
+        };
+        sql_query(
+            "UPDATE jobs SET state = $3, last_error = $4, locked_until = NULL, updated_at = now(), \
+                 run_at = now() + $5 * interval '1 millisecond' \
+             WHERE id = $1 AND attempts = $2 AND state = 'running'",
+        )
+        .bind::<SqlUuid, _>(job.id.as_uuid())
+        .bind::<Integer, _>(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+        .bind::<Text, _>(state)
+        .bind::<Text, _>(error)
+        .bind::<BigInt, _>(millis(delay))
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(from_query)
+    }
+
+    async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<Uuid> = jobs.iter().map(|job| job.id.as_uuid()).collect();
+        // The attempt did not happen: it does not count.
+        sql_query(
+            "UPDATE jobs SET state = 'queued', locked_until = NULL, run_at = now(), \
+                 attempts = greatest(attempts - 1, 0), updated_at = now() \
+             WHERE id = ANY($1) AND state = 'running'",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(from_query)
+    }
+
+    async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let rows = sql_query(
+            "SELECT id, kind, market_id, attempts, last_error, updated_at FROM jobs \
+             WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $1",
+        )
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load::<DeadRow>(&mut conn)
+        .await
+        .map_err(from_query)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DeadJob {
+                    id: JobId::from(row.id),
+                    kind: kind(&row.kind)?,
+                    market_id: row.market_id.into(),
+                    attempts: attempt(row.attempts),
+                    last_error: row.last_error.unwrap_or_default(),
+                    died_at: row.updated_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let retried = sql_query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = now(), updated_at = now() \
+             WHERE state = 'dead' AND ($1::uuid IS NULL OR id = $1)",
+        )
+        .bind::<Nullable<SqlUuid>, _>(id.map(|id| id.as_uuid()))
+        .execute(&mut conn)
+        .await
+        .map_err(from_query)?;
+        Ok(retried as u64)
+    }
+}
+
+/// Waits for `NOTIFY jobs` on a connection of its own, so idle workers wake as soon as a job is
+/// enqueued anywhere; callers still poll as a safety net.
+pub struct JobListener {
+    connection: AsyncPgConnection,
+}
+
+impl std::fmt::Debug for JobListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobListener").finish_non_exhaustive()
+    }
+}
+
+impl JobListener {
+    /// Connects and listens.
+    ///
+    /// # Errors
+    /// If the database cannot be reached.
+    pub async fn connect(url: &SecretString) -> Result<Self, RepositoryError> {
+        let mut connection = AsyncPgConnection::establish(url.expose_secret())
+            .await
+            .map_err(|error| RepositoryError::unavailable(SERVICE, error))?;
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut connection, "LISTEN jobs")
+            .await
+            .map_err(from_query)?;
+        Ok(Self { connection })
+    }
+
+    /// Waits until a job is enqueued (`Ok(true)`) or `timeout` passes (`Ok(false)`).
+    ///
+    /// # Errors
+    /// If the connection is lost: connect a new listener.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<bool, RepositoryError> {
+        let notifications = self.connection.notifications_stream();
+        let mut notifications = std::pin::pin!(notifications);
+        match tokio::time::timeout(timeout, notifications.next()).await {
+            Err(_) => Ok(false),
+            Ok(Some(Ok(_))) => Ok(true),
+            Ok(Some(Err(error))) => Err(from_query(error)),
+            Ok(None) => Err(RepositoryError::unavailable(
+                SERVICE,
+                "the listening connection closed",
+            )),
+        }
+    }
+}
