@@ -24,6 +24,14 @@ pub enum Command {
     Migrate,
     /// Load the markets with the most volume into the cache and exit.
     WarmCache,
+    /// Run the background job worker alone (scale it separately from the API), until SIGTERM.
+    Worker,
+    /// Inspect and retry background jobs.
+    Jobs {
+        /// What to do.
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Recompute every market's search embedding, in batches, with a progress bar. Interrupted,
     /// it can be resumed with --resume (pending markets are remembered in the database).
     Reindex {
@@ -44,5 +52,25 @@ pub enum Command {
         /// Read the password from this environment variable instead of standard input.
         #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
+    },
+}
+
+/// `markets jobs ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs.
+    List {
+        /// Only dead jobs (failed every attempt). Required for now: the others are in flight.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Queue dead jobs again.
+    Retry {
+        /// The dead job to retry.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<String>,
+        /// Retry every dead job.
+        #[arg(long)]
+        all_dead: bool,
     },
 }

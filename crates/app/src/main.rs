@@ -25,6 +25,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
         Command::Serve { no_migrate } => commands::serve(settings, !no_migrate).await,
         Command::Migrate => commands::migrate(&settings).await,
+        Command::Worker => {
+            let services = markets_app::wiring::Services::build(&settings)?;
+            commands::worker(&settings, &services).await
+        }
+        Command::Jobs { command } => {
+            let services = markets_app::wiring::Services::build(&settings)?;
+            commands::jobs(&services, command).await
+        }
         Command::Reindex { resume } => {
             let services = markets_app::wiring::Services::build(&settings)?;
             commands::reindex(&settings, &services, resume).await

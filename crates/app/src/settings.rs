@@ -62,6 +62,10 @@ pub struct Settings {
     pub openai: OpenAiSettings,
     /// Semantic search and its index.
     pub search: SearchSettings,
+    /// The background job worker.
+    pub jobs: JobSettings,
+    /// Notifications to users.
+    pub notify: NotifySettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -148,6 +152,82 @@ pub struct OpenAiSettings {
     pub timeout_ms: u64,
     /// Attempts per indexing call (transient failures only).
     pub max_attempts: u32,
+}
+
+/// The background job worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Whether `serve` runs a worker too.
+    pub run_in_serve: bool,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Claim lease, in seconds.
+    pub lease_secs: u64,
+    /// Poll interval when idle, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Attempts before a job is dead.
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds.
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Time running jobs get on shutdown, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Where notifications go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyBackend {
+    /// The log (development).
+    Log,
+    /// An SMTP server.
+    Smtp,
+}
+
+/// Notifications to users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Where they go.
+    pub backend: NotifyBackend,
+    /// The service's public address, for links.
+    pub public_url: Url,
+    /// The SMTP server, when `backend = "smtp"`.
+    pub smtp: SmtpConfig,
+}
+
+/// SMTP connection security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a local relay only).
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// Implicit TLS.
+    Tls,
+}
+
+/// The SMTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Connection security.
+    pub tls: SmtpTls,
+    /// Login user.
+    pub username: Option<String>,
+    /// Login password.
+    pub password: Option<SecretString>,
+    /// Sender.
+    pub from: String,
+    /// Per-notice timeout, in milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// Which embedder search uses.
@@ -339,6 +419,22 @@ impl Settings {
             ttl: Duration::from_secs(self.cache.ttl_secs),
             command_timeout: Duration::from_millis(self.cache.timeout_ms),
         }
+    }
+
+    /// The SMTP adapter's settings.
+    pub fn smtp(&self) -> markets_smtp::SmtpSettings {
+        let smtp = &self.notify.smtp;
+        let mut settings = markets_smtp::SmtpSettings::new(&smtp.host, &smtp.from);
+        settings.port = smtp.port;
+        settings.tls = match smtp.tls {
+            SmtpTls::None => markets_smtp::TlsMode::None,
+            SmtpTls::Starttls => markets_smtp::TlsMode::StartTls,
+            SmtpTls::Tls => markets_smtp::TlsMode::Tls,
+        };
+        settings.username = smtp.username.clone();
+        settings.password = smtp.password.clone();
+        settings.timeout = Duration::from_millis(smtp.timeout_ms);
+        settings
     }
 
     /// The Postgres pool settings.

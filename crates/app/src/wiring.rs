@@ -2,18 +2,21 @@
 
 use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::auth::AuthService;
+use markets_domain::jobs::Notifier;
 use markets_domain::market::MarketService;
 use markets_domain::search::{EmbeddingProvider, SearchService};
 use markets_local::HashingEmbedder;
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
-use markets_postgres::{PgMarketRepository, PgPool, PgUserRepository, PgVectorIndex};
+use markets_postgres::{PgJobQueue, PgMarketRepository, PgPool, PgUserRepository, PgVectorIndex};
 use markets_redis::RedisCache;
+use markets_smtp::{LogNotifier, SmtpNotifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
-use crate::settings::{EmbeddingChoice, Settings};
+use crate::settings::{EmbeddingChoice, NotifyBackend, Settings};
+use crate::worker::{Handlers, Worker};
 
 /// The market service as this binary wires it.
 pub type AppMarketService = MarketService<PgMarketRepository, RedisCache>;
@@ -43,6 +46,10 @@ pub struct Services {
     pub search_health: Arc<SearchHealth>,
     /// Which embedder is active (`local` or `openai`), for the start-up line.
     pub embeddings: &'static str,
+    /// The job queue (the outbox).
+    pub jobs: PgJobQueue,
+    /// What the jobs need.
+    pub handlers: Handlers,
 }
 
 /// Remembers when search last fell back to text search.
@@ -81,6 +88,25 @@ impl SearchHealth {
         let last = self.last_fallback.load(Ordering::Relaxed);
         last != 0 && Self::now().saturating_sub(last) < Self::WINDOW_SECS
     }
+}
+
+impl Services {
+    /// A job worker on these services.
+    pub fn worker(&self, settings: &Settings) -> Worker {
+        Worker::new(
+            self.jobs.clone(),
+            self.handlers.clone(),
+            settings.jobs.clone(),
+            settings.database.url.clone(),
+        )
+    }
+}
+
+fn notifier(settings: &Settings) -> anyhow::Result<Arc<dyn Notifier>> {
+    Ok(match settings.notify.backend {
+        NotifyBackend::Log => Arc::new(LogNotifier),
+        NotifyBackend::Smtp => Arc::new(SmtpNotifier::new(&settings.smtp())?),
+    })
 }
 
 /// The query-side and indexing-side embedders and the active one's name.
@@ -131,9 +157,19 @@ impl Services {
         let markets = PgMarketRepository::new(pool.clone());
         let index = PgVectorIndex::new(pool.clone());
         let embedders = embedders(settings)?;
+        let indexer = SearchService::new(markets.clone(), embedders.indexing, index.clone());
+        let handlers = Handlers {
+            markets: markets.clone(),
+            users: PgUserRepository::new(pool.clone()),
+            notifier: notifier(settings)?,
+            indexer: indexer.clone(),
+            public_url: settings.notify.public_url.clone(),
+        };
         Ok(Self {
-            search: SearchService::new(markets.clone(), embedders.query, index.clone()),
-            indexer: SearchService::new(markets.clone(), embedders.indexing, index),
+            search: SearchService::new(markets.clone(), embedders.query, index),
+            indexer,
+            jobs: PgJobQueue::new(pool.clone()),
+            handlers,
             search_health: Arc::default(),
             embeddings: embedders.name,
             markets: MarketService::new(markets, cache.clone()),

@@ -1,6 +1,7 @@
 //! `markets serve`.
 
 use anyhow::Context;
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::commands::{migrate, warm_on_start};
@@ -27,6 +28,11 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     warm_on_start(&settings, &services).await;
     let pool = services.pool.clone();
     let indexer = indexer::spawn(services.indexer.clone(), &settings.search);
+    let (stop_worker, worker_stopped) = watch::channel(false);
+    let worker = settings
+        .jobs
+        .run_in_serve
+        .then(|| tokio::spawn(services.worker(&settings).run(worker_stopped)));
     let embeddings = services.embeddings;
     let application = Application::build(&settings, services)?;
     info!(
@@ -39,6 +45,10 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         "markets listening"
     );
     application.run_until_stopped().await?;
+    let _ = stop_worker.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     indexer.abort();
     pool.close();
     info!("markets stopped");

@@ -33,7 +33,8 @@ pub trait MarketRepository: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`CreateMarketError::UnknownCreator`] if `market.creator_id` names no user.
-    async fn create(&self, market: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError>;
+    async fn create(&self, market: NewMarket, jobs: &[NewJob])
+    -> Result<Market, CreateMarketError>;
 
     /// The market with this id, or `None`.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
