@@ -32,6 +32,8 @@ pub struct SmtpSink {
 #[derive(Debug, Default)]
 struct Shared {
     messages: Mutex<Vec<ReceivedMail>>,
+    /// Woken whenever a message is taken, for [`SmtpSink::wait_for`].
+    arrived: tokio::sync::Notify,
     /// What to do with the next messages, oldest first, instead of taking them.
     faults: Mutex<VecDeque<Fault>>,
     connections: AtomicUsize,
@@ -87,6 +89,20 @@ impl SmtpSink {
             password: None,
             from: "Markets <noreply@markets.test>".to_owned(),
             timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Waits until `accept` holds for the messages taken so far (checked now and after every
+    /// new message), and returns them.
+    pub async fn wait_for(&self, accept: impl Fn(&[ReceivedMail]) -> bool) -> Vec<ReceivedMail> {
+        loop {
+            // Registered before checking, so a message taken in between still wakes us.
+            let arrived = self.shared.arrived.notified();
+            let messages = self.messages();
+            if accept(&messages) {
+                return messages;
+            }
+            arrived.await;
         }
     }
 
@@ -208,6 +224,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                             to: envelope.to,
                             data,
                         });
+                        shared.arrived.notify_waiters();
                         "250 2.0.0 OK queued".to_owned()
                     }
                     Some(Fault::Refuse(code)) => {
