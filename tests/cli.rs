@@ -239,6 +239,54 @@ async fn serve_refuses_an_embedder_that_does_not_fit_the_index() {
 }
 
 #[tokio::test]
+async fn operators_list_and_retry_dead_jobs() {
+    let db = TestDatabase::new().await;
+    let url = db.settings().url.expose_secret().to_owned();
+    let job = "01a20c00-0000-7000-8000-00000000dead";
+    let sql = format!(
+        "INSERT INTO jobs (id, kind, market_id, state, attempts, last_error) VALUES \
+         ('{job}', 'notify_market_created', gen_random_uuid(), 'dead', 5, 'smtp said no')"
+    );
+    assert!(
+        Command::new("psql")
+            .args([&url, "-qc", &sql])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let mut list = markets(&db);
+    list.args(["jobs", "list", "--dead"]);
+    let listed = run(list);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains(job) && listed.contains("smtp said no"),
+        "{listed}"
+    );
+
+    let mut retry = markets(&db);
+    retry.args(["jobs", "retry", job]);
+    let retried = run(retry);
+    assert!(retried.status.success(), "{}", stderr(&retried));
+    assert_eq!(String::from_utf8_lossy(&retried.stdout).trim(), "1");
+    let state = Command::new("psql")
+        .args([
+            &url,
+            "-Atc",
+            &format!("SELECT state, attempts FROM jobs WHERE id = '{job}'"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "queued|0");
+
+    let mut all = markets(&db);
+    all.args(["jobs", "retry", "--all-dead"]);
+    let none_left = run(all);
+    assert_eq!(String::from_utf8_lossy(&none_left.stdout).trim(), "0");
+}
+
+#[tokio::test]
 async fn create_admin_reads_the_password_from_env_or_stdin() {
     let db = TestDatabase::unmigrated().await;
     let mut command = markets(&db);
