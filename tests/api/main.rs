@@ -10,5 +10,6 @@ mod errors;
 mod markets;
 mod outage;
 mod paging;
+mod ratelimit;
 mod search;
 mod users;

@@ -66,6 +66,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Notifications to users.
     pub notify: NotifySettings,
+    /// Rate limits.
+    pub rate_limit: RateLimitSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -230,6 +232,71 @@ pub struct SmtpConfig {
     pub timeout_ms: u64,
 }
 
+/// Where rate-limit counts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// Redis, shared by every instance.
+    Redis,
+    /// This process only.
+    Memory,
+}
+
+/// One rate-limit policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Requests per period.
+    pub limit: u32,
+    /// The period, in milliseconds.
+    pub period_ms: u64,
+}
+
+/// Rate limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Where counts live.
+    pub backend: RateLimitBackend,
+    /// Proxies whose forwarding headers are believed: a list, or a comma-separated string
+    /// (as an environment variable gives it).
+    #[serde(deserialize_with = "cidrs")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `GET /markets/search`, per client IP.
+    pub search: PolicySettings,
+    /// `POST /auth/login`, per client IP and per email.
+    pub login: PolicySettings,
+}
+
+fn cidrs<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(|item| item.trim().to_owned()).collect(),
+    };
+    items
+        .iter()
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+impl PolicySettings {
+    /// The domain policy named `name`.
+    pub fn policy(&self, name: &str) -> markets_domain::ratelimit::RatePolicy {
+        markets_domain::ratelimit::RatePolicy {
+            name: name.to_owned(),
+            limit: self.limit,
+            period: Duration::from_millis(self.period_ms),
+        }
+    }
+}
+
 /// Which embedder search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -300,7 +367,9 @@ impl From<config::ConfigError> for SettingsError {
 }
 
 /// Well-known environment variables and the keys they set.
-const ENV_KEYS: [(&str, &str); 9] = [
+const ENV_KEYS: [(&str, &str); 11] = [
+    ("RATE_LIMIT_SEARCH_PER_MINUTE", "rate_limit.search.limit"),
+    ("RATE_LIMIT_LOGIN_PER_MINUTE", "rate_limit.login.limit"),
     ("CACHE_TTL_SECONDS", "cache.ttl_secs"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
@@ -401,6 +470,14 @@ impl Settings {
                 "openai.api_key (OPENAI_API_KEY)",
                 "must be set when search.provider is \"openai\"",
             );
+        }
+        for (key, policy) in [
+            ("rate_limit.search", &self.rate_limit.search),
+            ("rate_limit.login", &self.rate_limit.login),
+        ] {
+            if policy.limit == 0 || policy.period_ms == 0 {
+                return invalid(key, "limit and period_ms must be at least 1");
+            }
         }
         if self.search.index_batch == 0 {
             return invalid("search.index_batch", "must be at least 1");
@@ -518,6 +595,18 @@ mod tests {
         assert_eq!(settings.openai.base_url.port(), Some(9999));
         let ttl = load(&[("CACHE_TTL_SECONDS", "42")]).unwrap();
         assert_eq!(ttl.cache.ttl_secs, 42);
+        let limits = load(&[
+            ("RATE_LIMIT_SEARCH_PER_MINUTE", "7"),
+            ("RATE_LIMIT_LOGIN_PER_MINUTE", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                limits.rate_limit.search.limit,
+                limits.rate_limit.login.limit
+            ),
+            (7, 3)
+        );
     }
 
     #[test]

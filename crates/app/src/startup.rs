@@ -4,6 +4,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use crate::http;
 use crate::settings::Settings;
@@ -24,12 +25,16 @@ impl Application {
     pub fn build(settings: &Settings, services: Services) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.server.bind_addr)?;
         let address = listener.local_addr()?;
+        let limits = http::RoutePolicies {
+            search: Arc::new(settings.rate_limit.search.policy("search")),
+            login: Arc::new(settings.rate_limit.login.policy("login")),
+        };
         let services = web::Data::new(services);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(services.clone())
                 .wrap(from_fn(http::middleware::request_id))
-                .configure(http::routes)
+                .configure(|config| http::routes(config, &limits))
                 .default_service(web::to(http::unknown_route))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)

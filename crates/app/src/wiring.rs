@@ -4,18 +4,19 @@ use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::auth::AuthService;
 use markets_domain::jobs::Notifier;
 use markets_domain::market::MarketService;
+use markets_domain::ratelimit::{RateLimiter, RatePolicy};
 use markets_domain::search::{EmbeddingProvider, SearchService};
-use markets_local::HashingEmbedder;
+use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
 use markets_postgres::{PgJobQueue, PgMarketRepository, PgPool, PgUserRepository, PgVectorIndex};
-use markets_redis::RedisCache;
+use markets_redis::{RedisCache, RedisRateLimiter};
 use markets_smtp::{LogNotifier, SmtpNotifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
-use crate::settings::{EmbeddingChoice, NotifyBackend, Settings};
+use crate::settings::{EmbeddingChoice, NotifyBackend, RateLimitBackend, Settings};
 use crate::worker::{Handlers, Worker};
 
 /// The market service as this binary wires it.
@@ -50,6 +51,14 @@ pub struct Services {
     pub jobs: PgJobQueue,
     /// What the jobs need.
     pub handlers: Handlers,
+    /// Rate limits (shared through Redis, or per instance).
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The in-process limiter (the fallback of the shared one), swept on a timer.
+    pub local_limiter: Arc<LocalRateLimiter>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The login policy, applied per email by the login handler.
+    pub login_policy: RatePolicy,
 }
 
 /// Remembers when search last fell back to text search.
@@ -165,7 +174,19 @@ impl Services {
             indexer: indexer.clone(),
             public_url: settings.notify.public_url.clone(),
         };
+        let local_limiter = Arc::new(LocalRateLimiter::default());
+        let limiter: Arc<dyn RateLimiter> = match settings.rate_limit.backend {
+            RateLimitBackend::Memory => local_limiter.clone(),
+            RateLimitBackend::Redis => Arc::new(RedisRateLimiter::connect(
+                &settings.redis_cache(),
+                local_limiter.clone(),
+            )?),
+        };
         Ok(Self {
+            limiter,
+            local_limiter,
+            trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
+            login_policy: settings.rate_limit.login.policy("login"),
             search: SearchService::new(markets.clone(), embedders.query, index),
             indexer,
             jobs: PgJobQueue::new(pool.clone()),

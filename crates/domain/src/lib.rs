@@ -11,6 +11,7 @@
 //! - [`auth`]: passwords, the [`auth::PasswordHasher`] port and the [`auth::AuthService`].
 //! - [`search`]: the [`search::EmbeddingProvider`] and [`search::VectorIndex`] ports.
 //! - [`cache`]: the [`cache::Cache`] port, with versioned entries.
+//! - [`ratelimit`]: rate-limit policies and the [`ratelimit::RateLimiter`] port.
 //! - [`jobs`]: durable background jobs: the [`jobs::JobQueue`] and [`jobs::Notifier`] ports.
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ mod id;
 pub mod jobs;
 pub mod market;
 pub mod permission;
+pub mod ratelimit;
 pub mod search;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

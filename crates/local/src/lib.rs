@@ -10,6 +10,8 @@
 
 mod hash;
 mod hashing;
+mod ratelimit;
 mod tokens;
 
 pub use hashing::{DEFAULT_DIMENSIONS, HashingEmbedder};
+pub use ratelimit::LocalRateLimiter;

@@ -82,23 +82,8 @@ impl RedisCache {
     /// # Errors
     /// If the URL is invalid.
     pub fn connect(settings: &RedisSettings) -> Result<Self, CacheError> {
-        let config = Config::from_url(&settings.url).map_err(unavailable)?;
         let timeout = settings.command_timeout;
-        let client = Builder::from_config(config)
-            .with_connection_config(|connection| {
-                connection.connection_timeout = timeout.max(Duration::from_millis(500));
-                connection.internal_command_timeout = timeout.max(Duration::from_millis(500));
-                // Fail instead of resending: callers fall back to the database at once.
-                connection.max_command_attempts = 1;
-                connection.max_command_buffer_len = 10_000;
-            })
-            .with_performance_config(|performance| {
-                performance.default_command_timeout = timeout;
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .build()
-            .map_err(unavailable)?;
-        client.connect();
+        let client = crate::client::connect(settings).map_err(unavailable)?;
         Ok(Self {
             client,
             prefix: settings.key_prefix.as_str().into(),

@@ -1,4 +1,5 @@
-//! Redis adapter (fred) for the markets [`Cache`](markets_domain::cache::Cache) port.
+//! Redis adapters (fred) for the markets [`Cache`](markets_domain::cache::Cache) and
+//! [`RateLimiter`](markets_domain::ratelimit::RateLimiter) ports.
 //!
 //! - Entries are `m1|<version>|<json>` under `<prefix>market:<id>`, with a TTL. `m1` names the
 //!   format: an entry in any other format (or one that does not decode) is a miss and is
@@ -14,8 +15,11 @@
 
 mod breaker;
 mod cache;
+mod client;
 mod entry;
+mod ratelimit;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use cache::{RedisCache, RedisSettings};
+pub use ratelimit::RedisRateLimiter;

@@ -1,6 +1,8 @@
 //! `markets serve`.
 
 use anyhow::Context;
+use markets_local::LocalRateLimiter;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -28,6 +30,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     warm_on_start(&settings, &services).await;
     let pool = services.pool.clone();
     let indexer = indexer::spawn(services.indexer.clone(), &settings.search);
+    let sweeper = sweep_rate_limits(services.local_limiter.clone());
     let (stop_worker, worker_stopped) = watch::channel(false);
     let worker = settings
         .jobs
@@ -50,7 +53,20 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         let _ = worker.await;
     }
     indexer.abort();
+    sweeper.abort();
     pool.close();
     info!("markets stopped");
     Ok(())
+}
+
+/// Forgets idle rate-limit keys every minute, so a flood of distinct clients cannot grow the
+/// in-process limiter without bound.
+fn sweep_rate_limits(limiter: Arc<LocalRateLimiter>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            limiter.sweep();
+        }
+    })
 }

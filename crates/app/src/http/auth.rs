@@ -10,6 +10,7 @@ use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse, req
 use super::envelope;
 use super::error::{AppError, ErrorBody};
 use super::extract::JsonBody;
+use super::ratelimit;
 use crate::wiring::Services;
 
 /// Register a user (role `user`).
@@ -62,6 +63,18 @@ pub async fn login(
     services: web::Data<Services>,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
+    // Per email as well as per IP: guessing one account's password from many addresses is
+    // still limited. Unparseable emails share one key (they cannot log in anyway).
+    let account = Email::parse(&body.email).map_or_else(|_| "invalid".to_owned(), String::from);
+    let per_email = ratelimit::decide(
+        &services,
+        &services.login_policy,
+        &format!("email:{account}"),
+    )
+    .await;
+    if let Some(decision) = per_email.filter(|decision| !decision.allowed) {
+        return Ok(ratelimit::refusal(&decision));
+    }
     let token = services.auth.login(&body.email, &body.password).await?;
     Ok(envelope::ok(TokenResponse {
         access_token: token.token,

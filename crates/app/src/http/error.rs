@@ -3,7 +3,7 @@
 //! `{"success": false, "error": ..., "code": ..., "details"?: [...]}`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
+use actix_web::http::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use markets_domain::auth::AuthError;
 use markets_domain::error::BoxError;
@@ -62,6 +62,12 @@ pub enum AppError {
     /// 422: malformed or out-of-range input, field by field.
     #[error("Validation failed")]
     Validation(Vec<FieldDetail>),
+    /// 429: over a rate limit; carries `Retry-After` in seconds.
+    #[error("Too many requests, retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until a retry would be allowed.
+        retry_after: u64,
+    },
     /// 503: a required dependency is down.
     #[error("{0} is currently unavailable")]
     Unavailable(&'static str),
@@ -101,6 +107,7 @@ impl AppError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal",
         }
@@ -132,6 +139,7 @@ impl ResponseError for AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -145,6 +153,9 @@ impl ResponseError for AppError {
             }
             Self::MethodNotAllowed(allow) => {
                 response.insert_header((ALLOW, HeaderValue::from_static(allow)));
+            }
+            Self::RateLimited { retry_after } => {
+                response.insert_header((RETRY_AFTER, HeaderValue::from(*retry_after)));
             }
             _ => {}
         }

@@ -11,10 +11,13 @@ mod health;
 mod markets;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 mod users;
 
 use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::{HttpRequest, Route, web};
+use markets_domain::ratelimit::RatePolicy;
+use std::sync::Arc;
 
 use error::AppError;
 
@@ -62,8 +65,9 @@ fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     AppError::invalid(field, message).into()
 }
 
-/// Registers every route and the extractor configuration that keeps their errors in the envelope.
-pub fn routes(config: &mut web::ServiceConfig) {
+/// Registers every route and the extractor configuration that keeps their errors in the envelope;
+/// `limits` are the rate-limit policies of the limited routes.
+pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
     config
         .app_data(web::PayloadConfig::new(BODY_LIMIT))
         .app_data(web::PathConfig::default().error_handler(path_error))
@@ -83,10 +87,29 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(openapi::document))
                 .default_service(not_allowed("GET")),
         )
-        .service(web::scope("/api/v1").configure(api));
+        .service(web::scope("/api/v1").configure(|config| api(config, limits)));
 }
 
-fn api(config: &mut web::ServiceConfig) {
+/// The rate-limit policies applied to routes.
+#[derive(Debug, Clone)]
+pub struct RoutePolicies {
+    /// Search, per client IP.
+    pub search: Arc<RatePolicy>,
+    /// Login, per client IP (and per email, in the handler).
+    pub login: Arc<RatePolicy>,
+}
+
+/// Wraps a resource in the rate-limit middleware for a policy.
+macro_rules! limited {
+    ($policy:expr) => {{
+        let policy = $policy.clone();
+        actix_web::middleware::from_fn(move |req, next| {
+            ratelimit::per_client_ip(policy.clone(), req, next)
+        })
+    }};
+}
+
+fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
     config
         .service(
             web::resource("/auth/register")
@@ -95,6 +118,7 @@ fn api(config: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/auth/login")
+                .wrap(limited!(limits.login))
                 .route(web::post().to(auth::login))
                 .default_service(not_allowed("POST")),
         )
@@ -116,6 +140,7 @@ fn api(config: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/markets/search")
+                .wrap(limited!(limits.search))
                 .route(web::get().to(markets::search))
                 .default_service(not_allowed("GET")),
         )

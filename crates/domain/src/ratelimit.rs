@@ -1,0 +1,74 @@
+//! Rate limiting: named policies, the decision for one request, and the limiter port.
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+use crate::error::BoxError;
+
+/// A limit: at most `limit` requests per `period` for one key, refilled continuously (GCRA),
+/// with bursts of up to `limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RatePolicy {
+    /// The policy's name (`search`, `login`), part of every key it counts.
+    pub name: String,
+    /// Requests allowed per period.
+    pub limit: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl RatePolicy {
+    /// The time one request's allowance takes to come back.
+    pub fn emission_interval(&self) -> Duration {
+        self.period / self.limit.max(1)
+    }
+}
+
+/// The outcome of counting one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// The policy's limit (`RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left right now (`RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Until the allowance is full again (`RateLimit-Reset`).
+    pub reset_after: Duration,
+    /// When refused, until the next request would be allowed (`Retry-After`).
+    pub retry_after: Duration,
+}
+
+/// The limiter could not decide (e.g. its store is unreachable).
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiter is unavailable")]
+pub struct RateLimitError(#[source] pub BoxError);
+
+/// Counts requests per policy and key.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
+    /// Counts one request of `key` against `policy` and says whether it may go on.
+    async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
+}
+
+#[async_trait]
+impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
+    async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        (**self).check(policy, key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emission_interval_spreads_the_period_over_the_limit() {
+        let policy = RatePolicy {
+            name: "search".into(),
+            limit: 60,
+            period: Duration::from_secs(60),
+        };
+        assert_eq!(policy.emission_interval(), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,115 @@
+//! A rate limiter shared by every instance: GCRA in one atomic Lua script per request, on
+//! Redis's clock. When Redis cannot answer, each instance falls back to its own in-process
+//! limiter (fail-open per instance, never a failed request).
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use markets_domain::ratelimit::{RateDecision, RateLimitError, RateLimiter, RatePolicy};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+use crate::RedisSettings;
+use crate::breaker::Breaker;
+
+/// GCRA: `KEYS[1]` holds the theoretical arrival time (ms, Redis clock); `ARGV[1]` is the
+/// emission interval in ms, `ARGV[2]` the limit. Returns `{allowed, remaining, reset_ms,
+/// retry_ms}`.
+const GCRA: &str = r"
+local interval, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local burst = interval * limit
+local next_tat = tat + interval
+local allow_at = next_tat - burst
+if now < allow_at then
+  return {0, 0, tat - now, allow_at - now}
+end
+redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+return {1, math.floor((burst - (next_tat - now)) / interval), next_tat - now, 0}
+";
+
+/// Rate limits in Redis, with `F` as the fallback while Redis is unreachable.
+#[derive(Clone)]
+pub struct RedisRateLimiter<F> {
+    client: Client,
+    prefix: Arc<str>,
+    script: Arc<Script>,
+    breaker: Arc<Breaker>,
+    fallback: F,
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for RedisRateLimiter<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("prefix", &self.prefix)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: RateLimiter> RedisRateLimiter<F> {
+    /// Connects in the background (see [`RedisCache::connect`](crate::RedisCache::connect)).
+    ///
+    /// # Errors
+    /// If the URL is invalid.
+    pub fn connect(settings: &RedisSettings, fallback: F) -> Result<Self, RateLimitError> {
+        let client =
+            crate::client::connect(settings).map_err(|error| RateLimitError(Box::new(error)))?;
+        Ok(Self {
+            client,
+            prefix: settings.key_prefix.as_str().into(),
+            script: Arc::new(Script::from_lua(GCRA)),
+            breaker: Arc::new(Breaker::new(
+                settings.command_timeout.max(Duration::from_millis(250)) * 4,
+            )),
+            fallback,
+        })
+    }
+
+    async fn shared(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, Error> {
+        let redis_key = format!("{}rl:{}:{key}", self.prefix, policy.name);
+        let interval = policy.emission_interval().as_millis().max(1);
+        let args = vec![interval.to_string(), policy.limit.to_string()];
+        let reply: Vec<i64> = self
+            .script
+            .evalsha_with_reload(&self.client, redis_key, args)
+            .await?;
+        let [allowed, remaining, reset_ms, retry_ms] = reply[..] else {
+            return Err(Error::new(ErrorKind::Parse, "unexpected GCRA reply"));
+        };
+        let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or_default());
+        Ok(RateDecision {
+            allowed: allowed == 1,
+            limit: policy.limit,
+            remaining: u32::try_from(remaining).unwrap_or_default(),
+            reset_after: millis(reset_ms),
+            retry_after: millis(retry_ms),
+        })
+    }
+}
+
+#[async_trait]
+impl<F: RateLimiter> RateLimiter for RedisRateLimiter<F> {
+    async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        if self.breaker.allows() {
+            match self.shared(policy, key).await {
+                Ok(decision) => {
+                    if self.breaker.reset() {
+                        info!("rate limits are shared through Redis again");
+                    }
+                    return Ok(decision);
+                }
+                Err(error) => {
+                    if self.breaker.trip() {
+                        warn!(%error, "Redis unavailable: rate limits fall back to this instance's");
+                    }
+                }
+            }
+        }
+        self.fallback.check(policy, key).await
+    }
+}
