@@ -400,6 +400,148 @@ fn listening_address(logs: &mut impl BufRead) -> String {
     }
 }
 
+fn terminate(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let provider = MockServer::start().await;
+    let mut vector = vec![0.0_f32; 1536];
+    vector[0] = 1.0;
+    let slow_embedding = ResponseTemplate::new(200)
+        .set_body_json(serde_json::json!({"data": [{"embedding": vector, "index": 0}]}))
+        .set_delay(std::time::Duration::from_millis(1500));
+    Mock::given(method("POST"))
+        .respond_with(slow_embedding)
+        .mount(&provider)
+        .await;
+
+    let db = TestDatabase::new().await;
+    let mut command = markets(&db);
+    command
+        .arg("serve")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", format!("{}/v1", provider.uri()))
+        .env("MARKETS__SEARCH__QUERY_TIMEOUT_MS", "10000")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut logs = BufReader::new(child.stderr.take().unwrap());
+    let address = listening_address(&mut logs);
+
+    let search = tokio::spawn(async move {
+        reqwest::get(format!("http://{address}/api/v1/markets/search?query=slow"))
+            .await
+            .unwrap()
+    });
+    // Once the provider has the query's embedding request, the search is in flight.
+    while provider
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        tokio::task::yield_now().await;
+    }
+    terminate(&child);
+    let response = search.await.unwrap();
+    assert_eq!(response.status(), 200, "the in-flight request completed");
+    assert_eq!(response.headers()["x-search-mode"], "semantic");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    const DB_PASSWORD: &str = "DbPassw0rdNeverLogged";
+    const USER_PASSWORD: &str = "UserPassw0rdNeverLogged";
+    let db = TestDatabase::new().await;
+    // Trust authentication ignores the password, so the URL works and still carries a secret.
+    let mut url = url::Url::parse(db.settings().url.expose_secret()).unwrap();
+    url.set_password(Some(DB_PASSWORD)).unwrap();
+    let mut command = markets(&db);
+    command
+        .arg("serve")
+        .env("DATABASE_URL", url.as_str())
+        .env("JWT_SECRET", "JwtSecretNeverLogged-0123456789abcdef")
+        .env("RUST_LOG", "debug")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut logs = BufReader::new(child.stderr.take().unwrap());
+    let address = listening_address(&mut logs);
+    let client = reqwest::Client::new();
+    let credentials = serde_json::json!({"email": "ann@example.com", "password": USER_PASSWORD});
+    let mut registration = credentials.clone();
+    registration["display_name"] = "Ann".into();
+    let base = format!("http://{address}/api/v1/auth");
+    let registered = client
+        .post(format!("{base}/register"))
+        .json(&registration)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let login: serde_json::Value = client
+        .post(format!("{base}/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["access_token"].as_str().unwrap().to_owned();
+    let me = client
+        .get(format!("http://{address}/api/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    terminate(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut captured = String::new();
+    std::io::Read::read_to_string(&mut logs, &mut captured).unwrap();
+    assert!(
+        captured.contains("request completed"),
+        "the requests were logged"
+    );
+    for secret in [
+        DB_PASSWORD,
+        USER_PASSWORD,
+        token.as_str(),
+        "JwtSecretNeverLogged",
+        "$argon2",
+    ] {
+        assert!(!captured.contains(secret), "{secret} leaked into the log");
+    }
+
+    // A failing connection's error names the server, not the password.
+    let mut unreachable = url.clone();
+    unreachable.set_port(Some(1)).unwrap();
+    let mut command = markets(&db);
+    command
+        .arg("migrate")
+        .env("DATABASE_URL", unreachable.as_str())
+        .env("RUST_LOG", "debug");
+    let failed = run(command);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        !stderr(&failed).contains(DB_PASSWORD),
+        "{}",
+        stderr(&failed)
+    );
+}
+
 #[tokio::test]
 async fn serve_migrates_answers_liveness_and_stops_cleanly_on_sigterm() {
     let db = TestDatabase::unmigrated().await;

@@ -8,6 +8,7 @@ mod auth;
 mod cache;
 mod errors;
 mod markets;
+mod operations;
 mod outage;
 mod paging;
 mod ratelimit;

@@ -29,6 +29,8 @@ impl Application {
             search: Arc::new(settings.rate_limit.search.policy("search")),
             login: Arc::new(settings.rate_limit.login.policy("login")),
         };
+        // Installed before the first request is counted.
+        crate::telemetry::metrics_handle();
         let services = web::Data::new(services);
         let server = HttpServer::new(move || {
             App::new()

@@ -1,5 +1,20 @@
-//! Logging: human-readable text in development, JSON lines in production.
+//! Logging (human-readable text in development, JSON lines in production) and Prometheus
+//! metrics (one recorder per process, rendered by `GET /metrics`):
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `http_requests_total`, `http_request_duration_seconds` (histogram) | `method`, `route` (the pattern, never raw ids), `status` |
+//! | `db_pool_connections` (gauge) | `state`: `max`, `open`, `idle`, `waiting` |
+//! | `cache_requests_total` | `result`: `hit`, `miss` |
+//! | `cache_errors_total` | |
+//! | `search_requests_total` | `mode`: `semantic`, `fallback` |
+//! | `rate_limit_rejections_total` | `policy` |
+//! | `jobs_total` | `kind`, `outcome`: `succeeded`, `retried`, `dead` |
+//! | `build_info` (gauge, 1) | `version` |
 
+use markets_postgres::PgPool;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -22,4 +37,46 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))
+}
+
+/// Latency buckets in seconds, from a cache hit to a slow fallback search.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first use (tests start many apps in one process).
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("http_request_duration_seconds".to_owned()),
+                &LATENCY_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // If something else installed a recorder first, ours renders nothing: say so once.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+/// Records the pool's state, then renders every metric in the Prometheus text format.
+pub fn render_metrics(pool: &PgPool) -> String {
+    let handle = metrics_handle();
+    let status = pool.status();
+    for (state, value) in [
+        ("max", status.max_size),
+        ("open", status.size),
+        ("idle", status.available),
+        ("waiting", status.waiting),
+    ] {
+        metrics::gauge!("db_pool_connections", "state" => state).set(value as f64);
+    }
+    handle.render()
 }

@@ -59,6 +59,36 @@ pub struct Services {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The login policy, applied per email by the login handler.
     pub login_policy: RatePolicy,
+    /// The last readiness check, reused for a second.
+    pub readiness: Arc<ProbeCache>,
+}
+
+/// Readiness results (database, cache) reused for [`ProbeCache::TTL`], so a flood of probes
+/// costs the dependencies one check a second; concurrent probes wait for the one running.
+#[derive(Debug, Default)]
+pub struct ProbeCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, [bool; 2])>>,
+}
+
+impl ProbeCache {
+    /// How long a result is reused.
+    pub const TTL: Duration = Duration::from_secs(1);
+
+    /// The cached result, or `check`'s if the cached one is older than the TTL.
+    pub async fn get_or<F: Future<Output = [bool; 2]>>(
+        &self,
+        check: impl FnOnce() -> F,
+    ) -> [bool; 2] {
+        let mut last = self.last.lock().await;
+        if let Some((at, result)) = *last {
+            if at.elapsed() < Self::TTL {
+                return result;
+            }
+        }
+        let result = check().await;
+        *last = Some((std::time::Instant::now(), result));
+        result
+    }
 }
 
 /// Remembers when search last fell back to text search.
@@ -187,6 +217,7 @@ impl Services {
             local_limiter,
             trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
             login_policy: settings.rate_limit.login.policy("login"),
+            readiness: Arc::default(),
             search: SearchService::new(markets.clone(), embedders.query, index),
             indexer,
             jobs: PgJobQueue::new(pool.clone()),

@@ -243,8 +243,13 @@ struct AttemptRunner {
 impl AttemptRunner {
     async fn attempt(&self, job: &Job) {
         let outcome = self.handlers.run(job).await;
+        let counted = |outcome: &'static str| {
+            metrics::counter!("jobs_total", "kind" => job.kind.as_str(), "outcome" => outcome)
+                .increment(1);
+        };
         let recorded = match outcome {
             Ok(()) => {
+                counted("succeeded");
                 info!(job_id = %job.id, kind = %job.kind, outcome = "succeeded", "job done");
                 self.queue.complete(job).await
             }
@@ -255,10 +260,12 @@ impl AttemptRunner {
                     Duration::from_millis(self.settings.retry_max_ms),
                     rand::random::<f64>(),
                 );
+                counted("retried");
                 warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, ?delay, %error, outcome = "retried", "job failed; will retry");
                 self.queue.fail(job, &error, Failure::RetryIn(delay)).await
             }
             Err(JobError::Transient(error) | JobError::Permanent(error)) => {
+                counted("dead");
                 warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempt, %error, outcome = "dead", "job failed for good");
                 self.queue.fail(job, &error, Failure::Dead).await
             }

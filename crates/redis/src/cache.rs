@@ -113,6 +113,7 @@ impl RedisCache {
                 Ok(value)
             }
             Err(error) => {
+                metrics::counter!("cache_errors_total").increment(1);
                 if self.breaker.trip() {
                     warn!(%error, "cache unavailable: reads fall back to the database");
                 }

@@ -45,6 +45,9 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         embeddings,
         cache = "redis",
         database = "postgres",
+        rate_limit = ?settings.rate_limit.backend,
+        notify = ?settings.notify.backend,
+        worker = settings.jobs.run_in_serve,
         "markets listening"
     );
     application.run_until_stopped().await?;

@@ -28,7 +28,8 @@ pub async fn live() -> HttpResponse {
 /// 200 `ok` when every dependency answers, 200 `degraded` when only the cache or the embedding
 /// provider is down (reads fall back to the database, search to text search), 503
 /// `unavailable` when the database is down. The database and cache checks run concurrently,
-/// each bounded by its client's timeout; the embedder counts as down for a minute after search
+/// each bounded by its client's timeout, and their result is reused for a second; the embedder
+/// counts as down for a minute after search
 /// had to fall back (probing a paid API on every probe would cost money).
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
@@ -36,8 +37,14 @@ pub async fn live() -> HttpResponse {
         (status = 503, description = "The database is down", body = Readiness),
     ))]
 pub async fn ready(services: web::Data<Services>) -> HttpResponse {
-    let (database, cache) = futures_util::join!(services.pool.ping(), services.cache.ping());
-    let (database_up, cache_up) = (database.is_ok(), cache.is_ok());
+    let [database_up, cache_up] = services
+        .readiness
+        .get_or(|| async {
+            let (database, cache) =
+                futures_util::join!(services.pool.ping(), services.cache.ping());
+            [database.is_ok(), cache.is_ok()]
+        })
+        .await;
     let embeddings_up = !services.search_health.degraded();
     let state = |up: bool| if up { "up" } else { "down" };
     let readiness = Readiness {
@@ -57,4 +64,13 @@ pub async fn ready(services: web::Data<Services>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(readiness)
     }
+}
+
+/// Prometheus text: requests, latencies, pool, cache, search, rate limits, jobs, build.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::render_metrics(&services.pool))
 }

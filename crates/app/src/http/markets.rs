@@ -192,6 +192,7 @@ pub async fn search(
         .and_then(|limit| limit.map_or(Ok(SearchLimit::DEFAULT), SearchLimit::new));
     AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
     let results = services.search.search(&query?, limit?).await?;
+    metrics::counter!("search_requests_total", "mode" => results.mode.as_str()).increment(1);
     let log_fallback = results
         .fallback_cause
         .as_ref()
@@ -226,7 +227,11 @@ pub async fn get(
     _caller: Caller,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
-    let (market, cache) = services.markets.get(id.into_inner()).await?;
+    let id = id.into_inner();
+    tracing::Span::current().record("market_id", tracing::field::display(id));
+    let (market, cache) = services.markets.get(id).await?;
+    metrics::counter!("cache_requests_total", "result" => cache.as_str().to_lowercase())
+        .increment(1);
     let mut response = envelope::ok(MarketResponse::from(market));
     response.headers_mut().insert(
         HeaderName::from_static(X_CACHE),
@@ -335,10 +340,9 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
     let patch = body.into_patch()?;
-    let market = services
-        .markets
-        .update(&session.actor(), id.into_inner(), patch)
-        .await?;
+    let id = id.into_inner();
+    tracing::Span::current().record("market_id", tracing::field::display(id));
+    let market = services.markets.update(&session.actor(), id, patch).await?;
     Ok(envelope::ok(MarketResponse::from(market)))
 }
 
@@ -359,9 +363,8 @@ pub async fn delete(
     caller: Require<CanDelete>,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
-    services
-        .markets
-        .delete(&caller.actor(), id.into_inner())
-        .await?;
+    let id = id.into_inner();
+    tracing::Span::current().record("market_id", tracing::field::display(id));
+    services.markets.delete(&caller.actor(), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

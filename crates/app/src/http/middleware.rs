@@ -2,12 +2,14 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
-use tracing::{Instrument, error, info_span};
+use std::time::Instant;
+use tracing::{Instrument, Span, error, info, info_span};
 
 use super::error::AppError;
 
@@ -76,11 +78,18 @@ pub async fn request_id(
         .cloned()
         .unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    let method = req.method().to_string();
     let span = info_span!(
         "request",
         request_id = %String::from_utf8_lossy(id.as_bytes()),
-        method = %req.method(),
-        path = %req.path(),
+        method = %method,
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+        client_ip = %client_ip(&req),
+        user_agent = %user_agent(&req),
+        market_id = tracing::field::Empty,
     );
     let outcome = AssertUnwindSafe(next.call(req))
         .catch_unwind()
@@ -88,12 +97,17 @@ pub async fn request_id(
         .await;
     let error = match outcome {
         Ok(Ok(mut response)) => {
-            if let Some(failure) = response
-                .response()
-                .error()
-                .filter(|_| response.status().is_server_error())
-            {
-                span.in_scope(|| error!(error = %failure, "request failed"));
+            let route = response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
+            let status = response.status();
+            record(&span, &method, &route, status, started);
+            match response.response().error() {
+                Some(failure) if status.is_server_error() => {
+                    span.in_scope(|| error!(error = %failure, "request failed"));
+                }
+                _ => span.in_scope(|| info!("request completed")),
             }
             response.headers_mut().insert(X_REQUEST_ID, id);
             return Ok(response);
@@ -101,8 +115,44 @@ pub async fn request_id(
         Ok(Err(error)) => error,
         Err(_) => AppError::Internal("handler panicked".into()).into(),
     };
+    let status = error.as_response_error().status_code();
+    record(&span, &method, "unmatched", status, started);
     span.in_scope(|| error!(error = %error, "request failed"));
     Err(Tagged { error, id }.into())
+}
+
+/// Counts the request and records its route, status and latency on its span.
+fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: Instant) {
+    let elapsed = started.elapsed();
+    span.record("route", route);
+    span.record("status", status.as_u16());
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// The client's address (the real one behind trusted proxies), for the logs.
+fn client_ip(req: &ServiceRequest) -> String {
+    let trusted = req
+        .app_data::<actix_web::web::Data<crate::wiring::Services>>()
+        .map(|services| services.trusted_proxies.clone())
+        .unwrap_or_default();
+    super::ratelimit::client_ip(req.request(), &trusted)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// The user agent, bounded so a client cannot flood the log line.
+fn user_agent(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|agent| agent.chars().take(200).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

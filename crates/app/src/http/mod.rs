@@ -83,6 +83,11 @@ pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
                 .default_service(not_allowed("GET")),
         )
         .service(
+            web::resource("/metrics")
+                .route(web::get().to(health::metrics))
+                .default_service(not_allowed("GET")),
+        )
+        .service(
             web::resource("/openapi.json")
                 .route(web::get().to(openapi::document))
                 .default_service(not_allowed("GET")),

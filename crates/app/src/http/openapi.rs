@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
         users::me, users::change_role,
         markets::list, markets::search, markets::get, markets::create, markets::update,
         markets::delete,
-        health::live, health::ready,
+        health::live, health::ready, health::metrics,
     ),
     components(schemas(error::ErrorBody, error::FieldDetail, dto::MarketResponse,
         dto::MarketSummaryResponse, dto::UserResponse, dto::TokenResponse)),

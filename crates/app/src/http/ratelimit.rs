@@ -96,7 +96,9 @@ pub async fn decide(services: &Services, policy: &RatePolicy, key: &str) -> Opti
     match services.limiter.check(policy, key).await {
         Ok(decision) => {
             if !decision.allowed {
-                info!(policy = %policy.name, event = "rate_limited", "request refused by rate limit");
+                metrics::counter!("rate_limit_rejections_total", "policy" => policy.name.clone())
+                    .increment(1);
+                info!(policy = %policy.name, "request refused by rate limit");
             }
             Some(decision)
         }

@@ -1,0 +1,125 @@
+//! Operations: the metrics scrape, and readiness following the database down and back up.
+
+use markets_domain::permission::Role;
+use markets_redis::testing::shared_settings;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::helpers::{TestApp, body};
+
+#[tokio::test]
+async fn a_scrape_shows_traffic_by_route_pattern() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(&ann, json!({"name": "Scraped", "description": ""}))
+        .await;
+    let id = market["id"].as_str().unwrap();
+    app.get(&format!("/api/v1/markets/{id}")).await;
+    app.get("/api/v1/markets/search?query=scraped").await;
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"http_requests_total{method="GET",route="/api/v1/markets/{id}",status="200"}"#,
+        r#"http_request_duration_seconds_bucket{method="POST",route="/api/v1/markets",status="201""#,
+        "db_pool_connections{state=\"max\"}",
+        "cache_requests_total{result=\"hit\"}",
+        "search_requests_total{mode=\"semantic\"}",
+        "build_info{version=",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(!text.contains(id), "a raw id became a label");
+}
+
+/// A TCP proxy to PostgreSQL that a test can cut and restore, to take the database away from
+/// one app without touching the server the other tests use.
+struct Cable {
+    port: u16,
+    connected: watch::Sender<bool>,
+}
+
+impl Cable {
+    async fn to(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (connected, state) = watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    continue; // dropped at once: the app sees the connection fail
+                }
+                let (target, mut state) = (target.clone(), state.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = state.wait_for(|up| !up) => {}
+                    }
+                });
+            }
+        });
+        Self { port, connected }
+    }
+
+    fn cut(&self) {
+        self.connected.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.connected.send_replace(true);
+    }
+}
+
+async fn readiness_until(app: &TestApp, status: u16) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = app.get("/health/ready").await;
+        if response.status().as_u16() == status || Instant::now() > deadline {
+            return body(response, status).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_out_and_back() {
+    let database = markets_postgres::testing::TestDatabase::new().await;
+    let url = url::Url::parse(secrecy::ExposeSecret::expose_secret(
+        &database.settings().url,
+    ))
+    .unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let cable = Cable::to(target).await;
+    let mut through_cable = url.clone();
+    through_cable.set_port(Some(cable.port)).unwrap();
+    let app = TestApp::spawn_with(
+        shared_settings(),
+        &[
+            ("DATABASE_URL", through_cable.as_str()),
+            ("MARKETS__DATABASE__WAIT_TIMEOUT_MS", "300"),
+            ("MARKETS__DATABASE__CONNECT_TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    assert_eq!(readiness_until(&app, 200).await["status"], "ok");
+
+    cable.cut();
+    let down = readiness_until(&app, 503).await;
+    assert_eq!(down["status"], "unavailable");
+    assert_eq!(down["checks"]["database"], "down");
+
+    cable.restore();
+    assert_eq!(readiness_until(&app, 200).await["status"], "ok");
+}
