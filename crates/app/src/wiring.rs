@@ -80,10 +80,10 @@ impl ProbeCache {
         check: impl FnOnce() -> F,
     ) -> [bool; 2] {
         let mut last = self.last.lock().await;
-        if let Some((at, result)) = *last {
-            if at.elapsed() < Self::TTL {
-                return result;
-            }
+        if let Some((at, result)) = *last
+            && at.elapsed() < Self::TTL
+        {
+            return result;
         }
         let result = check().await;
         *last = Some((std::time::Instant::now(), result));
