@@ -128,6 +128,22 @@ async fn notifications(sink: &SmtpSink, count: usize) -> Vec<ReceivedMail> {
     .expect("notifications did not all arrive")
 }
 
+/// Waits until some job is dead, and returns the dead jobs.
+async fn dead_jobs(services: &Services) -> Vec<markets_domain::jobs::DeadJob> {
+    let any_dead = async {
+        loop {
+            let dead = services.jobs.dead(10).await.unwrap();
+            if !dead.is_empty() {
+                return dead;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), any_dead)
+        .await
+        .expect("no job died")
+}
+
 async fn queue_is_empty(services: &Services) -> bool {
     services
         .jobs
@@ -172,17 +188,7 @@ async fn transient_failures_are_retried_and_hopeless_jobs_parked_for_operators()
     // Three refusals exhaust the attempts: the job is dead, and stays so.
     world.sink.reject_next(3, 451);
     world.create_markets(1).await;
-    let dead = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let dead = world.services.jobs.dead(10).await.unwrap();
-            if !dead.is_empty() {
-                return dead;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap();
+    let dead = dead_jobs(&world.services).await;
     assert_eq!(dead[0].attempts, 3);
     assert!(
         dead[0].last_error.contains("could not be sent"),
@@ -204,17 +210,7 @@ async fn a_permanent_refusal_is_not_retried() {
     world.sink.reject_next(1, 550);
     world.create_markets(1).await;
     let (stop, worker) = world.start_worker();
-    let dead = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let dead = world.services.jobs.dead(10).await.unwrap();
-            if !dead.is_empty() {
-                return dead;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap();
+    let dead = dead_jobs(&world.services).await;
     let _ = stop.send(true);
     worker.await.unwrap();
     assert_eq!(dead[0].attempts, 1, "a 5xx reply is final");

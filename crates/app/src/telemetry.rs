@@ -62,6 +62,17 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
         }
         metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        // Histogram samples wait in buffers until upkeep folds them into buckets: without it
+        // they would pile up between scrapes. A plain thread, so it runs under any runtime.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
         handle
     })
 }

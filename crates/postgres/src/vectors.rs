@@ -11,7 +11,7 @@ use diesel::pg::Pg;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Float, Text, Uuid as SqlUuid};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
 use markets_domain::search::{Embedding, IndexTask, ScoredMarket, VectorIndex};
@@ -169,10 +169,20 @@ impl VectorIndex for PgVectorIndex {
         count: usize,
     ) -> Result<Vec<ScoredMarket>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let rows = sql_query(NEAREST)
-            .bind::<Vector, _>(VectorParam(query.as_slice()))
-            .bind::<BigInt, _>(limit(count))
-            .load::<Nearest>(&mut conn)
+        // The planner underestimates the cost of detoasting every vector for a sequential scan
+        // and skips the HNSW index once most rows are embedded (94 ms instead of 4 ms on 10,000
+        // markets); the index is always right for a top-k query, so insist on it.
+        let rows = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                sql_query("SET LOCAL enable_seqscan = off")
+                    .execute(conn)
+                    .await?;
+                sql_query(NEAREST)
+                    .bind::<Vector, _>(VectorParam(query.as_slice()))
+                    .bind::<BigInt, _>(limit(count))
+                    .load::<Nearest>(conn)
+                    .await
+            })
             .await
             .map_err(from_query)?;
         Ok(rows

@@ -138,11 +138,9 @@ fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: I
 
 /// The client's address (the real one behind trusted proxies), for the logs.
 fn client_ip(req: &ServiceRequest) -> String {
-    let trusted = req
-        .app_data::<actix_web::web::Data<crate::wiring::Services>>()
-        .map(|services| services.trusted_proxies.clone())
-        .unwrap_or_default();
-    super::ratelimit::client_ip(req.request(), &trusted)
+    let services = req.app_data::<actix_web::web::Data<crate::wiring::Services>>();
+    let trusted = services.map_or(&[][..], |services| &services.trusted_proxies[..]);
+    super::ratelimit::client_ip(req.request(), trusted)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
