@@ -5,12 +5,9 @@
 
 use markets_app::settings::Settings;
 use markets_app::wiring::Services;
-use markets_domain::auth::PasswordHash;
 use markets_domain::jobs::JobQueue;
 use markets_domain::market::{Description, MarketDraft, MarketName, MarketStatus, Volume};
 use markets_domain::permission::{Actor, Role};
-use markets_domain::user::{DisplayName, Email, NewUser, UserId, UserRepository};
-use markets_postgres::PgUserRepository;
 use markets_postgres::testing::TestDatabase;
 use markets_redis::testing::shared_settings;
 use markets_smtp::testing::{ReceivedMail, SmtpSink};
@@ -55,18 +52,8 @@ async fn world(extra: &[(&str, &str)]) -> World {
     let sink = SmtpSink::start().await;
     let settings = Settings::load_from(&vars(&db, &sink, extra)).unwrap();
     let services = Services::build(&settings).unwrap();
-    let user = PgUserRepository::new(db.pool())
-        .create(NewUser {
-            id: UserId::new(),
-            email: Email::parse("creator@example.com").unwrap(),
-            display_name: DisplayName::parse("Creator").unwrap(),
-            password_hash: PasswordHash::new("x"),
-            role: Role::User,
-        })
-        .await
-        .unwrap();
     let actor = Actor::User {
-        id: user.id,
+        id: db.user("creator").await,
         role: Role::User,
     };
     World {

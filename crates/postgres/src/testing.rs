@@ -14,6 +14,11 @@ use secrecy::SecretString;
 use std::time::Duration;
 use url::Url;
 
+use markets_domain::auth::PasswordHash;
+use markets_domain::permission::Role;
+use markets_domain::user::{DisplayName, Email, NewUser, UserId, UserRepository};
+
+use crate::PgUserRepository;
 use crate::migrate::run_migrations;
 use crate::pool::{PgPool, PoolSettings, build_pool};
 
@@ -91,6 +96,27 @@ impl TestDatabase {
     /// The pool connected to this database.
     pub fn pool(&self) -> PgPool {
         self.pool.clone()
+    }
+
+    /// Stores a user named `name` (`<name>@example.com`, role `user`) and returns its id: the
+    /// creator that market tests need.
+    ///
+    /// # Panics
+    /// If the user cannot be stored (e.g. the name is taken).
+    pub async fn user(&self, name: &str) -> UserId {
+        let new = NewUser {
+            id: UserId::new(),
+            email: Email::parse(&format!("{name}@example.com"))
+                .unwrap_or_else(|error| panic!("bad test user name {name:?}: {error}")),
+            display_name: DisplayName::parse(name)
+                .unwrap_or_else(|error| panic!("bad test user name {name:?}: {error}")),
+            password_hash: PasswordHash::new("not a real hash"),
+            role: Role::User,
+        };
+        match PgUserRepository::new(self.pool()).create(new).await {
+            Ok(user) => user.id,
+            Err(error) => panic!("cannot store test user {name}: {error}"),
+        }
     }
 
     /// The settings `pool` was built with, to build another pool (e.g. a tiny one) on it.

@@ -198,15 +198,13 @@ impl VectorIndex for PgVectorIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PgMarketRepository;
     use crate::testing::TestDatabase;
-    use crate::{PgMarketRepository, PgUserRepository};
     use diesel_async::SimpleAsyncConnection;
-    use markets_domain::auth::PasswordHash;
     use markets_domain::market::{
         Description, MarketName, MarketPatch, MarketRepository, MarketStatus, NewMarket, Volume,
     };
-    use markets_domain::permission::Role;
-    use markets_domain::user::{DisplayName, Email, NewUser, UserId, UserRepository};
+    use markets_domain::user::UserId;
 
     const DIMENSIONS: usize = 1536;
 
@@ -227,18 +225,7 @@ mod tests {
 
     async fn world() -> World {
         let db = TestDatabase::new().await;
-        let users = PgUserRepository::new(db.pool());
-        let creator = users
-            .create(NewUser {
-                id: UserId::new(),
-                email: Email::parse("ann@example.com").unwrap(),
-                display_name: DisplayName::parse("Ann").unwrap(),
-                password_hash: PasswordHash::new("x"),
-                role: Role::User,
-            })
-            .await
-            .unwrap()
-            .id;
+        let creator = db.user("ann").await;
         World {
             markets: PgMarketRepository::new(db.pool()),
             index: PgVectorIndex::new(db.pool()),

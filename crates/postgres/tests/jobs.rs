@@ -2,16 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::future::join;
-use markets_domain::auth::PasswordHash;
 use markets_domain::jobs::{Failure, JobKind, JobQueue, NewJob};
 use markets_domain::market::{
     CreateMarketError, Description, MarketId, MarketName, MarketPatch, MarketRepository,
     MarketStatus, NewMarket, Volume,
 };
-use markets_domain::permission::Role;
-use markets_domain::user::{DisplayName, Email, NewUser, UserId, UserRepository};
+use markets_domain::user::UserId;
 use markets_postgres::testing::TestDatabase;
-use markets_postgres::{JobListener, PgJobQueue, PgMarketRepository, PgUserRepository};
+use markets_postgres::{JobListener, PgJobQueue, PgMarketRepository};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -24,17 +22,7 @@ struct World {
 
 async fn world() -> World {
     let db = TestDatabase::new().await;
-    let creator = PgUserRepository::new(db.pool())
-        .create(NewUser {
-            id: UserId::new(),
-            email: Email::parse("ann@example.com").unwrap(),
-            display_name: DisplayName::parse("Ann").unwrap(),
-            password_hash: PasswordHash::new("x"),
-            role: Role::User,
-        })
-        .await
-        .unwrap()
-        .id;
+    let creator = db.user("ann").await;
     World {
         markets: PgMarketRepository::new(db.pool()),
         queue: PgJobQueue::new(db.pool()),

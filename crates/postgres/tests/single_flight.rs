@@ -4,13 +4,10 @@
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
 use futures_util::future::join_all;
-use markets_domain::auth::PasswordHash;
 use markets_domain::market::{
     Description, MarketId, MarketName, MarketPatch, MarketRepository, MarketStatus, NewMarket,
     Volume,
 };
-use markets_domain::permission::Role;
-use markets_domain::user::{DisplayName, Email, NewUser, UserId, UserRepository};
 use markets_postgres::testing::TestDatabase;
 use markets_postgres::{PgMarketRepository, PgUserRepository};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,23 +31,14 @@ impl Instrumentation for CountMarketReads {
 async fn concurrent_reads_of_one_market_share_one_query() {
     set_default_instrumentation(|| Some(Box::new(CountMarketReads))).unwrap();
     let db = TestDatabase::new().await;
-    let users = PgUserRepository::new(db.pool());
+    let _users = PgUserRepository::new(db.pool());
     let markets = PgMarketRepository::new(db.pool());
-    let creator = users
-        .create(NewUser {
-            id: UserId::new(),
-            email: Email::parse("ann@example.com").unwrap(),
-            display_name: DisplayName::parse("Ann").unwrap(),
-            password_hash: PasswordHash::new("x"),
-            role: Role::User,
-        })
-        .await
-        .unwrap();
+    let creator = db.user("ann").await;
     let market = markets
         .create(
             NewMarket {
                 id: MarketId::new(),
-                creator_id: creator.id,
+                creator_id: creator,
                 name: MarketName::parse("Hot market").unwrap(),
                 description: Description::parse("").unwrap(),
                 status: MarketStatus::Open,
