@@ -120,12 +120,16 @@ async fn renamed_markets_are_found_by_their_new_name_once_reindexed() {
     assert_eq!(names(&json)[0], "Comet visible from Lisbon", "{json}");
 }
 
-#[tokio::test]
-async fn a_failing_provider_degrades_to_text_search() {
+/// An app whose embedding provider is a mock answering every request with `reply`; the mock
+/// server is returned too, since it stops when dropped.
+async fn app_with_provider(
+    reply: ResponseTemplate,
+    query_timeout_ms: &str,
+) -> (TestApp, MockServer) {
     let provider = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/embeddings"))
-        .respond_with(ResponseTemplate::new(500))
+        .respond_with(reply)
         .mount(&provider)
         .await;
     let base_url = format!("{}/v1", provider.uri());
@@ -134,11 +138,17 @@ async fn a_failing_provider_degrades_to_text_search() {
         &[
             ("OPENAI_API_KEY", "sk-test"),
             ("OPENAI_BASE_URL", &base_url),
-            ("MARKETS__SEARCH__QUERY_TIMEOUT_MS", "300"),
+            ("MARKETS__SEARCH__QUERY_TIMEOUT_MS", query_timeout_ms),
         ],
     )
     .await;
     seed(&app).await;
+    (app, provider)
+}
+
+#[tokio::test]
+async fn a_failing_provider_degrades_to_text_search() {
+    let (app, _provider) = app_with_provider(ResponseTemplate::new(500), "300").await;
     let (mode, json) = search(&app, "eruption").await;
     assert_eq!(mode, "fallback");
     assert_eq!(names(&json), ["Volcanic eruption in Iceland"]);
@@ -149,23 +159,8 @@ async fn a_failing_provider_degrades_to_text_search() {
 
 #[tokio::test]
 async fn a_hanging_provider_degrades_within_the_query_budget() {
-    let provider = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/embeddings"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
-        .mount(&provider)
-        .await;
-    let base_url = format!("{}/v1", provider.uri());
-    let app = TestApp::spawn_with(
-        shared_settings(),
-        &[
-            ("OPENAI_API_KEY", "sk-test"),
-            ("OPENAI_BASE_URL", &base_url),
-            ("MARKETS__SEARCH__QUERY_TIMEOUT_MS", "200"),
-        ],
-    )
-    .await;
-    seed(&app).await;
+    let hang = ResponseTemplate::new(200).set_delay(Duration::from_secs(30));
+    let (app, _provider) = app_with_provider(hang, "200").await;
     // The client gives up after 5 s; the provider would answer after 30 s.
     let (mode, json) = search(&app, "marathon").await;
     assert_eq!(mode, "fallback");
