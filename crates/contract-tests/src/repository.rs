@@ -327,7 +327,8 @@ pub async fn markets_are_found_in_one_batch<F: RepositoryFixture>(fixture: &F) {
     assert!(fixture.markets().find_by_ids(&[]).await.unwrap().is_empty());
 }
 
-/// A patch changes the fields it sets, leaves the others, and moves `updated_at` forward.
+/// A patch changes the fields it sets, leaves the others, and moves `updated_at` forward; it
+/// only applies to the version it was checked against.
 pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     let before = market(fixture, &ann, "before", MarketStatus::Open, 100).await;
@@ -338,7 +339,7 @@ pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F)
     };
     let after = fixture
         .markets()
-        .update(before.id, patch, &[])
+        .update(before.id, before.version, patch, &[])
         .await
         .unwrap()
         .unwrap();
@@ -359,9 +360,18 @@ pub async fn update_changes_only_given_fields<F: RepositoryFixture>(fixture: &F)
         status: Some(MarketStatus::Resolved),
         ..MarketPatch::default()
     };
+    let stale = fixture
+        .markets()
+        .update(before.id, before.version, status_only.clone(), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        stale, None,
+        "a patch checked against an older version was applied"
+    );
     let resolved = fixture
         .markets()
-        .update(before.id, status_only, &[])
+        .update(before.id, after.version, status_only, &[])
         .await
         .unwrap()
         .unwrap();
@@ -380,7 +390,7 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
     };
     assert_eq!(
         markets
-            .update(MarketId::new(), patch.clone(), &[])
+            .update(MarketId::new(), 1, patch.clone(), &[])
             .await
             .unwrap(),
         None
@@ -388,7 +398,8 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
     assert!(markets.delete(doomed.id).await.unwrap(), "first delete");
     assert!(!markets.delete(doomed.id).await.unwrap(), "second delete");
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
-    assert_eq!(markets.update(doomed.id, patch, &[]).await.unwrap(), None);
+    let gone = markets.update(doomed.id, doomed.version, patch, &[]).await;
+    assert_eq!(gone.unwrap(), None);
 }
 
 /// Volumes come back to the hundredth, up to the largest allowed.

@@ -189,13 +189,16 @@ impl MarketRepository for InMemoryStore {
     async fn update(
         &self,
         id: MarketId,
+        expected_version: u64,
         patch: MarketPatch,
         jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError> {
         let mut state = self.state();
-        if state.markets.contains_key(&id) {
-            state.jobs.extend_from_slice(jobs);
+        let current = state.markets.get(&id).map(|market| market.version);
+        if current != Some(expected_version) {
+            return Ok(None);
         }
+        state.jobs.extend_from_slice(jobs);
         let Some(market) = state.markets.get_mut(&id) else {
             return Ok(None);
         };

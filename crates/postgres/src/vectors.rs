@@ -272,7 +272,7 @@ mod tests {
             volume: Some(Volume::from_cents(5).unwrap()),
             ..MarketPatch::default()
         };
-        world.markets.update(id, volume_only, &[]).await.unwrap();
+        world.markets.update(id, 1, volume_only, &[]).await.unwrap();
         assert!(
             world.index.pending(100).await.unwrap().is_empty(),
             "volume does not stale"
@@ -282,7 +282,7 @@ mod tests {
             name: Some(MarketName::parse("Snow").unwrap()),
             ..MarketPatch::default()
         };
-        world.markets.update(id, rename, &[]).await.unwrap();
+        world.markets.update(id, 2, rename, &[]).await.unwrap();
         let task = world.task(id).await;
         assert_eq!(task.text, "Snow\nabout it");
         assert_eq!(
@@ -301,7 +301,7 @@ mod tests {
             name: Some(MarketName::parse("Snow").unwrap()),
             ..MarketPatch::default()
         };
-        world.markets.update(id, rename, &[]).await.unwrap();
+        world.markets.update(id, 1, rename, &[]).await.unwrap();
         assert!(!world.index.store(&stale, &direction(0, 0.0)).await.unwrap());
         assert_eq!(
             world.task(id).await.version,

@@ -99,7 +99,7 @@ async fn a_market_and_its_jobs_are_stored_together_or_not_at_all() {
     assert!(
         world
             .markets
-            .update(missing, patch, &jobs_for(missing))
+            .update(missing, 1, patch, &jobs_for(missing))
             .await
             .unwrap()
             .is_none()

@@ -67,7 +67,10 @@ async fn concurrent_reads_of_one_market_share_one_query() {
         status: Some(MarketStatus::Closed),
         ..MarketPatch::default()
     };
-    markets.update(market.id, patch, &[]).await.unwrap();
+    markets
+        .update(market.id, market.version, patch, &[])
+        .await
+        .unwrap();
     let after = markets.find_by_id(market.id).await.unwrap().unwrap();
     assert_eq!(after.status, MarketStatus::Closed);
     assert_eq!(after.version, 2);

@@ -61,10 +61,13 @@ pub trait MarketRepository: Send + Sync + 'static {
     ) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
 
     /// Applies the fields set in `patch` (and bumps `updated_at` and `version`) and stores
-    /// `jobs`, in one transaction; `None` (and no jobs) if there is no such market.
+    /// `jobs`, in one transaction, if the market is still at `expected_version`: the version the
+    /// caller checked its rules against. `None` (and no jobs) if there is no such market or it
+    /// has changed since; the caller reads it again and re-checks.
     async fn update(
         &self,
         id: MarketId,
+        expected_version: u64,
         patch: MarketPatch,
         jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError>;

@@ -9,6 +9,7 @@ use crate::cache::{Cache, CacheStatus};
 use crate::error::{RepositoryError, ValidationError};
 use crate::jobs::{JobKind, NewJob};
 use crate::permission::{Actor, Permission};
+use crate::user::UserId;
 
 /// Why a market use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -164,14 +165,6 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         if patch.is_empty() {
             return Err(ValidationError::new("body", "must change at least one field").into());
         }
-        // The rules are checked against the stored market, never a cached copy.
-        let current = self.load(id).await?;
-        if current.creator.id != user_id && !actor.can(Permission::Delete) {
-            return Err(MarketError::PermissionDenied(Permission::Delete));
-        }
-        if current.status == MarketStatus::Resolved {
-            return Err(MarketError::Resolved(id));
-        }
         // New words need a new embedding; a new volume or status does not.
         let reindex = patch.name.is_some() || patch.description.is_some();
         let jobs: &[NewJob] = if reindex {
@@ -182,11 +175,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         } else {
             &[]
         };
-        let updated = self
-            .markets
-            .update(id, patch, jobs)
-            .await?
-            .ok_or(MarketError::NotFound(id))?;
+        let updated = self.update_checked(actor, user_id, id, patch, jobs).await?;
         // Write-through: the new version replaces the old entry; if that fails the entry must
         // not outlive the change, so remove it.
         if self
@@ -199,6 +188,42 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         }
         Ok(updated)
     }
+
+    /// Checks the rules against the stored market (never a cached copy) and applies the patch
+    /// only to the version checked: if the market changed in between (say, it was resolved),
+    /// the rules are checked again against the new version.
+    async fn update_checked(
+        &self,
+        actor: &Actor,
+        user_id: UserId,
+        id: MarketId,
+        patch: MarketPatch,
+        jobs: &[NewJob],
+    ) -> Result<Market, MarketError> {
+        for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
+            let current = self.load(id).await?;
+            if current.creator.id != user_id && !actor.can(Permission::Delete) {
+                return Err(MarketError::PermissionDenied(Permission::Delete));
+            }
+            if current.status == MarketStatus::Resolved {
+                return Err(MarketError::Resolved(id));
+            }
+            let updated = self
+                .markets
+                .update(id, current.version, patch.clone(), jobs)
+                .await?;
+            if let Some(updated) = updated {
+                return Ok(updated);
+            }
+        }
+        Err(
+            RepositoryError::unavailable("database", "the market keeps changing under this update")
+                .into(),
+        )
+    }
+
+    /// How often an update re-checks a market that keeps changing before giving up.
+    const MAX_UPDATE_ATTEMPTS: usize = 16;
 
     /// Deletes a market; needs [`Permission::Delete`].
     pub async fn delete(&self, actor: &Actor, id: MarketId) -> Result<(), MarketError> {
@@ -214,7 +239,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
 }
 
 /// The acting user's id if they hold `permission`.
-fn require(actor: &Actor, permission: Permission) -> Result<crate::user::UserId, MarketError> {
+fn require(actor: &Actor, permission: Permission) -> Result<UserId, MarketError> {
     let Some(user_id) = actor.user_id() else {
         return Err(MarketError::Unauthenticated);
     };

@@ -208,13 +208,18 @@ impl MarketRepository for PgMarketRepository {
     async fn update(
         &self,
         id: MarketId,
+        expected_version: u64,
         patch: MarketPatch,
         jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError> {
+        let expected_version = i64::try_from(expected_version).unwrap_or(i64::MAX);
         let mut conn = self.pool.get().await?;
         let updated = conn
             .transaction::<_, DieselError, _>(async |conn| {
-                let Some(row) = diesel::update(markets::table.find(id.as_uuid()))
+                let at_version = markets::table
+                    .find(id.as_uuid())
+                    .filter(markets::version.eq(expected_version));
+                let Some(row) = diesel::update(at_version)
                     .set((
                         MarketChanges::from(&patch),
                         markets::updated_at.eq(diesel::dsl::now),
