@@ -459,3 +459,35 @@ async fn health_probes_report_ok() {
         assert!(state == "up" || state == "down", "{dependency}: {state}");
     }
 }
+
+#[tokio::test]
+async fn responses_are_hardened() {
+    let app = crate::helpers::TestApp::spawn().await;
+    for path in [
+        "/health/live",
+        "/api/v1/markets",
+        "/nowhere",
+        "/api/v1/markets/not-a-uuid",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+        assert!(
+            !response.headers().contains_key("server"),
+            "{path}: server banner"
+        );
+    }
+    let login = app.login("nobody@example.com", "password123").await;
+    assert_eq!(login.status(), 401);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let me = app.get("/api/v1/users/me").await;
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let markets = app.get("/api/v1/markets").await;
+    assert!(
+        !markets.headers().contains_key("cache-control"),
+        "public reads stay cacheable"
+    );
+}

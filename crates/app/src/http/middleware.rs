@@ -57,7 +57,7 @@ impl ResponseError for Tagged {
 
     fn error_response(&self) -> actix_web::HttpResponse {
         let mut response = self.error.error_response();
-        response.headers_mut().insert(X_REQUEST_ID, self.id.clone());
+        harden(response.headers_mut(), self.id.clone());
         response
     }
 }
@@ -109,7 +109,7 @@ pub async fn request_id(
                 }
                 _ => span.in_scope(|| info!("request completed")),
             }
-            response.headers_mut().insert(X_REQUEST_ID, id);
+            harden(response.headers_mut(), id);
             return Ok(response);
         }
         Ok(Err(error)) => error,
@@ -119,6 +119,16 @@ pub async fn request_id(
     record(&span, &method, "unmatched", status, started);
     span.in_scope(|| error!(error = %error, "request failed"));
     Err(Tagged { error, id }.into())
+}
+
+/// Headers every response carries: its request id, and `nosniff` so a browser never guesses a
+/// type other than the one declared.
+fn harden(headers: &mut actix_web::http::header::HeaderMap, id: HeaderValue) {
+    headers.insert(X_REQUEST_ID, id);
+    headers.insert(
+        actix_web::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// Counts the request and records its route, status and latency on its span.

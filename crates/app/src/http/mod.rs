@@ -114,26 +114,36 @@ macro_rules! limited {
     }};
 }
 
+/// Credentials and personal data must not be kept by browsers or shared caches.
+fn no_store() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((actix_web::http::header::CACHE_CONTROL, "no-store"))
+}
+
 fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
     config
         .service(
             web::resource("/auth/register")
+                .wrap(no_store())
                 .route(web::post().to(auth::register))
                 .default_service(not_allowed("POST")),
         )
         .service(
             web::resource("/auth/login")
+                .wrap(no_store())
                 .wrap(limited!(limits.login))
                 .route(web::post().to(auth::login))
                 .default_service(not_allowed("POST")),
         )
         .service(
             web::resource("/users/me")
+                .wrap(no_store())
                 .route(web::get().to(users::me))
                 .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/users/{id}/role")
+                .wrap(no_store())
                 .route(web::put().to(users::change_role))
                 .default_service(not_allowed("PUT")),
         )
