@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod cache;
+mod cors;
 mod errors;
 mod markets;
 mod operations;

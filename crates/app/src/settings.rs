@@ -68,6 +68,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// Rate limits.
     pub rate_limit: RateLimitSettings,
+    /// Browser origins allowed to call the API.
+    pub cors: CorsSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -232,6 +234,17 @@ pub struct SmtpConfig {
     pub timeout_ms: u64,
 }
 
+/// Browser origins allowed to call the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Exact origins: a list, or a comma-separated string.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub allowed_origins: Vec<String>,
+    /// Whether any `http://localhost:*` / `http://127.0.0.1:*` origin is allowed too.
+    pub allow_localhost: bool,
+}
+
 /// Where rate-limit counts live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -260,7 +273,7 @@ pub struct RateLimitSettings {
     pub backend: RateLimitBackend,
     /// Proxies whose forwarding headers are believed: a list, or a comma-separated string
     /// (as an environment variable gives it).
-    #[serde(deserialize_with = "cidrs")]
+    #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `GET /markets/search`, per client IP.
     pub search: PolicySettings,
@@ -268,7 +281,13 @@ pub struct RateLimitSettings {
     pub login: PolicySettings,
 }
 
-fn cidrs<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+/// A list given as a list (files) or as one comma-separated string (environment variables).
+fn list_or_csv<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {

@@ -32,9 +32,11 @@ impl Application {
         // Installed before the first request is counted.
         crate::telemetry::metrics_handle();
         let services = web::Data::new(services);
+        let cors = settings.cors.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(services.clone())
+                .wrap(http::cors::cors(&cors))
                 .wrap(from_fn(http::middleware::request_id))
                 .configure(|config| http::routes(config, &limits))
                 .default_service(web::to(http::unknown_route))

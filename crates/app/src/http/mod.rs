@@ -2,6 +2,7 @@
 //! parse, call a domain service and shape the response; nothing else.
 
 mod auth;
+pub mod cors;
 mod cursor;
 mod dto;
 pub mod envelope;
