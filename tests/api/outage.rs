@@ -3,6 +3,7 @@
 use markets_app::settings::Settings;
 use markets_app::startup::Application;
 use markets_app::wiring::Services;
+use markets_redis::testing::shared_settings;
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -10,8 +11,12 @@ use crate::helpers::{SECRET, body, error};
 
 #[tokio::test]
 async fn an_unreachable_database_is_503_service_unavailable() {
-    // Port 1 on loopback: nothing listens, connections are refused at once.
+    // Port 1 on loopback: nothing listens, connections are refused at once. The cache is the
+    // shared test Redis under a prefix of this test's own: a cached market would be served.
+    let redis = shared_settings();
     let vars: HashMap<String, String> = [
+        ("REDIS_URL", redis.url.as_str()),
+        ("MARKETS__CACHE__KEY_PREFIX", redis.key_prefix.as_str()),
         ("APP_ENV", "test"),
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/markets"),
         ("BIND_ADDR", "127.0.0.1:0"),
@@ -31,7 +36,7 @@ async fn an_unreachable_database_is_503_service_unavailable() {
 
     for path in [
         "/api/v1/markets",
-        "/api/v1/markets/01a20c1b-f493-7756-89f7-4adbe248cd8b",
+        &format!("/api/v1/markets/{}", uuid::Uuid::new_v4()),
         "/api/v1/markets/search?query=rain",
     ] {
         let response = client.get(format!("{base}{path}")).send().await.unwrap();
