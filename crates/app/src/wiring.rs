@@ -8,8 +8,10 @@ use markets_domain::ratelimit::{RateLimiter, RatePolicy};
 use markets_domain::search::{EmbeddingProvider, SearchService};
 use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
-use markets_postgres::{PgJobQueue, PgMarketRepository, PgPool, PgUserRepository, PgVectorIndex};
-use markets_redis::{RedisCache, RedisRateLimiter};
+use markets_postgres::{
+    PgJobQueue, PgMarketRepository, PgPool, PgRevocations, PgUserRepository, PgVectorIndex,
+};
+use markets_redis::{RedisCache, RedisRateLimiter, RedisRevocations};
 use markets_smtp::{LogNotifier, SmtpNotifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +28,8 @@ pub type AppSearchService =
     SearchService<PgMarketRepository, Arc<dyn EmbeddingProvider>, PgVectorIndex>;
 
 /// The auth service as this binary wires it.
-pub type AppAuthService = AuthService<PgUserRepository, Argon2Hasher, JwtIssuer>;
+pub type AppAuthService =
+    AuthService<PgUserRepository, Argon2Hasher, JwtIssuer, RedisRevocations<PgRevocations>>;
 
 /// The services and the infrastructure handles the HTTP layer needs.
 #[derive(Debug, Clone)]
@@ -225,7 +228,15 @@ impl Services {
             search_health: Arc::default(),
             embeddings: embedders.name,
             markets: MarketService::new(markets, cache.clone()),
-            auth: AuthService::new(PgUserRepository::new(pool.clone()), hasher, tokens),
+            auth: AuthService::new(
+                PgUserRepository::new(pool.clone()),
+                hasher,
+                tokens,
+                RedisRevocations::connect(
+                    &settings.redis_cache(),
+                    PgRevocations::new(pool.clone()),
+                )?,
+            ),
             pool,
             cache,
         })

@@ -438,3 +438,29 @@ impl Cache for InMemoryCache {
         Ok(())
     }
 }
+
+/// Revocations in memory; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryRevocations {
+    revoked: Arc<Mutex<HashMap<String, chrono::DateTime<Utc>>>>,
+}
+
+#[async_trait]
+impl crate::auth::TokenRevocations for InMemoryRevocations {
+    async fn revoke(
+        &self,
+        token_id: &str,
+        expires_at: chrono::DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        revoked.insert(token_id.to_owned(), expires_at);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, token_id: &str) -> Result<bool, RepositoryError> {
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(revoked
+            .get(token_id)
+            .is_some_and(|until| *until > Utc::now()))
+    }
+}

@@ -16,6 +16,7 @@ mod jobs;
 mod markets;
 mod migrate;
 mod pool;
+mod revocations;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -27,5 +28,6 @@ pub use jobs::{JobListener, PgJobQueue};
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};
 pub use pool::{PgPool, PoolSettings, build_pool};
+pub use revocations::PgRevocations;
 pub use users::PgUserRepository;
 pub use vectors::{PgVectorIndex, Vector};

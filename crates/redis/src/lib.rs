@@ -18,8 +18,10 @@ mod cache;
 mod client;
 mod entry;
 mod ratelimit;
+mod revocations;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use cache::{RedisCache, RedisSettings};
 pub use ratelimit::RedisRateLimiter;
+pub use revocations::RedisRevocations;

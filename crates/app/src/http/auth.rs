@@ -9,7 +9,7 @@ use markets_domain::user::{DisplayName, Email};
 use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse, required};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
-use super::extract::JsonBody;
+use super::extract::{Authenticated, JsonBody};
 use super::ratelimit;
 use crate::wiring::Services;
 
@@ -81,4 +81,21 @@ pub async fn login(
         token_type: "Bearer",
         expires_in: token.expires_in,
     }))
+}
+
+/// Revoke the presented token, on every instance, until it would have expired.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked; using the token again is 401"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 503, description = "The database is down", body = ErrorBody),
+    )
+)]
+pub async fn logout(
+    services: web::Data<Services>,
+    Authenticated(session): Authenticated,
+) -> Result<HttpResponse, AppError> {
+    services.auth.logout(&session).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -137,6 +137,12 @@ fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
                 .default_service(not_allowed("POST")),
         )
         .service(
+            web::resource("/auth/logout")
+                .wrap(no_store())
+                .route(web::post().to(auth::logout))
+                .default_service(not_allowed("POST")),
+        )
+        .service(
             web::resource("/users/me")
                 .wrap(no_store())
                 .route(web::get().to(users::me))

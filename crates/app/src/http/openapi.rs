@@ -29,7 +29,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "markets", description = "Prediction-market listings: markets, users, auth."),
     paths(
-        auth::register, auth::login,
+        auth::register, auth::login, auth::logout,
         users::me, users::change_role,
         markets::list, markets::search, markets::get, markets::create, markets::update,
         markets::delete,

@@ -2,9 +2,11 @@
 //! service that registers, logs in and authenticates users and manages their roles.
 
 mod password;
+mod revocation;
 mod service;
 mod token;
 
 pub use password::{HashError, Password, PasswordHash, PasswordHasher};
+pub use revocation::TokenRevocations;
 pub use service::{AuthError, AuthService, Registration, Session};
 pub use token::{AccessToken, TokenClaims, TokenError, TokenIssuer};

@@ -2,6 +2,7 @@
 
 use crate::auth::{
     AccessToken, HashError, Password, PasswordHasher, TokenClaims, TokenError, TokenIssuer,
+    TokenRevocations,
 };
 use crate::error::RepositoryError;
 use crate::permission::{Actor, Permission, Role};
@@ -78,23 +79,37 @@ impl Session {
     }
 }
 
-/// Registers, logs in and authenticates users over a [`UserRepository`], a [`PasswordHasher`]
-/// and a [`TokenIssuer`].
+/// Registers, logs in and authenticates users over a [`UserRepository`], a [`PasswordHasher`],
+/// a [`TokenIssuer`] and [`TokenRevocations`].
 #[derive(Debug, Clone)]
-pub struct AuthService<U, H, T> {
+pub struct AuthService<U, H, T, R> {
     users: U,
     hasher: H,
     tokens: T,
+    revocations: R,
 }
 
-impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer> AuthService<U, H, T> {
+impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
+    AuthService<U, H, T, R>
+{
     /// Builds the service on its ports.
-    pub fn new(users: U, hasher: H, tokens: T) -> Self {
+    pub fn new(users: U, hasher: H, tokens: T, revocations: R) -> Self {
         Self {
             users,
             hasher,
             tokens,
+            revocations,
         }
+    }
+
+    /// Revokes the session's token until it would have expired; other tokens of the same user
+    /// keep working.
+    pub async fn logout(&self, session: &Session) -> Result<(), AuthError> {
+        let claims = &session.claims;
+        Ok(self
+            .revocations
+            .revoke(&claims.token_id, claims.expires_at)
+            .await?)
     }
 
     /// Registers a user with `role` (self-registration passes [`Role::User`]).
@@ -142,6 +157,9 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer> AuthService<U, H, T> 
     /// the user is read afresh so that role changes apply on the next request.
     pub async fn session(&self, token: &str) -> Result<Session, AuthError> {
         let claims = self.tokens.verify(token).map_err(AuthError::InvalidToken)?;
+        if self.revocations.is_revoked(&claims.token_id).await? {
+            return Err(AuthError::InvalidToken(TokenError::Revoked));
+        }
         let user = self
             .users
             .find_by_id(claims.user_id)
@@ -173,11 +191,35 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer> AuthService<U, H, T> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FakeTokens, InMemoryStore, PlaintextHasher};
+    use crate::testing::{FakeTokens, InMemoryRevocations, InMemoryStore, PlaintextHasher};
     use futures_executor::block_on;
 
-    fn service() -> AuthService<InMemoryStore, PlaintextHasher, FakeTokens> {
-        AuthService::new(InMemoryStore::new(), PlaintextHasher::default(), FakeTokens)
+    type Service = AuthService<InMemoryStore, PlaintextHasher, FakeTokens, InMemoryRevocations>;
+
+    fn service() -> Service {
+        let revocations = InMemoryRevocations::default();
+        AuthService::new(
+            InMemoryStore::new(),
+            PlaintextHasher::default(),
+            FakeTokens,
+            revocations,
+        )
+    }
+
+    #[test]
+    fn a_logged_out_token_opens_no_session_but_others_do() {
+        let auth = service();
+        block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let first = block_on(auth.login("ann@example.com", "long enough")).unwrap();
+        let second = block_on(auth.login("ann@example.com", "long enough")).unwrap();
+        let session = block_on(auth.session(&first.token)).unwrap();
+        block_on(auth.logout(&session)).unwrap();
+        let refused = block_on(auth.session(&first.token));
+        assert!(matches!(
+            refused,
+            Err(AuthError::InvalidToken(TokenError::Revoked))
+        ));
+        assert!(block_on(auth.session(&second.token)).is_ok());
     }
 
     fn registration(email: &str) -> Registration {

@@ -53,6 +53,9 @@ pub enum TokenError {
     /// Signed with an algorithm other than the one accepted (including `none`).
     #[error("token algorithm is not accepted")]
     WrongAlgorithm,
+    /// Revoked by logout.
+    #[error("token has been revoked")]
+    Revoked,
     /// Not a well-formed token, or missing a required claim.
     #[error("token is malformed")]
     Malformed,

@@ -1,0 +1,20 @@
+//! The port that remembers revoked tokens.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::RepositoryError;
+
+/// Remembers revoked tokens (by `jti`) until they would have expired, for every instance.
+#[async_trait]
+pub trait TokenRevocations: Send + Sync + std::fmt::Debug + 'static {
+    /// Revokes `token_id` until `expires_at` (after which the token is refused anyway).
+    async fn revoke(
+        &self,
+        token_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError>;
+
+    /// Whether `token_id` was revoked.
+    async fn is_revoked(&self, token_id: &str) -> Result<bool, RepositoryError>;
+}

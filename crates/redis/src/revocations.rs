@@ -1,0 +1,91 @@
+//! Revoked tokens in Redis, with a durable fallback: every instance checks Redis (no database
+//! round trip per request); revocations are written to both, and the fallback answers while
+//! Redis is unreachable, so an outage neither revives revoked tokens nor locks users out.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fred::prelude::*;
+use markets_domain::RepositoryError;
+use markets_domain::auth::TokenRevocations;
+use std::sync::Arc;
+use tracing::warn;
+
+use crate::RedisSettings;
+
+/// Revocations in Redis (`<prefix>revoked:<jti>`, expiring with the token), backed by `F`.
+#[derive(Clone)]
+pub struct RedisRevocations<F> {
+    client: Client,
+    prefix: Arc<str>,
+    fallback: F,
+}
+
+impl<F: std::fmt::Debug> std::fmt::Debug for RedisRevocations<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRevocations")
+            .field("prefix", &self.prefix)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: TokenRevocations> RedisRevocations<F> {
+    /// Connects in the background (see [`RedisCache::connect`](crate::RedisCache::connect)).
+    ///
+    /// # Errors
+    /// If the URL is invalid.
+    pub fn connect(settings: &RedisSettings, fallback: F) -> Result<Self, RepositoryError> {
+        let client = crate::client::connect(settings)
+            .map_err(|error| RepositoryError::unavailable("cache", error))?;
+        Ok(Self {
+            client,
+            prefix: settings.key_prefix.as_str().into(),
+            fallback,
+        })
+    }
+
+    fn key(&self, token_id: &str) -> String {
+        format!("{}revoked:{token_id}", self.prefix)
+    }
+
+    async fn cache(&self, token_id: &str, expires_at: DateTime<Utc>) -> Result<(), Error> {
+        let until = Expiration::PXAT(expires_at.timestamp_millis());
+        self.client
+            .set(self.key(token_id), 1, Some(until), None, false)
+            .await
+    }
+}
+
+#[async_trait]
+impl<F: TokenRevocations + Clone> TokenRevocations for RedisRevocations<F> {
+    async fn revoke(
+        &self,
+        token_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        // The durable record first: if it fails, the logout fails and the client can retry.
+        self.fallback.revoke(token_id, expires_at).await?;
+        if let Err(error) = self.cache(token_id, expires_at).await {
+            // Redis is down: the database copy answers until it returns, and Redis must learn
+            // of the revocation before the checks go back to it.
+            warn!(%error, "revocation not cached in Redis yet; retrying in the background");
+            let (this, token_id) = (self.clone(), token_id.to_owned());
+            tokio::spawn(async move {
+                let mut delay = std::time::Duration::from_millis(200);
+                while Utc::now() < expires_at && this.cache(&token_id, expires_at).await.is_err() {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, token_id: &str) -> Result<bool, RepositoryError> {
+        let cached: Result<Option<i64>, _> = self.client.get(self.key(token_id)).await;
+        match cached {
+            Ok(found) => Ok(found.is_some()),
+            Err(_) => self.fallback.is_revoked(token_id).await,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Logout revokes the presented token until it would have expired, on every instance, through
+//! a Redis outage too; the user's other tokens keep working.
+
+use markets_domain::permission::Role;
+use markets_redis::testing::{PrivateRedis, shared_settings};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestApp, TestUser, body};
+
+async fn me(app: &TestApp, token: &str) -> StatusCode {
+    app.request(Method::GET, "/api/v1/users/me", Some(token), None)
+        .await
+        .status()
+}
+
+async fn logout(app: &TestApp, token: &str) -> StatusCode {
+    app.request(Method::POST, "/api/v1/auth/logout", Some(token), None)
+        .await
+        .status()
+}
+
+async fn second_token(app: &TestApp, user: &TestUser) -> String {
+    let login = body(app.login(&user.email, "password123").await, 200).await;
+    login["data"]["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_logged_out_token_is_refused_everywhere_and_other_tokens_still_work() {
+    let redis = shared_settings();
+    let one = TestApp::spawn_with(redis.clone(), &[]).await;
+    let database = one.db.settings().url.expose_secret().to_owned();
+    let two = TestApp::spawn_with(redis, &[("DATABASE_URL", &database)]).await;
+    let ann = one.user("ann", Role::User).await;
+    let other = second_token(&one, &ann).await;
+
+    assert_eq!(logout(&one, &ann.token).await, StatusCode::NO_CONTENT);
+    assert_eq!(me(&one, &ann.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(&two, &ann.token).await,
+        StatusCode::UNAUTHORIZED,
+        "second instance"
+    );
+    assert_eq!(
+        me(&two, &other).await,
+        StatusCode::OK,
+        "other tokens keep working"
+    );
+    assert_eq!(
+        logout(&one, &ann.token).await,
+        StatusCode::UNAUTHORIZED,
+        "already revoked"
+    );
+}
+
+#[tokio::test]
+async fn revocations_hold_through_a_redis_outage() {
+    let mut redis = PrivateRedis::start();
+    let app = TestApp::spawn_with(redis.settings(), &[]).await;
+    let ann = app.user("ann", Role::User).await;
+    let before = second_token(&app, &ann).await;
+    let during = second_token(&app, &ann).await;
+
+    assert_eq!(logout(&app, &before).await, StatusCode::NO_CONTENT);
+    redis.stop();
+    assert_eq!(
+        me(&app, &before).await,
+        StatusCode::UNAUTHORIZED,
+        "the database remembers"
+    );
+    assert_eq!(
+        me(&app, &ann.token).await,
+        StatusCode::OK,
+        "nobody is locked out"
+    );
+
+    // Logged out while Redis is down: refused now, and still refused once Redis is back.
+    assert_eq!(logout(&app, &during).await, StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, &during).await, StatusCode::UNAUTHORIZED);
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut refused = 0;
+    // Once Redis answers again, it must have learnt of the revocation: several refusals in a
+    // row after the restart, with the fresh server answering.
+    while refused < 5 && Instant::now() < deadline {
+        if me(&app, &during).await == StatusCode::UNAUTHORIZED {
+            refused += 1;
+        } else {
+            refused = 0;
+        }
+    }
+    assert_eq!(refused, 5, "a token revoked during the outage came back");
+    assert_eq!(me(&app, &ann.token).await, StatusCode::OK);
+}
