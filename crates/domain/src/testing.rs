@@ -463,4 +463,14 @@ impl crate::auth::TokenRevocations for InMemoryRevocations {
             .get(token_id)
             .is_some_and(|until| *until > Utc::now()))
     }
+
+    async fn active(&self) -> Result<Vec<(String, chrono::DateTime<Utc>)>, RepositoryError> {
+        let revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Utc::now();
+        Ok(revoked
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, until)| (id.clone(), *until))
+            .collect())
+    }
 }

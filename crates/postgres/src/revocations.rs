@@ -25,6 +25,14 @@ impl PgRevocations {
 }
 
 #[derive(diesel::QueryableByName)]
+struct Active {
+    #[diesel(sql_type = Text)]
+    token_id: String,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     count: i64,
@@ -62,5 +70,18 @@ impl TokenRevocations for PgRevocations {
         .await
         .map_err(from_query)?;
         Ok(found.count > 0)
+    }
+
+    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let rows =
+            sql_query("SELECT token_id, expires_at FROM revoked_tokens WHERE expires_at > now()")
+                .load::<Active>(&mut conn)
+                .await
+                .map_err(from_query)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.token_id, row.expires_at))
+            .collect())
     }
 }

@@ -34,14 +34,51 @@ impl<F: TokenRevocations> RedisRevocations<F> {
     ///
     /// # Errors
     /// If the URL is invalid.
-    pub fn connect(settings: &RedisSettings, fallback: F) -> Result<Self, RepositoryError> {
+    pub fn connect(settings: &RedisSettings, fallback: F) -> Result<Self, RepositoryError>
+    where
+        F: Clone,
+    {
         let client = crate::client::connect(settings)
             .map_err(|error| RepositoryError::unavailable("cache", error))?;
-        Ok(Self {
+        let revocations = Self {
             client,
             prefix: settings.key_prefix.as_str().into(),
             fallback,
-        })
+        };
+        // Whenever the connection is (re)made, Redis may be a fresh server that lost every key:
+        // refill it from the durable record before checks rely on it again.
+        let refill = revocations.clone();
+        revocations.client.on_reconnect(move |_| {
+            let refill = refill.clone();
+            async move {
+                if let Err(error) = refill.refill().await {
+                    warn!(error = %markets_domain::error::report(&error), "could not refill revocations into Redis");
+                }
+                Ok(())
+            }
+        });
+        Ok(revocations)
+    }
+
+    /// Writes every unexpired revocation into Redis, in one pipeline.
+    async fn refill(&self) -> Result<(), RepositoryError> {
+        let active = self.fallback.active().await?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.client.pipeline();
+        for (token_id, expires_at) in &active {
+            let until = Expiration::PXAT(expires_at.timestamp_millis());
+            let _: () = pipeline
+                .set(self.key(token_id), 1, Some(until), None, false)
+                .await
+                .map_err(|error| RepositoryError::unavailable("cache", error))?;
+        }
+        pipeline
+            .all::<Vec<Value>>()
+            .await
+            .map(drop)
+            .map_err(|error| RepositoryError::unavailable("cache", error))
     }
 
     fn key(&self, token_id: &str) -> String {
@@ -87,5 +124,9 @@ impl<F: TokenRevocations + Clone> TokenRevocations for RedisRevocations<F> {
             Ok(found) => Ok(found.is_some()),
             Err(_) => self.fallback.is_revoked(token_id).await,
         }
+    }
+
+    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError> {
+        self.fallback.active().await
     }
 }

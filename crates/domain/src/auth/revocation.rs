@@ -17,4 +17,8 @@ pub trait TokenRevocations: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether `token_id` was revoked.
     async fn is_revoked(&self, token_id: &str) -> Result<bool, RepositoryError>;
+
+    /// Every revocation that has not expired yet, with its expiry (to refill a cache that lost
+    /// them).
+    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError>;
 }
