@@ -11,7 +11,7 @@ use markets_openai::{OpenAiEmbedder, OpenAiSettings};
 use markets_postgres::{
     PgJobQueue, PgMarketRepository, PgPool, PgRevocations, PgUserRepository, PgVectorIndex,
 };
-use markets_redis::{RedisCache, RedisRateLimiter, RedisRevocations};
+use markets_redis::{RedisCache, RedisConnection, RedisRateLimiter, RedisRevocations};
 use markets_smtp::{LogNotifier, SmtpNotifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,7 +185,9 @@ impl Services {
     /// the pool connects lazily and the cache client in the background.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = markets_postgres::build_pool(&settings.pool())?;
-        let cache = RedisCache::connect(&settings.redis_cache())?;
+        let redis_settings = settings.redis_cache();
+        let redis = RedisConnection::connect(&redis_settings)?;
+        let cache = RedisCache::new(&redis, &redis_settings);
         let hasher = Argon2Hasher::new(settings.auth.password_hashing)?;
         let secret = settings.auth.jwt_secret.clone().unwrap_or_else(|| {
             // Production refuses to start without one (see Settings::validate).
@@ -210,10 +212,11 @@ impl Services {
         let local_limiter = Arc::new(LocalRateLimiter::default());
         let limiter: Arc<dyn RateLimiter> = match settings.rate_limit.backend {
             RateLimitBackend::Memory => local_limiter.clone(),
-            RateLimitBackend::Redis => Arc::new(RedisRateLimiter::connect(
-                &settings.redis_cache(),
+            RateLimitBackend::Redis => Arc::new(RedisRateLimiter::new(
+                &redis,
+                &redis_settings,
                 local_limiter.clone(),
-            )?),
+            )),
         };
         Ok(Self {
             limiter,
@@ -232,10 +235,7 @@ impl Services {
                 PgUserRepository::new(pool.clone()),
                 hasher,
                 tokens,
-                RedisRevocations::connect(
-                    &settings.redis_cache(),
-                    PgRevocations::new(pool.clone()),
-                )?,
+                RedisRevocations::new(&redis, &redis_settings, PgRevocations::new(pool.clone())),
             ),
             pool,
             cache,

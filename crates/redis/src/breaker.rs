@@ -25,6 +25,12 @@ impl Breaker {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// A breaker for commands bounded by `timeout`: it stays open for a few timeouts (at least
+    /// a second), long enough that an outage costs requests next to nothing.
+    pub(crate) fn for_timeout(timeout: Duration) -> Self {
+        Self::new(timeout.max(Duration::from_millis(250)) * 4)
+    }
+
     /// Whether a call may go to Redis now: always while closed; once the cool-down is over,
     /// to one caller only (the probe), the others waiting out another cool-down.
     pub(crate) fn allows(&self) -> bool {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::breaker::Breaker;
+use crate::client::RedisConnection;
 use crate::entry::{self, FORMAT, REMOVED};
 
 /// Compare-and-set for any number of entries in one call. `ARGV[1]` is the TTL in seconds,
@@ -75,22 +76,24 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> CacheEr
 }
 
 impl RedisCache {
-    /// Builds the client and starts connecting in the background: start-up does not wait for
-    /// Redis, and the client reconnects by itself (exponential backoff up to 2 s) whenever the
-    /// connection drops.
+    /// A cache on its own connection, started in the background: start-up does not wait for
+    /// Redis, and the client reconnects by itself (exponential backoff up to 2 s).
     ///
     /// # Errors
     /// If the URL is invalid.
     pub fn connect(settings: &RedisSettings) -> Result<Self, CacheError> {
-        let timeout = settings.command_timeout;
-        let client = crate::client::connect(settings).map_err(unavailable)?;
-        Ok(Self {
-            client,
+        Ok(Self::new(&RedisConnection::connect(settings)?, settings))
+    }
+
+    /// A cache on `connection`, with the TTL, prefix and timeout of `settings`.
+    pub fn new(connection: &RedisConnection, settings: &RedisSettings) -> Self {
+        Self {
+            client: connection.client.clone(),
             prefix: settings.key_prefix.as_str().into(),
             ttl_secs: i64::try_from(settings.ttl.as_secs()).unwrap_or(i64::MAX),
             put_script: Arc::new(Script::from_lua(PUT_IF_NEWER)),
-            breaker: Arc::new(Breaker::new(timeout.max(Duration::from_millis(250)) * 4)),
-        })
+            breaker: Arc::new(Breaker::for_timeout(settings.command_timeout)),
+        }
     }
 
     fn key(&self, id: MarketId) -> String {

@@ -4,7 +4,35 @@
 use fred::prelude::*;
 use std::time::Duration;
 
+use markets_domain::cache::CacheError;
+
 use crate::RedisSettings;
+
+/// One Redis connection (with its reconnection loop) that the cache, the rate limiter and the
+/// revocations share. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisConnection {
+    pub(crate) client: Client,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection").finish_non_exhaustive()
+    }
+}
+
+impl RedisConnection {
+    /// Builds the client and starts connecting in the background: start-up does not wait for
+    /// Redis, commands fail after the settings' timeout, and the client reconnects by itself.
+    ///
+    /// # Errors
+    /// If the URL is invalid.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, CacheError> {
+        connect(settings)
+            .map(|client| Self { client })
+            .map_err(|error| CacheError(Box::new(error)))
+    }
+}
 
 /// Builds a client and starts connecting in the background: start-up does not wait for Redis,
 /// and the client reconnects by itself (exponential backoff up to 2 s) whenever the connection
@@ -12,7 +40,7 @@ use crate::RedisSettings;
 ///
 /// # Errors
 /// If the URL is invalid.
-pub(crate) fn connect(settings: &RedisSettings) -> Result<Client, Error> {
+fn connect(settings: &RedisSettings) -> Result<Client, Error> {
     let config = Config::from_url(&settings.url)?;
     let timeout = settings.command_timeout;
     let client = Builder::from_config(config)

@@ -23,5 +23,6 @@ mod revocations;
 pub mod testing;
 
 pub use cache::{RedisCache, RedisSettings};
+pub use client::RedisConnection;
 pub use ratelimit::RedisRateLimiter;
 pub use revocations::RedisRevocations;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::RedisSettings;
 use crate::breaker::Breaker;
+use crate::client::RedisConnection;
 
 /// GCRA: `KEYS[1]` holds the theoretical arrival time (ms, Redis clock); `ARGV[1]` is the
 /// emission interval in ms, `ARGV[2]` the limit. Returns `{allowed, remaining, reset_ms,
@@ -52,22 +53,15 @@ impl<F: std::fmt::Debug> std::fmt::Debug for RedisRateLimiter<F> {
 }
 
 impl<F: RateLimiter> RedisRateLimiter<F> {
-    /// Connects in the background (see [`RedisCache::connect`](crate::RedisCache::connect)).
-    ///
-    /// # Errors
-    /// If the URL is invalid.
-    pub fn connect(settings: &RedisSettings, fallback: F) -> Result<Self, RateLimitError> {
-        let client =
-            crate::client::connect(settings).map_err(|error| RateLimitError(Box::new(error)))?;
-        Ok(Self {
-            client,
+    /// A limiter on `connection`, keyed under the prefix of `settings`.
+    pub fn new(connection: &RedisConnection, settings: &RedisSettings, fallback: F) -> Self {
+        Self {
+            client: connection.client.clone(),
             prefix: settings.key_prefix.as_str().into(),
             script: Arc::new(Script::from_lua(GCRA)),
-            breaker: Arc::new(Breaker::new(
-                settings.command_timeout.max(Duration::from_millis(250)) * 4,
-            )),
+            breaker: Arc::new(Breaker::for_timeout(settings.command_timeout)),
             fallback,
-        })
+        }
     }
 
     async fn shared(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, Error> {

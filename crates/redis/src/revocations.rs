@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::RedisSettings;
+use crate::client::RedisConnection;
 
 /// Revocations in Redis (`<prefix>revoked:<jti>`, expiring with the token), backed by `F`.
 #[derive(Clone)]
@@ -30,18 +31,13 @@ impl<F: std::fmt::Debug> std::fmt::Debug for RedisRevocations<F> {
 }
 
 impl<F: TokenRevocations> RedisRevocations<F> {
-    /// Connects in the background (see [`RedisCache::connect`](crate::RedisCache::connect)).
-    ///
-    /// # Errors
-    /// If the URL is invalid.
-    pub fn connect(settings: &RedisSettings, fallback: F) -> Result<Self, RepositoryError>
+    /// Revocations on `connection`, keyed under the prefix of `settings`.
+    pub fn new(connection: &RedisConnection, settings: &RedisSettings, fallback: F) -> Self
     where
         F: Clone,
     {
-        let client = crate::client::connect(settings)
-            .map_err(|error| RepositoryError::unavailable("cache", error))?;
         let revocations = Self {
-            client,
+            client: connection.client.clone(),
             prefix: settings.key_prefix.as_str().into(),
             fallback,
         };
@@ -57,7 +53,7 @@ impl<F: TokenRevocations> RedisRevocations<F> {
                 Ok(())
             }
         });
-        Ok(revocations)
+        revocations
     }
 
     /// Writes every unexpired revocation into Redis, in one pipeline.
