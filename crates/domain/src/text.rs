@@ -2,13 +2,28 @@
 
 use crate::error::ValidationError;
 
-/// Trims `raw` and checks its length in characters lies in `min..=max`.
+/// Refuses text holding a NUL character. PostgreSQL cannot store one in `text` (the insert
+/// would fail as an internal error) and C-based tools downstream truncate at it, so it is
+/// refused here, where every adapter's input passes, as a plain validation error.
+pub(crate) fn without_nul(field: &'static str, raw: &str) -> Result<(), ValidationError> {
+    if raw.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL (\\u0000) characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Trims `raw` and checks its length in characters lies in `min..=max` and that it holds no
+/// NUL character.
 pub(crate) fn trimmed_within(
     field: &'static str,
     raw: &str,
     min: usize,
     max: usize,
 ) -> Result<String, ValidationError> {
+    without_nul(field, raw)?;
     let trimmed = raw.trim();
     let chars = trimmed.chars().count();
     if chars < min || chars > max {

@@ -3,7 +3,7 @@
 use crate::error::ValidationError;
 use crate::market::MarketSummary;
 
-/// A search query: 1 to 500 characters after trimming.
+/// A search query: 1 to 500 characters after trimming, no NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery(String);
 
@@ -14,7 +14,7 @@ impl SearchQuery {
     /// Trims and checks `raw`.
     ///
     /// # Errors
-    /// If `raw` is blank or longer than 500 characters (field `query`).
+    /// If `raw` is blank, longer than 500 characters or holds a NUL (field `query`).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         crate::text::trimmed_within("query", raw, 1, Self::MAX_CHARS).map(Self)
     }
@@ -100,6 +100,7 @@ mod tests {
         assert_eq!(SearchQuery::parse("   ").unwrap_err().field, "query");
         assert!(SearchQuery::parse(&"q".repeat(500)).is_ok());
         assert!(SearchQuery::parse(&"q".repeat(501)).is_err());
+        assert_eq!(SearchQuery::parse("ra\0in").unwrap_err().field, "query");
     }
 
     #[test]

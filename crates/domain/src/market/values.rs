@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use crate::error::ValidationError;
 use crate::id::uuid_id;
-use crate::text::{trimmed_within, validated_text};
+use crate::text::{trimmed_within, validated_text, without_nul};
 
 uuid_id!(
     /// Identifies a market.
@@ -14,18 +14,19 @@ uuid_id!(
 );
 
 validated_text!(
-    /// A market's name: 1 to 200 characters after trimming.
+    /// A market's name: 1 to 200 characters after trimming, no NUL.
     MarketName,
     |raw| trimmed_within("name", raw, 1, 200)
 );
 
 validated_text!(
-    /// A market's description: up to 5000 characters, kept as written (no trimming).
+    /// A market's description: up to 5000 characters, kept as written (no trimming), no NUL.
     Description,
     |raw| bounded_description(raw)
 );
 
 fn bounded_description(raw: &str) -> Result<String, ValidationError> {
+    without_nul("description", raw)?;
     if raw.chars().count() > Description::MAX_CHARS {
         return Err(ValidationError::new(
             "description",
@@ -207,6 +208,19 @@ mod tests {
             MarketName::parse(&"x".repeat(201)).map_err(|e| e.field),
             Err("name")
         );
+    }
+
+    #[test]
+    fn text_with_nul_is_refused_with_its_field() {
+        assert_eq!(
+            MarketName::parse("Rain\0?").map_err(|e| e.field),
+            Err("name")
+        );
+        let error = Description::parse("a\0b").unwrap_err();
+        assert_eq!(error.field, "description");
+        assert!(error.message.contains("NUL"), "{error}");
+        // Trimming does not hide it: a NUL is not whitespace.
+        assert!(MarketName::parse("\0").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::error::ValidationError;
 use crate::id::uuid_id;
-use crate::text::{trimmed_within, validated_text};
+use crate::text::{trimmed_within, validated_text, without_nul};
 
 uuid_id!(
     /// Identifies a user.
@@ -13,19 +13,20 @@ validated_text!(
     /// An email address, trimmed and lower-cased so that uniqueness is case-insensitive.
     ///
     /// Validation is deliberately structural (one `@`, a non-empty local part, a dotted domain of
-    /// letters, digits and hyphens, no spaces, at most 254 characters); whether it receives mail is
-    /// for a confirmation email to find out.
+    /// letters, digits and hyphens, no spaces or NUL, at most 254 characters); whether it
+    /// receives mail is for a confirmation email to find out.
     Email,
     |raw| normalise_email(raw)
 );
 
 validated_text!(
-    /// The name shown for a user: 1 to 80 characters after trimming.
+    /// The name shown for a user: 1 to 80 characters after trimming, no NUL.
     DisplayName,
     |raw| trimmed_within("display_name", raw, 1, 80)
 );
 
 fn normalise_email(raw: &str) -> Result<String, ValidationError> {
+    without_nul("email", raw)?;
     let email = raw.trim().to_lowercase();
     let invalid = || ValidationError::new("email", "must be a valid email address");
     if email.chars().count() > 254 || email.chars().any(char::is_whitespace) {
@@ -74,6 +75,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn text_with_nul_is_refused_with_its_field() {
+        let email = Email::parse("ann\0@example.com").unwrap_err();
+        assert_eq!(email.field, "email");
+        assert!(email.message.contains("NUL"), "{email}");
+        assert_eq!(
+            DisplayName::parse("Ann\0").map_err(|e| e.field),
+            Err("display_name")
+        );
     }
 
     #[test]
