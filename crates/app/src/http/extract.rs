@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
 use super::error::AppError;
+use super::json;
 use crate::wiring::Services;
 
 /// The caller of any route: anonymous without an `Authorization` header, else the session its
@@ -163,8 +164,8 @@ impl<P: RequiredPermission + 'static> FromRequest for Require<P> {
     }
 }
 
-/// A JSON body, decoded so that a failure names the offending field (`details[].field`).
-/// Bodies over the configured payload limit are refused with 413.
+/// A JSON body, decoded strictly (see [`json::decode`]) so that a failure names the offending
+/// field (`details[].field`). Bodies over the configured payload limit are refused with 413.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -179,29 +180,12 @@ fn is_json(req: &HttpRequest) -> bool {
         })
 }
 
-/// The field a serde error points at, and its message without serde's line/column suffix.
-fn locate(error: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
-    let message = error.inner().to_string();
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let path = error.path().to_string();
-    let field = match message.strip_prefix("missing field `") {
-        Some(rest) => rest.trim_end_matches('`').to_owned(),
-        None if path == "." || path == "?" => "body".to_owned(),
-        None => path,
-    };
-    (field, message)
-}
-
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = is_json(req);
+        let declared_json = is_json(req);
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let bytes = bytes
@@ -210,22 +194,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     Some(PayloadError::Overflow) => AppError::PayloadTooLarge,
                     _ => AppError::invalid("body", "could not be read"),
                 })?;
-            if !json {
+            if !declared_json {
                 return Err(AppError::invalid(
                     "body",
                     "Content-Type must be application/json",
                 ));
             }
-            let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-                let (field, message) = locate(&error);
-                AppError::invalid(field, message)
-            })?;
-            // Anything after the JSON value makes the body malformed, not ignorable.
-            deserializer.end().map_err(|_| {
-                AppError::invalid("body", "trailing characters after the JSON value")
-            })?;
-            Ok(JsonBody(value))
+            json::decode(&bytes).map(JsonBody)
         })
     }
 }
@@ -276,28 +251,5 @@ mod tests {
                 .to_http_request();
             assert!(bearer_token(&request).is_err(), "{bad}");
         }
-    }
-
-    #[derive(Debug, serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Body {
-        name: String,
-        volume: u32,
-    }
-
-    fn decode(json: &str) -> (String, String) {
-        let mut deserializer = serde_json::Deserializer::from_str(json);
-        let error = serde_path_to_error::deserialize::<_, Body>(&mut deserializer).unwrap_err();
-        locate(&error)
-    }
-
-    #[test]
-    fn decoding_errors_name_their_field() {
-        assert_eq!(decode(r#"{"name": 1, "volume": 2}"#).0, "name");
-        assert_eq!(decode(r#"{"name": "x", "volume": -2}"#).0, "volume");
-        assert_eq!(decode(r#"{"volume": 2}"#).0, "name");
-        let (field, message) = decode("{not json");
-        assert_eq!(field, "body");
-        assert!(!message.contains("line"), "{message}");
     }
 }

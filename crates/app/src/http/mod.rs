@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 mod health;
+mod json;
 mod markets;
 pub mod middleware;
 pub mod openapi;
