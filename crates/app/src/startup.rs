@@ -36,6 +36,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(services.clone())
+                .wrap(from_fn(http::middleware::bounded_headers))
                 .wrap(http::cors::cors(&cors))
                 .wrap(from_fn(http::middleware::request_id))
                 .configure(|config| http::routes(config, &limits))

@@ -1,6 +1,6 @@
-//! Request ids, and the last line of defence against panics.
+//! Request ids, bounded headers, and the last line of defence against panics.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -121,6 +121,36 @@ pub async fn request_id(
     Err(Tagged { error, id }.into())
 }
 
+/// The longest header value accepted, in bytes.
+///
+/// actix-http only bounds the request head as a whole: past 128 KiB, or past 96 headers, its
+/// HTTP/1 decoder answers a bare `431 Request Header Fields Too Large` (no body, no request id)
+/// and closes the connection, before any of our code runs. Below that, a single header of
+/// 100 KiB would still reach the token verifier, the proxy-header parser and the log line.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Refuses a request carrying a header value longer than [`MAX_HEADER_BYTES`] with 400
+/// `bad_request` in the envelope (the contract has no 431), before any extractor reads it.
+pub async fn bounded_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let oversized = req
+        .headers()
+        .iter()
+        .find(|(_, value)| value.len() > MAX_HEADER_BYTES)
+        .map(|(name, _)| name.clone());
+    match oversized {
+        Some(name) => {
+            let refusal = AppError::BadRequest(format!(
+                "Header `{name}` is longer than {MAX_HEADER_BYTES} bytes"
+            ));
+            Ok(req.error_response(refusal).map_into_right_body())
+        }
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
+}
+
 /// Headers every response carries: its request id, and `nosniff` so a browser never guesses a
 /// type other than the one declared.
 fn harden(headers: &mut actix_web::http::header::HeaderMap, id: HeaderValue) {
@@ -216,6 +246,32 @@ mod tests {
             .to_str()
             .unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+
+    #[actix_web::test]
+    async fn over_long_headers_are_400_in_the_envelope() {
+        use actix_web::dev::Service;
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(bounded_headers))
+                .route("/", actix_web::web::get().to(|| async { "ok" })),
+        )
+        .await;
+        let request = |size: usize| {
+            actix_web::test::TestRequest::get()
+                .insert_header(("x-long", "a".repeat(size)))
+                .to_request()
+        };
+        let fits = app.call(request(MAX_HEADER_BYTES)).await.unwrap();
+        assert_eq!(fits.status(), 200);
+        let refused = app.call(request(MAX_HEADER_BYTES + 1)).await.unwrap();
+        assert_eq!(refused.status(), 400);
+        let body = actix_web::body::to_bytes(refused.into_body())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "bad_request");
+        assert!(json["error"].as_str().unwrap().contains("x-long"), "{json}");
     }
 
     #[actix_web::test]
