@@ -64,7 +64,12 @@ async fn wrong_methods_are_405_with_allow() {
 }
 
 /// `POST path` with a raw body sent as JSON.
-async fn post_raw(app: &TestApp, path: &str, token: Option<&str>, raw: &str) -> Response {
+pub(crate) async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    raw: &str,
+) -> Response {
     let mut request = app
         .client
         .post(format!("{}{path}", app.base))

@@ -8,6 +8,7 @@ mod auth;
 mod cache;
 mod cors;
 mod errors;
+mod hardening;
 mod logout;
 mod markets;
 mod operations;
