@@ -13,6 +13,27 @@ use super::extract::{Authenticated, JsonBody};
 use super::ratelimit;
 use crate::wiring::Services;
 
+impl RegisterRequest {
+    /// The registration this body describes; every invalid field is reported at once.
+    pub(super) fn into_registration(self) -> Result<Registration, AppError> {
+        let email = required::<String>("email", self.email).and_then(|raw| Email::parse(&raw));
+        let password =
+            required::<String>("password", self.password).and_then(|raw| Password::parse(&raw));
+        let display_name = required::<String>("display_name", self.display_name)
+            .and_then(|raw| DisplayName::parse(&raw));
+        AppError::reject_invalid([
+            email.as_ref().err(),
+            password.as_ref().err(),
+            display_name.as_ref().err(),
+        ])?;
+        Ok(Registration {
+            email: email?,
+            password: password?,
+            display_name: display_name?,
+        })
+    }
+}
+
 /// Register a user (role `user`).
 #[utoipa::path(
     post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
@@ -27,21 +48,7 @@ pub async fn register(
     services: web::Data<Services>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let email = required::<String>("email", body.email).and_then(|raw| Email::parse(&raw));
-    let password =
-        required::<String>("password", body.password).and_then(|raw| Password::parse(&raw));
-    let display_name = required::<String>("display_name", body.display_name)
-        .and_then(|raw| DisplayName::parse(&raw));
-    AppError::reject_invalid([
-        email.as_ref().err(),
-        password.as_ref().err(),
-        display_name.as_ref().err(),
-    ])?;
-    let registration = Registration {
-        email: email?,
-        password: password?,
-        display_name: display_name?,
-    };
+    let registration = body.into_registration()?;
     let user = services.auth.register(registration, Role::User).await?;
     Ok(envelope::respond(
         StatusCode::CREATED,

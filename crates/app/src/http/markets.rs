@@ -58,6 +58,21 @@ pub struct SearchParams {
     limit: Option<String>,
 }
 
+impl SearchParams {
+    /// The query and limit, both checked before either is used.
+    pub(super) fn parse(&self) -> Result<(SearchQuery, SearchLimit), AppError> {
+        let query = self
+            .query
+            .as_deref()
+            .ok_or_else(|| ValidationError::new("query", "is required"))
+            .and_then(SearchQuery::parse);
+        let limit = number("limit", self.limit.as_deref())
+            .and_then(|limit| limit.map_or(Ok(SearchLimit::DEFAULT), SearchLimit::new));
+        AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
+        Ok((query?, limit?))
+    }
+}
+
 fn number(field: &'static str, raw: Option<&str>) -> Result<Option<u32>, ValidationError> {
     raw.map(|raw| {
         raw.parse()
@@ -71,14 +86,14 @@ fn page_size(field: &'static str, raw: Option<&str>) -> Result<PageSize, Validat
 }
 
 /// How a list was asked to be paged.
-enum Paging {
+pub(super) enum Paging {
     Offset(PageRequest),
     Keyset(KeysetRequest),
 }
 
 impl ListParams {
     /// Every parameter is checked before any is used, so one response lists all that are wrong.
-    fn parse(&self) -> Result<(MarketFilter, MarketSort, Paging), AppError> {
+    pub(super) fn parse(&self) -> Result<(MarketFilter, MarketSort, Paging), AppError> {
         let status = self
             .status
             .as_deref()
@@ -183,15 +198,8 @@ pub async fn search(
     _caller: Caller,
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, AppError> {
-    let query = params
-        .query
-        .as_deref()
-        .ok_or_else(|| ValidationError::new("query", "is required"))
-        .and_then(SearchQuery::parse);
-    let limit = number("limit", params.limit.as_deref())
-        .and_then(|limit| limit.map_or(Ok(SearchLimit::DEFAULT), SearchLimit::new));
-    AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
-    let results = services.search.search(&query?, limit?).await?;
+    let (query, limit) = params.parse()?;
+    let results = services.search.search(&query, limit).await?;
     metrics::counter!("search_requests_total", "mode" => results.mode.as_str()).increment(1);
     let log_fallback = results
         .fallback_cause
@@ -257,23 +265,7 @@ pub async fn create(
     caller: Require<CanWrite>,
     JsonBody(body): JsonBody<CreateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let name = required::<String>("name", body.name).and_then(|raw| MarketName::parse(&raw));
-    let description = required::<String>("description", body.description)
-        .and_then(|raw| Description::parse(&raw));
-    let status = body.status.map(|v| typed("status", v)).transpose();
-    let volume = body.volume.map(|v| typed("volume", v)).transpose();
-    AppError::reject_invalid([
-        name.as_ref().err(),
-        description.as_ref().err(),
-        status.as_ref().err(),
-        volume.as_ref().err(),
-    ])?;
-    let draft = MarketDraft {
-        name: name?,
-        description: description?,
-        status: status?.unwrap_or(MarketStatus::Open),
-        volume: volume?.unwrap_or(Volume::ZERO),
-    };
+    let draft = body.into_draft()?;
     let market = services.markets.create(&caller.actor(), draft).await?;
     let location = format!("/api/v1/markets/{}", market.id);
     let mut response = envelope::respond(StatusCode::CREATED, MarketResponse::from(market));
@@ -296,8 +288,32 @@ fn patched<T: DeserializeOwned, U>(
     }
 }
 
+impl CreateMarketRequest {
+    /// The draft this body describes; every invalid field is reported at once.
+    pub(super) fn into_draft(self) -> Result<MarketDraft, AppError> {
+        let name = required::<String>("name", self.name).and_then(|raw| MarketName::parse(&raw));
+        let description = required::<String>("description", self.description)
+            .and_then(|raw| Description::parse(&raw));
+        let status = self.status.map(|v| typed("status", v)).transpose();
+        let volume = self.volume.map(|v| typed("volume", v)).transpose();
+        AppError::reject_invalid([
+            name.as_ref().err(),
+            description.as_ref().err(),
+            status.as_ref().err(),
+            volume.as_ref().err(),
+        ])?;
+        Ok(MarketDraft {
+            name: name?,
+            description: description?,
+            status: status?.unwrap_or(MarketStatus::Open),
+            volume: volume?.unwrap_or(Volume::ZERO),
+        })
+    }
+}
+
 impl UpdateMarketRequest {
-    fn into_patch(self) -> Result<MarketPatch, AppError> {
+    /// The patch this body describes; every invalid field is reported at once.
+    pub(super) fn into_patch(self) -> Result<MarketPatch, AppError> {
         let name = patched("name", self.name, |raw: String| MarketName::parse(&raw));
         let description = patched("description", self.description, |raw: String| {
             Description::parse(&raw)

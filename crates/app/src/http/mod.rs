@@ -67,13 +67,19 @@ fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     AppError::invalid(field, message).into()
 }
 
+/// The extractor configuration that bounds bodies and keeps extractor errors in the envelope.
+fn extractors(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error));
+}
+
 /// Registers every route and the extractor configuration that keeps their errors in the envelope;
 /// `limits` are the rate-limit policies of the limited routes.
 pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
     config
-        .app_data(web::PayloadConfig::new(BODY_LIMIT))
-        .app_data(web::PathConfig::default().error_handler(path_error))
-        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .configure(extractors)
         .service(
             web::resource("/health/live")
                 .route(web::get().to(health::live))
