@@ -13,6 +13,8 @@ mod json;
 mod markets;
 pub mod middleware;
 pub mod openapi;
+#[cfg(test)]
+mod properties;
 pub mod ratelimit;
 mod users;
 
