@@ -164,8 +164,9 @@ impl<P: RequiredPermission + 'static> FromRequest for Require<P> {
     }
 }
 
-/// A JSON body, decoded strictly (see [`json::decode`]) so that a failure names the offending
-/// field (`details[].field`). Bodies over the configured payload limit are refused with 413.
+/// A JSON body, decoded strictly (no repeated keys, bounded nesting: see `http/json.rs`) so that
+/// a failure names the offending field (`details[].field`). Bodies over the configured payload
+/// limit are refused with 413.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
