@@ -1,6 +1,8 @@
 //! Contract test suites for the markets ports, written once against the traits:
 //! [`repository_contract!`] for the market and user repositories, [`cache_contract!`] for caches,
-//! [`embedding_contract!`] for embedding providers.
+//! [`embedding_contract!`] for embedding providers, [`vector_index_contract!`] for vector indexes
+//! (with [`VectorIndexFixture`], which extends [`RepositoryFixture`]: an index is tested beside
+//! the repositories that create the markets it indexes).
 //!
 //! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
 //! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage), and a
@@ -32,10 +34,12 @@
 pub mod cache;
 pub mod embedding;
 pub mod repository;
+pub mod vector_index;
 
 pub use cache::CacheFixture;
 pub use embedding::EmbeddingFixture;
 pub use repository::RepositoryFixture;
+pub use vector_index::VectorIndexFixture;
 
 #[doc(hidden)]
 pub mod __private {

@@ -74,7 +74,8 @@ macro_rules! repository_contract {
     };
 }
 
-async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
+/// A new user named `name`, with a unique email.
+pub(crate) async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
     let new = NewUser {
         id: UserId::new(),
         email: Email::parse(&format!("{name}@example.com")).unwrap(),
@@ -85,7 +86,13 @@ async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
     fixture.users().create(new).await.unwrap()
 }
 
-fn new_market(creator: &User, name: &str, status: MarketStatus, cents: i64) -> NewMarket {
+/// A market to create, described as `About {name}.`.
+pub(crate) fn new_market(
+    creator: &User,
+    name: &str,
+    status: MarketStatus,
+    cents: i64,
+) -> NewMarket {
     NewMarket {
         id: MarketId::new(),
         creator_id: creator.id,
@@ -96,7 +103,8 @@ fn new_market(creator: &User, name: &str, status: MarketStatus, cents: i64) -> N
     }
 }
 
-async fn market<F: RepositoryFixture>(
+/// A market created (with no jobs) through the fixture's repository.
+pub(crate) async fn market<F: RepositoryFixture>(
     fixture: &F,
     creator: &User,
     name: &str,
