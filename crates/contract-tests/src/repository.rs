@@ -42,7 +42,7 @@ pub fn run<F: std::future::Future<Output = ()>>(case: F) {
 #[macro_export]
 macro_rules! repository_contract {
     ($make:expr) => {
-        $crate::repository_contract!(@cases $make;
+        $crate::__contract_cases!(repository, $make;
             user_is_found_by_id_email_and_ids,
             user_email_is_unique,
             user_role_can_change,
@@ -60,17 +60,6 @@ macro_rules! repository_contract {
             keyset_pages_are_stable_under_inserts,
             text_search_ranks_name_matches_first,
         );
-    };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::repository::run(async {
-                    let fixture = $make.await;
-                    $crate::repository::$case(&fixture).await;
-                });
-            }
-        )+
     };
 }
 

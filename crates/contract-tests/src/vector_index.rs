@@ -29,7 +29,7 @@ pub trait VectorIndexFixture: RepositoryFixture {
 #[macro_export]
 macro_rules! vector_index_contract {
     ($make:expr) => {
-        $crate::vector_index_contract!(@cases $make;
+        $crate::__contract_cases!(vector_index, $make;
             the_index_stores_embeddings_of_its_dimensions,
             new_markets_are_pending_until_stored,
             only_name_and_description_changes_make_an_embedding_stale,
@@ -41,17 +41,6 @@ macro_rules! vector_index_contract {
             nearest_returns_at_most_the_limit,
             nearest_skips_deleted_and_unembedded_markets,
         );
-    };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::repository::run(async {
-                    let fixture = $make.await;
-                    $crate::vector_index::$case(&fixture).await;
-                });
-            }
-        )+
     };
 }
 

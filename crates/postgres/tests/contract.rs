@@ -1,17 +1,19 @@
-//! The Postgres adapters pass the repository and vector index contracts, each case on its own
-//! database.
+//! The Postgres adapters pass the repository, vector index and job queue contracts, each case on
+//! its own database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    RepositoryFixture, VectorIndexFixture, repository_contract, vector_index_contract,
+    JobQueueFixture, RepositoryFixture, VectorIndexFixture, job_queue_contract,
+    repository_contract, vector_index_contract,
 };
 use markets_postgres::testing::TestDatabase;
-use markets_postgres::{PgMarketRepository, PgUserRepository, PgVectorIndex};
+use markets_postgres::{PgJobQueue, PgMarketRepository, PgUserRepository, PgVectorIndex};
 
 struct Fixture {
     markets: PgMarketRepository,
     users: PgUserRepository,
     index: PgVectorIndex,
+    queue: PgJobQueue,
     _database: TestDatabase,
 }
 
@@ -36,12 +38,21 @@ impl VectorIndexFixture for Fixture {
     }
 }
 
+impl JobQueueFixture for Fixture {
+    type Queue = PgJobQueue;
+
+    fn queue(&self) -> &PgJobQueue {
+        &self.queue
+    }
+}
+
 async fn fixture() -> Fixture {
     let database = TestDatabase::new().await;
     Fixture {
         markets: PgMarketRepository::new(database.pool()),
         users: PgUserRepository::new(database.pool()),
         index: PgVectorIndex::new(database.pool()),
+        queue: PgJobQueue::new(database.pool()),
         _database: database,
     }
 }
@@ -52,4 +63,10 @@ mod vector_index {
     use super::*;
 
     vector_index_contract!(fixture());
+}
+
+mod job_queue {
+    use super::*;
+
+    job_queue_contract!(fixture());
 }
