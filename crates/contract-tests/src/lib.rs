@@ -3,7 +3,8 @@
 //! [`embedding_contract!`] for embedding providers, [`vector_index_contract!`] for vector indexes
 //! (with [`VectorIndexFixture`], which extends [`RepositoryFixture`]: an index is tested beside
 //! the repositories that create the markets it indexes), [`job_queue_contract!`] for job queues
-//! (with [`JobQueueFixture`], also beside the repositories, whose writes schedule the jobs).
+//! (with [`JobQueueFixture`], also beside the repositories, whose writes schedule the jobs),
+//! [`rate_limiter_contract!`] for rate limiters.
 //!
 //! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
 //! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage), and a
@@ -35,12 +36,14 @@
 pub mod cache;
 pub mod embedding;
 pub mod job_queue;
+pub mod rate_limiter;
 pub mod repository;
 pub mod vector_index;
 
 pub use cache::CacheFixture;
 pub use embedding::EmbeddingFixture;
 pub use job_queue::JobQueueFixture;
+pub use rate_limiter::RateLimiterFixture;
 pub use repository::RepositoryFixture;
 pub use vector_index::VectorIndexFixture;
 

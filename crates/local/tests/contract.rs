@@ -1,9 +1,13 @@
 //! The local adapters keep their ports' contracts: the hashing embedder the embedding provider
-//! contract, the moka cache the cache contract.
+//! contract, the moka cache the cache contract, the in-process limiter the rate limiter
+//! contract.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use markets_contract_tests::{CacheFixture, EmbeddingFixture, cache_contract, embedding_contract};
-use markets_local::{HashingEmbedder, MokaCache};
+use markets_contract_tests::{
+    CacheFixture, EmbeddingFixture, RateLimiterFixture, cache_contract, embedding_contract,
+    rate_limiter_contract,
+};
+use markets_local::{HashingEmbedder, LocalRateLimiter, MokaCache};
 
 struct Fixture(HashingEmbedder);
 
@@ -39,4 +43,24 @@ mod cache {
     }
 
     cache_contract!(fixture());
+}
+
+struct LimiterOnly(LocalRateLimiter);
+
+impl RateLimiterFixture for LimiterOnly {
+    type Limiter = LocalRateLimiter;
+
+    fn limiter(&self) -> &LocalRateLimiter {
+        &self.0
+    }
+}
+
+mod rate_limiter {
+    use super::*;
+
+    async fn fixture() -> LimiterOnly {
+        LimiterOnly(LocalRateLimiter::default())
+    }
+
+    rate_limiter_contract!(fixture());
 }
