@@ -46,6 +46,7 @@ macro_rules! repository_contract {
             user_is_found_by_id_email_and_ids,
             user_email_is_unique,
             user_role_can_change,
+            users_are_found_by_role,
             unknown_users_are_absent,
             market_is_stored_whole,
             market_needs_an_existing_creator,
@@ -266,6 +267,17 @@ pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     assert_eq!(promoted.map(|u| u.role), Some(Role::Moderator));
     let stored = fixture.users().find_by_id(ann.id).await.unwrap();
     assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
+}
+
+/// `has_role` says whether anyone has the role, and follows role changes.
+pub async fn users_are_found_by_role<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    assert!(!users.has_role(Role::Admin).await.unwrap(), "empty store");
+    let ann = user(fixture, "ann").await;
+    assert!(users.has_role(Role::User).await.unwrap());
+    assert!(!users.has_role(Role::Admin).await.unwrap());
+    users.update_role(ann.id, Role::Admin).await.unwrap();
+    assert!(users.has_role(Role::Admin).await.unwrap());
 }
 
 /// Unknown ids and emails are `None`, not errors.
