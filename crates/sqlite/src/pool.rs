@@ -7,7 +7,7 @@
 
 use deadpool::{Runtime, Status};
 use diesel::SqliteConnection;
-use diesel_async::pooled_connection::deadpool::{BuildError, Object, Pool};
+use diesel_async::pooled_connection::deadpool::{BuildError, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -174,22 +174,27 @@ impl SqlitePool {
         &self.path
     }
 
-    /// A connection, waiting at most the configured wait timeout.
-    async fn get(&self) -> Result<Object<Connection>, RepositoryError> {
-        self.pool.get().await.map_err(from_pool)
-    }
-
     /// Runs `task` on a connection's blocking thread and returns what it returns. The whole task
     /// runs there, so a transaction inside it is committed or rolled back before the connection
     /// can be used again, even if the caller stops waiting.
+    ///
+    /// The wait for a connection and the task run in a task of their own: a caller that stops
+    /// waiting (a cancelled request) merely detaches from it. Dropping diesel-async's blocking
+    /// call half-way would block the thread to finish it, which panics on the current-thread
+    /// runtimes actix-web's workers run.
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         task: impl FnOnce(&mut SqliteConnection) -> R + Send + 'static,
     ) -> Result<R, RepositoryError> {
-        let mut conn = self.get().await?;
-        conn.spawn_blocking(move |conn| Ok(task(conn)))
-            .await
-            .map_err(from_query)
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.get().await.map_err(from_pool)?;
+            conn.spawn_blocking(move |conn| Ok(task(conn)))
+                .await
+                .map_err(from_query)
+        })
+        .await
+        .map_err(RepositoryError::unexpected)?
     }
 
     /// Checks that a connection can be had and the file read.
@@ -198,10 +203,14 @@ impl SqlitePool {
     /// [`RepositoryError::Unavailable`] when no connection comes in time or the database is
     /// locked; [`RepositoryError::Unexpected`] if the file is not a database.
     pub async fn ping(&self) -> Result<(), RepositoryError> {
-        let mut conn = self.get().await?;
-        conn.batch_execute("SELECT count(*) FROM sqlite_schema")
-            .await
-            .map_err(from_query)
+        self.run(|conn| {
+            diesel::connection::SimpleConnection::batch_execute(
+                conn,
+                "SELECT count(*) FROM sqlite_schema",
+            )
+        })
+        .await?
+        .map_err(from_query)
     }
 
     /// Size, idle connections and waiters, for metrics.
@@ -307,7 +316,7 @@ mod tests {
         let pool = SqlitePool::connect_with(db.path().to_str().unwrap(), &settings)
             .await
             .unwrap();
-        let _held = pool.get().await.unwrap();
+        let _held = pool.pool.get().await.unwrap();
         let error = pool.ping().await.unwrap_err();
         assert!(
             matches!(
