@@ -5,9 +5,13 @@
 services:
     scripts/services.sh up
 
-# Serve the API locally (provisions services, migrates, serves on 127.0.0.1:8080).
+# Serve the API on 127.0.0.1:8080 from an embedded SQLite file: nothing else needed.
 run:
     scripts/start.sh
+
+# Serve the API from PostgreSQL and Redis (provisioned if not up).
+run-services:
+    scripts/start.sh --services
 
 # The whole suite, as CI runs it.
 test:

@@ -2,7 +2,8 @@
 # Benchmark (`just bench`): seeds 10,000 markets and 200 users into a database of its own,
 # starts the release binary, drives it with wrk on this machine, and prints requests/s,
 # p50/p99 latency, failures, the server's peak RSS per scenario, and each scenario's
-# throughput as a share of /health/live's in the same run.
+# throughput as a share of /health/live's in the same run. Twice: on the server set
+# (PostgreSQL, Redis) and on the embedded set (a SQLite file, the cache and limits in process).
 #
 # Environment: BENCH_DURATION (default 10s per scenario), BENCH_CONNECTIONS (default 32),
 # BENCH_PORT (default 18090).
@@ -43,11 +44,13 @@ psql -Atq "$bench_url" -c "SELECT id FROM markets" >bench/.ids.txt
 psql -q "$bench_url" -c "VACUUM ANALYZE markets"
 echo "bench: seeded $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM markets') markets, $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM users') users" >&2
 
-# start_server REDIS_URL [VAR=value...]: serves the bench database with the cache in REDIS_URL.
+# start_server REDIS_URL [VAR=value...]: serves the bench database with the cache in REDIS_URL
+# (in process when it is empty).
 start_server() {
-	local redis=$1
+	local redis=(REDIS_URL="$1")
+	[[ -n $1 ]] || redis=(-u REDIS_URL)
 	shift
-	env REDIS_URL="$redis" MARKETS__CACHE__WARM_ON_START=false "$@" "$markets" serve --no-migrate 2>>bench/.server.log &
+	env "${redis[@]}" MARKETS__CACHE__WARM_ON_START=false "$@" "$markets" serve --no-migrate 2>>bench/.server.log &
 	server=$!
 	for _ in $(seq 1 100); do
 		curl -sf "$base/health/live" >/dev/null && return
@@ -112,6 +115,34 @@ cached="$(
 )"
 stop_server
 
+# The embedded set: the same data set in a SQLite file; the cache (moka) and limits in process.
+embedded_url="sqlite:bench/.embedded/markets.db"
+rm -rf bench/.embedded
+DATABASE_URL="$embedded_url" "$markets" migrate 2>/dev/null
+python3 bench/seed_sqlite.py bench/.embedded/markets.db bench/.ids.txt
+DATABASE_URL="$embedded_url" "$markets" create-admin --email bench-admin@example.com \
+	--password-env BENCH_PASSWORD >/dev/null 2>&1
+DATABASE_URL="$embedded_url" "$markets" reindex 2>/dev/null
+start_server "" DATABASE_URL="$embedded_url"
+BENCH_TOKEN="$(login)"
+wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null # warm-up, not reported
+embedded="$(
+	run "GET /health/live (embedded)" health.lua /health/live
+	run "GET /api/v1/markets/{id} (moka cache)" get_by_id.lua /
+	run "GET /api/v1/markets?page=N" list_page.lua /
+	run "cursor walk (sort=-volume)" cursor_walk.lua /
+	run "GET /api/v1/markets/search (semantic, local)" search.lua /
+	run "POST /api/v1/markets" create.lua /
+)"
+stop_server
+python3 -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
+db.execute(\"DELETE FROM markets WHERE name LIKE 'Benchmark market %'\"); \
+db.execute('DELETE FROM jobs'); db.commit()" bench/.embedded/markets.db
+start_server "" DATABASE_URL="$embedded_url" MARKETS__SEARCH__PROVIDER=openai OPENAI_API_KEY=bench \
+	OPENAI_BASE_URL=http://127.0.0.1:1/v1
+embedded_fallback="$(run "GET /api/v1/markets/search (fallback, FTS5)" search.lua /)"
+stop_server
+
 # table ROWS: prints ROWS as a markdown table, each compared with the first row's req/s.
 table() {
 	local ceiling
@@ -137,3 +168,7 @@ uncached_rps="$(sed -n 2p <<<"$uncached" | awk '{ print $(NF-4) }')"
 cached_rps="$(sed -n 2p <<<"$cached" | awk '{ print $(NF-4) }')"
 echo
 awk -v c="$cached_rps" -v u="$uncached_rps" 'BEGIN { printf "cached get-by-id: %.1fx the uncached throughput\n", c / u }'
+echo
+echo "embedded set: SQLite (WAL), moka cache, in-process rate limits"
+echo
+table "$embedded"$'\n'"$embedded_fallback"

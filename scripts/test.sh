@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone on a fresh machine: provisions PostgreSQL (with
-# pgvector) and Redis, then checks formatting, lints, docs, and runs every test.
-# `.ci/run` calls exactly this.
+# pgvector) and Redis, then checks formatting, lints, docs, and runs every test, the API suite
+# once on each adapter set. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -13,4 +13,12 @@ export DATABASE_URL REDIS_URL
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+# tests/embedded.rs runs the release binary, as a new user would.
+cargo build --release --locked -p markets-app --bin markets
+export MARKETS_BIN="$PWD/target/release/markets"
+
+# Every crate; the API suite on PostgreSQL and Redis.
 cargo test --workspace --locked
+# The API suite again on the embedded set: SQLite, in-process cache and rate limits.
+MARKETS_TEST_ADAPTERS=embedded cargo test --locked -p markets-app --test api

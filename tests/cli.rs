@@ -94,9 +94,12 @@ async fn migrate_applies_the_schema_once() {
     command.arg("migrate");
     let first = run(command);
     assert!(first.status.success(), "{}", stderr(&first));
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
-        .unwrap()
-        .count();
+    let migrations = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/postgres"
+    ))
+    .unwrap()
+    .count();
     assert_eq!(
         stderr(&first).matches("applied migration").count(),
         migrations

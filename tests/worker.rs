@@ -51,7 +51,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
     let db = TestDatabase::new().await;
     let sink = SmtpSink::start().await;
     let settings = Settings::load_from(&vars(&db, &sink, extra)).unwrap();
-    let services = Services::build(&settings).unwrap();
+    let services = Services::build(&settings).await.unwrap();
     let actor = Actor::User {
         id: db.user("creator").await,
         role: Role::User,

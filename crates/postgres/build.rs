@@ -8,7 +8,7 @@ use std::{env, fs, io};
 
 fn main() -> io::Result<()> {
     let migrations = Path::new(&env::var("CARGO_MANIFEST_DIR").map_err(io::Error::other)?)
-        .join("../../migrations");
+        .join("../../migrations/postgres");
     println!("cargo:rerun-if-changed={}", migrations.display());
     let mut hasher = DefaultHasher::new();
     fingerprint(&migrations, &mut hasher)?;

@@ -6,9 +6,8 @@ use futures_util::future::join_all;
 use markets_domain::cache::Cache;
 use markets_domain::market::{MarketId, MarketRepository};
 use markets_domain::permission::Role;
-use markets_postgres::PgMarketRepository;
 use markets_redis::RedisCache;
-use markets_redis::testing::PrivateRedis;
+use markets_redis::testing::{PrivateRedis, shared_settings};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use std::process::Command;
@@ -17,6 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::helpers::{TestApp, body, error};
+
+/// An app caching in the shared test Redis, whichever database this run uses.
+async fn redis_app() -> TestApp {
+    TestApp::spawn_with_redis(shared_settings()).await
+}
 
 fn x_cache(response: &Response) -> String {
     response.headers()["x-cache"].to_str().unwrap().to_owned()
@@ -30,9 +34,9 @@ async fn get_market(app: &TestApp, id: &str) -> (String, Value) {
 
 /// Deletes the market's entry straight from Redis (as expiry would).
 fn evict(app: &TestApp, id: &str) {
-    let key = format!("{}market:{id}", app.redis.key_prefix);
+    let key = format!("{}market:{id}", app.redis().key_prefix);
     let status = Command::new("redis-cli")
-        .args(["-u", &app.redis.url, "DEL", &key])
+        .args(["-u", &app.redis().url, "DEL", &key])
         .output()
         .unwrap();
     assert!(status.status.success());
@@ -40,7 +44,7 @@ fn evict(app: &TestApp, id: &str) {
 
 #[tokio::test]
 async fn reads_miss_then_hit_and_creates_write_through() {
-    let app = TestApp::spawn().await;
+    let app = redis_app().await;
     let ann = app.user("ann", Role::User).await;
     let market = app
         .market(&ann, json!({"name": "Cached", "description": ""}))
@@ -60,7 +64,7 @@ async fn reads_miss_then_hit_and_creates_write_through() {
 
 #[tokio::test]
 async fn updates_and_deletes_are_never_served_stale() {
-    let app = TestApp::spawn().await;
+    let app = redis_app().await;
     let ann = app.user("ann", Role::User).await;
     let market = app
         .market(&ann, json!({"name": "Before", "description": ""}))
@@ -90,7 +94,7 @@ async fn updates_and_deletes_are_never_served_stale() {
 
 #[tokio::test]
 async fn a_slow_reader_cannot_write_back_an_old_version() {
-    let app = TestApp::spawn().await;
+    let app = redis_app().await;
     let ann = app.user("ann", Role::User).await;
     let market = app
         .market(&ann, json!({"name": "Original", "description": ""}))
@@ -98,7 +102,10 @@ async fn a_slow_reader_cannot_write_back_an_old_version() {
     let id: MarketId = market["id"].as_str().unwrap().parse().unwrap();
 
     // A reader that missed the cache has read the row...
-    let stale = PgMarketRepository::new(app.db.pool())
+    let stale = app
+        .services
+        .handlers
+        .markets
         .find_by_id(id)
         .await
         .unwrap()
@@ -113,7 +120,7 @@ async fn a_slow_reader_cannot_write_back_an_old_version() {
     )
     .await;
     // ...and only then does the reader write back what it read.
-    let cache = RedisCache::connect(&app.redis).unwrap();
+    let cache = RedisCache::connect(app.redis()).unwrap();
     cache.put(std::slice::from_ref(&stale)).await.unwrap();
     let (status, served) = get_market(&app, &id.to_string()).await;
     assert_eq!(
@@ -204,7 +211,7 @@ impl Instrumentation for CountReadsOfWatched {
 #[tokio::test]
 async fn a_stampede_on_a_cold_key_reads_the_database_once() {
     set_default_instrumentation(|| Some(Box::new(CountReadsOfWatched))).unwrap();
-    let app = TestApp::spawn().await;
+    let app = redis_app().await;
     let ann = app.user("ann", Role::User).await;
     let market = app
         .market(&ann, json!({"name": "Hot", "description": ""}))

@@ -1,7 +1,6 @@
 //! CORS: configured origins only, preflights answered before rate limits, 429s readable by
 //! browsers.
 
-use markets_redis::testing::shared_settings;
 use reqwest::{Method, Response};
 
 use crate::helpers::TestApp;
@@ -9,13 +8,10 @@ use crate::helpers::TestApp;
 const ALLOWED: &str = "https://app.example.com";
 
 async fn app() -> TestApp {
-    TestApp::spawn_with(
-        shared_settings(),
-        &[
-            ("MARKETS__CORS__ALLOWED_ORIGINS", ALLOWED),
-            ("MARKETS__RATE_LIMIT__SEARCH__LIMIT", "1"),
-        ],
-    )
+    TestApp::spawn_configured(&[
+        ("MARKETS__CORS__ALLOWED_ORIGINS", ALLOWED),
+        ("MARKETS__RATE_LIMIT__SEARCH__LIMIT", "1"),
+    ])
     .await
 }
 

@@ -1,4 +1,9 @@
 //! `TestApp`: the application on port 0 against its own database, with typed helpers.
+//!
+//! The suite runs against either adapter set, chosen by `MARKETS_TEST_ADAPTERS`: unset or
+//! `server`, PostgreSQL and Redis; `embedded`, a SQLite file with the in-process cache and rate
+//! limiter. `scripts/test.sh` runs it once with each. Tests about Redis itself (outages, what
+//! several instances share) ask for it with [`TestApp::spawn_with`] in both runs.
 
 use actix_web::dev::ServerHandle;
 use markets_app::settings::Settings;
@@ -7,7 +12,6 @@ use markets_app::wiring::Services;
 use markets_auth::HashingSettings;
 use markets_domain::permission::Role;
 use markets_domain::user::{UserId, UserRepository};
-use markets_postgres::PgUserRepository;
 use markets_postgres::testing::TestDatabase;
 use markets_redis::RedisSettings;
 use markets_redis::testing::shared_settings;
@@ -19,13 +23,45 @@ use std::collections::HashMap;
 /// The JWT secret every test app signs with, so tests can forge tokens.
 pub const SECRET: &str = "test secret that is comfortably longer than 32 bytes";
 
+/// Whether this run uses the embedded adapter set.
+pub fn embedded() -> bool {
+    std::env::var("MARKETS_TEST_ADAPTERS").is_ok_and(|set| set == "embedded")
+}
+
+/// A fresh database for one test app.
+pub enum TestStore {
+    /// A PostgreSQL database cloned from the migrated template.
+    Postgres(TestDatabase),
+    /// A SQLite file in a folder removed with it (migrated when the app starts).
+    Sqlite(tempfile::TempDir),
+}
+
+impl TestStore {
+    /// A fresh database of this run's kind.
+    pub async fn new() -> Self {
+        if embedded() {
+            Self::Sqlite(tempfile::tempdir().unwrap())
+        } else {
+            Self::Postgres(TestDatabase::new().await)
+        }
+    }
+
+    /// Its `DATABASE_URL`.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Postgres(db) => db.settings().url.expose_secret().to_owned(),
+            Self::Sqlite(dir) => format!("sqlite:{}", dir.path().join("markets.db").display()),
+        }
+    }
+}
+
 /// A running application and a client for it.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub db: TestDatabase,
-    /// The cache settings the app uses (its own key prefix on the test Redis).
-    pub redis: RedisSettings,
+    pub store: TestStore,
+    /// The Redis the app uses (under a key prefix of its own), if any.
+    redis: Option<RedisSettings>,
     /// The services the app runs on, to drive background work (indexing) from tests.
     pub services: Services,
     handle: ServerHandle,
@@ -46,33 +82,52 @@ pub struct TestUser {
 }
 
 impl TestApp {
-    /// Starts the application on a free port against a fresh database and the shared test
-    /// Redis (under a key prefix of its own).
+    /// Starts the application on a free port against a fresh database, with this run's
+    /// adapter set (the shared test Redis, under a key prefix of its own, or none).
     pub async fn spawn() -> Self {
-        Self::spawn_with_redis(shared_settings()).await
+        Self::spawn_configured(&[]).await
     }
 
-    /// Starts the application with the cache in `redis`.
+    /// [`TestApp::spawn`] with extra configuration variables.
+    pub async fn spawn_configured(extra: &[(&str, &str)]) -> Self {
+        let redis = (!embedded()).then(shared_settings);
+        Self::start(redis, extra).await
+    }
+
+    /// Starts the application with the cache, rate limits and revocations in `redis`.
     pub async fn spawn_with_redis(redis: RedisSettings) -> Self {
         Self::spawn_with(redis, &[]).await
     }
 
-    /// Starts the application with the cache in `redis` and extra configuration variables.
+    /// [`TestApp::spawn_with_redis`] with extra configuration variables.
     pub async fn spawn_with(redis: RedisSettings, extra: &[(&str, &str)]) -> Self {
-        let db = TestDatabase::new().await;
+        Self::start(Some(redis), extra).await
+    }
+
+    async fn start(redis: Option<RedisSettings>, extra: &[(&str, &str)]) -> Self {
+        let store = TestStore::new().await;
+        let url = store.url();
+        let redis_vars = redis.iter().flat_map(|redis| {
+            [
+                ("REDIS_URL", redis.url.as_str()),
+                ("MARKETS__CACHE__KEY_PREFIX", redis.key_prefix.as_str()),
+            ]
+        });
         let vars: HashMap<String, String> = [
             ("APP_ENV", "test"),
-            ("DATABASE_URL", db.settings().url.expose_secret()),
+            ("DATABASE_URL", url.as_str()),
             ("BIND_ADDR", "127.0.0.1:0"),
             ("JWT_SECRET", SECRET),
-            ("REDIS_URL", &redis.url),
-            ("MARKETS__CACHE__KEY_PREFIX", &redis.key_prefix),
         ]
         .into_iter()
+        .chain(redis_vars)
         .chain(extra.iter().copied())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let mut settings = Settings::load_from(&vars).unwrap();
+        if markets_app::wiring::is_sqlite(&settings.database.url) {
+            markets_app::commands::migrate(&settings).await.unwrap();
+        }
         // Real argon2id, but cheap: tests hash many passwords.
         settings.auth.password_hashing = HashingSettings {
             memory_kib: 64,
@@ -80,7 +135,7 @@ impl TestApp {
             parallelism: 1,
             max_concurrent: 4,
         };
-        let services = Services::build(&settings).unwrap();
+        let services = Services::build(&settings).await.unwrap();
         let application = Application::build(&settings, services.clone()).unwrap();
         let base = format!("http://{}", application.address());
         let handle = application.handle();
@@ -88,11 +143,18 @@ impl TestApp {
         Self {
             base,
             client: reqwest::Client::new(),
-            db,
+            store,
             redis,
             services,
             handle,
         }
+    }
+
+    /// The Redis this app was started with ([`TestApp::spawn_with`]).
+    pub fn redis(&self) -> &RedisSettings {
+        self.redis
+            .as_ref()
+            .expect("this test app has no Redis: start it with TestApp::spawn_with")
     }
 
     /// Runs the search indexer until nothing is pending (what `serve`'s background indexer
@@ -140,7 +202,7 @@ impl TestApp {
 
     /// Sets a user's role directly in the database (as `markets create-admin` or an admin would).
     pub async fn set_role(&self, id: UserId, role: Role) {
-        let users = PgUserRepository::new(self.db.pool());
+        let users = &self.services.handlers.users;
         users.update_role(id, role).await.unwrap().unwrap();
     }
 

@@ -4,7 +4,6 @@
 use markets_domain::permission::Role;
 use markets_redis::testing::{PrivateRedis, shared_settings};
 use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{TestApp, TestUser, body};
@@ -41,7 +40,7 @@ async fn second_token(app: &TestApp, user: &TestUser) -> String {
 async fn a_logged_out_token_is_refused_everywhere_and_other_tokens_still_work() {
     let redis = shared_settings();
     let one = TestApp::spawn_with(redis.clone(), &[]).await;
-    let database = one.db.settings().url.expose_secret().to_owned();
+    let database = one.store.url();
     let two = TestApp::spawn_with(redis, &[("DATABASE_URL", &database)]).await;
     let ann = one.user("ann", Role::User).await;
     let other = second_token(&one, &ann).await;
@@ -92,7 +91,7 @@ async fn revocations_hold_through_a_redis_outage() {
     redis.restart();
     // The restarted Redis is empty: both revocations must reach it again (the earlier one
     // refilled on reconnect, the later one pushed by its retry).
-    let prefix = app.redis.key_prefix.clone();
+    let prefix = app.redis().key_prefix.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     for token in [&before, &during] {
         let key = format!("{prefix}revoked:{}", jti(token));

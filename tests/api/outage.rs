@@ -28,7 +28,8 @@ async fn an_unreachable_database_is_503_service_unavailable() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let settings = Settings::load_from(&vars).unwrap();
-    let application = Application::build(&settings, Services::build(&settings).unwrap()).unwrap();
+    let application =
+        Application::build(&settings, Services::build(&settings).await.unwrap()).unwrap();
     let base = format!("http://{}", application.address());
     let handle = application.handle();
     tokio::spawn(application.run_until_stopped());

@@ -34,7 +34,7 @@ fn header(response: &Response, name: &str) -> String {
 
 #[tokio::test]
 async fn exactly_the_budget_passes_then_429_until_it_refills() {
-    let app = TestApp::spawn_with(shared_settings(), &limits("5", "1000")).await;
+    let app = TestApp::spawn_configured(&limits("5", "1000")).await;
     for remaining in (0..5).rev() {
         let response = search_from(&app, None).await;
         assert_eq!(response.status(), 200);
@@ -67,7 +67,7 @@ async fn two_instances_share_one_budget() {
 
 #[tokio::test]
 async fn forwarded_addresses_count_only_from_trusted_proxies() {
-    let untrusted = TestApp::spawn_with(shared_settings(), &limits("2", "60000")).await;
+    let untrusted = TestApp::spawn_configured(&limits("2", "60000")).await;
     for ip in ["1.1.1.1", "2.2.2.2"] {
         assert_eq!(search_from(&untrusted, Some(ip)).await.status(), 200);
     }
@@ -76,7 +76,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
 
     let mut trusting = limits("2", "60000");
     trusting.push(("MARKETS__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32"));
-    let behind_proxy = TestApp::spawn_with(shared_settings(), &trusting).await;
+    let behind_proxy = TestApp::spawn_configured(&trusting).await;
     for ip in ["1.1.1.1", "2.2.2.2", "3.3.3.3"] {
         let response = search_from(&behind_proxy, Some(ip)).await;
         assert_eq!(response.status(), 200, "{ip} is a client of its own");
@@ -102,11 +102,9 @@ async fn without_redis_each_instance_still_limits_and_nothing_fails() {
 
 #[tokio::test]
 async fn the_eleventh_wrong_password_for_one_email_is_refused_from_any_address() {
-    let app = TestApp::spawn_with(
-        shared_settings(),
-        &[("MARKETS__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32")],
-    )
-    .await;
+    let app =
+        TestApp::spawn_configured(&[("MARKETS__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32")])
+            .await;
     let ann = app.user("ann", Role::User).await;
     let attempt = |n: u32| {
         let body = json!({"email": ann.email, "password": "not the password"});

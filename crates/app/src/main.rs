@@ -26,19 +26,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { no_migrate } => commands::serve(settings, !no_migrate).await,
         Command::Migrate => commands::migrate(&settings).await,
         Command::Worker => {
-            let services = markets_app::wiring::Services::build(&settings)?;
+            let services = markets_app::wiring::Services::build(&settings).await?;
             commands::worker(&settings, &services).await
         }
         Command::Jobs { command } => {
-            let services = markets_app::wiring::Services::build(&settings)?;
+            let services = markets_app::wiring::Services::build(&settings).await?;
             commands::jobs(&services, command).await
         }
         Command::Reindex { resume } => {
-            let services = markets_app::wiring::Services::build(&settings)?;
+            let services = markets_app::wiring::Services::build(&settings).await?;
             commands::reindex(&settings, &services, resume).await
         }
         Command::WarmCache => {
-            let services = markets_app::wiring::Services::build(&settings)?;
+            let services = markets_app::wiring::Services::build(&settings).await?;
             let warmed = commands::warm_cache(&settings, &services).await?;
             println!("{warmed}");
             Ok(())

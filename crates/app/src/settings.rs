@@ -52,7 +52,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// PostgreSQL.
     pub database: DatabaseSettings,
-    /// Redis.
+    /// Redis, if any.
+    #[serde(default)]
     pub redis: RedisSettings,
     /// The market cache.
     pub cache: CacheSettings,
@@ -105,11 +106,11 @@ pub struct DatabaseSettings {
 }
 
 /// Redis.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Connection URL (`REDIS_URL`).
-    pub url: SecretString,
+    /// Connection URL (`REDIS_URL`). Unset: the cache and rate limits live in this process.
+    pub url: Option<SecretString>,
 }
 
 /// The market cache.
@@ -269,8 +270,8 @@ pub struct PolicySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
-    /// Where counts live.
-    pub backend: RateLimitBackend,
+    /// Where counts live; unset: in Redis when there is one, else in this process.
+    pub backend: Option<RateLimitBackend>,
     /// Proxies whose forwarding headers are believed: a list, or a comma-separated string
     /// (as an environment variable gives it).
     #[serde(deserialize_with = "list_or_csv")]
@@ -472,14 +473,26 @@ impl Settings {
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
         }
-        if !self.database.url.expose_secret().starts_with("postgres") {
+        let database = self.database.url.expose_secret();
+        if !["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|scheme| database.starts_with(scheme))
+        {
             return invalid(
                 "database.url (DATABASE_URL)",
-                "must be a postgres:// or postgresql:// URL",
+                "must be a postgres://, postgresql:// or sqlite: URL",
             );
         }
-        if Url::parse(self.redis.url.expose_secret()).is_err() {
+        if let Some(url) = &self.redis.url
+            && Url::parse(url.expose_secret()).is_err()
+        {
             return invalid("redis.url (REDIS_URL)", "must be a redis:// URL");
+        }
+        if self.redis.url.is_none() && self.rate_limit.backend == Some(RateLimitBackend::Redis) {
+            return invalid(
+                "rate_limit.backend",
+                "is \"redis\" but no Redis is configured (REDIS_URL)",
+            );
         }
         if !(1..=100).contains(&self.cache.warm_count) {
             return invalid("cache.warm_count", "must be between 1 and 100");
@@ -507,14 +520,23 @@ impl Settings {
         Ok(())
     }
 
-    /// The Redis cache settings.
-    pub fn redis_cache(&self) -> markets_redis::RedisSettings {
-        markets_redis::RedisSettings {
-            url: self.redis.url.expose_secret().to_owned(),
+    /// The Redis client's settings, if a Redis is configured.
+    pub fn redis_cache(&self) -> Option<markets_redis::RedisSettings> {
+        let url = self.redis.url.as_ref()?;
+        Some(markets_redis::RedisSettings {
+            url: url.expose_secret().to_owned(),
             key_prefix: self.cache.key_prefix.clone(),
             ttl: Duration::from_secs(self.cache.ttl_secs),
             command_timeout: Duration::from_millis(self.cache.timeout_ms),
-        }
+        })
+    }
+
+    /// Where rate-limit counts live: as configured, else in Redis when there is one.
+    pub fn rate_limit_backend(&self) -> RateLimitBackend {
+        self.rate_limit.backend.unwrap_or(match self.redis.url {
+            Some(_) => RateLimitBackend::Redis,
+            None => RateLimitBackend::Memory,
+        })
     }
 
     /// The SMTP adapter's settings.
@@ -531,6 +553,15 @@ impl Settings {
         settings.password = smtp.password.clone();
         settings.timeout = Duration::from_millis(smtp.timeout_ms);
         settings
+    }
+
+    /// The SQLite pool settings.
+    pub fn sqlite(&self) -> markets_sqlite::SqliteSettings {
+        markets_sqlite::SqliteSettings {
+            max_size: self.database.pool_size,
+            wait_timeout: Duration::from_millis(self.database.wait_timeout_ms),
+            ..markets_sqlite::SqliteSettings::default()
+        }
     }
 
     /// The Postgres pool settings.

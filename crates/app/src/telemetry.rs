@@ -12,13 +12,13 @@
 //! | `jobs_total` | `kind`, `outcome`: `succeeded`, `retried`, `dead` |
 //! | `build_info` (gauge, 1) | `version` |
 
-use markets_postgres::PgPool;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::settings::{LogFormat, LogSettings};
+use crate::wiring::Store;
 
 /// Installs the global subscriber. Logs go to stderr so stdout stays free for command output.
 ///
@@ -78,9 +78,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 }
 
 /// Records the pool's state, then renders every metric in the Prometheus text format.
-pub fn render_metrics(pool: &PgPool) -> String {
+pub fn render_metrics(store: &Store) -> String {
     let handle = metrics_handle();
-    let status = pool.status();
+    let status = store.status();
     for (state, value) in [
         ("max", status.max_size),
         ("open", status.size),

@@ -2,7 +2,8 @@
 //! transient failures with exponential backoff and jitter, and parks the hopeless as dead.
 //!
 //! It runs inside `markets serve` and alone as `markets worker`, any number of times: claims
-//! are leases taken with `SKIP LOCKED`, so instances never run one job at the same time, and a
+//! are leases (on PostgreSQL taken with `SKIP LOCKED`), so instances never run one job at the
+//! same time, and a
 //! job whose worker died runs again once its lease expires. Handlers are idempotent: a
 //! notification carries the job id as its idempotency key, an embedding is recomputed.
 
@@ -12,7 +13,7 @@ use markets_domain::jobs::{
 };
 use markets_domain::market::MarketRepository;
 use markets_domain::user::UserRepository;
-use markets_postgres::{JobListener, PgJobQueue, PgMarketRepository, PgUserRepository};
+use markets_postgres::JobListener;
 use secrecy::SecretString;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,9 +39,9 @@ enum JobError {
 #[derive(Debug, Clone)]
 pub struct Handlers {
     /// Markets, to describe them.
-    pub markets: PgMarketRepository,
+    pub markets: Arc<dyn MarketRepository>,
     /// Users, to address them.
-    pub users: PgUserRepository,
+    pub users: Arc<dyn UserRepository>,
     /// Where notifications go.
     pub notifier: Arc<dyn Notifier>,
     /// The search indexer.
@@ -103,31 +104,40 @@ impl Handlers {
     }
 }
 
+/// How a worker learns that jobs were queued, besides polling every `poll_interval_ms`.
+#[derive(Debug, Clone)]
+pub enum Wakeups {
+    /// PostgreSQL's `LISTEN jobs` on a connection to this URL.
+    Listen(SecretString),
+    /// Polling alone.
+    Poll,
+}
+
 /// The worker: a queue, handlers, and how to pace them.
 #[derive(Debug)]
 pub struct Worker {
-    queue: PgJobQueue,
+    queue: Arc<dyn JobQueue>,
     handlers: Handlers,
     settings: JobSettings,
-    database_url: SecretString,
+    wakeups: Wakeups,
 }
 
 /// The jobs being run, to give them back if shutdown cannot wait for them.
 type Running = Arc<Mutex<HashMap<JobId, Job>>>;
 
 impl Worker {
-    /// A worker over `queue`; `database_url` is for its `LISTEN` connection.
+    /// A worker over `queue`, woken by `wakeups`.
     pub fn new(
-        queue: PgJobQueue,
+        queue: Arc<dyn JobQueue>,
         handlers: Handlers,
         settings: JobSettings,
-        database_url: SecretString,
+        wakeups: Wakeups,
     ) -> Self {
         Self {
             queue,
             handlers,
             settings,
-            database_url,
+            wakeups,
         }
     }
 
@@ -165,7 +175,7 @@ impl Worker {
             }
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = wait_for_jobs(&mut listener, &self.database_url, poll) => {}
+                _ = wait_for_jobs(&mut listener, &self.wakeups, poll) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
@@ -217,7 +227,10 @@ impl Worker {
 
 /// Waits for a `NOTIFY jobs` or the poll interval, whichever comes first; reconnects the
 /// listener lazily and falls back to plain polling while it cannot.
-async fn wait_for_jobs(listener: &mut Option<JobListener>, url: &SecretString, poll: Duration) {
+async fn wait_for_jobs(listener: &mut Option<JobListener>, wakeups: &Wakeups, poll: Duration) {
+    let Wakeups::Listen(url) = wakeups else {
+        return tokio::time::sleep(poll).await;
+    };
     if listener.is_none() {
         *listener = JobListener::connect(url).await.ok();
     }
@@ -235,7 +248,7 @@ async fn wait_for_jobs(listener: &mut Option<JobListener>, url: &SecretString, p
 /// Runs one attempt and records its outcome.
 #[derive(Debug, Clone)]
 struct AttemptRunner {
-    queue: PgJobQueue,
+    queue: Arc<dyn JobQueue>,
     handlers: Handlers,
     settings: JobSettings,
 }

@@ -21,24 +21,13 @@ pub trait CacheFixture: Send + Sync + 'static {
 #[macro_export]
 macro_rules! cache_contract {
     ($make:expr) => {
-        $crate::cache_contract!(@cases $make;
+        $crate::__contract_cases!(cache, $make;
             a_put_turns_a_miss_into_a_hit,
             only_newer_versions_replace_an_entry,
             a_removal_refuses_stale_write_backs,
             one_put_stores_many_markets,
             unknown_markets_miss,
         );
-    };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::repository::run(async {
-                    let fixture = $make.await;
-                    $crate::cache::$case(&fixture).await;
-                });
-            }
-        )+
     };
 }
 

@@ -21,24 +21,13 @@ pub trait EmbeddingFixture: Send + Sync + 'static {
 #[macro_export]
 macro_rules! embedding_contract {
     ($make:expr) => {
-        $crate::embedding_contract!(@cases $make;
+        $crate::__contract_cases!(embedding, $make;
             one_embedding_per_text_in_order,
             embeddings_have_the_advertised_dimensions,
             no_texts_give_no_embeddings,
             the_same_text_twice_embeds_alike,
             large_batches_keep_count_and_order,
         );
-    };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::repository::run(async {
-                    let fixture = $make.await;
-                    $crate::embedding::$case(&fixture).await;
-                });
-            }
-        )+
     };
 }
 

@@ -42,10 +42,11 @@ pub fn run<F: std::future::Future<Output = ()>>(case: F) {
 #[macro_export]
 macro_rules! repository_contract {
     ($make:expr) => {
-        $crate::repository_contract!(@cases $make;
+        $crate::__contract_cases!(repository, $make;
             user_is_found_by_id_email_and_ids,
             user_email_is_unique,
             user_role_can_change,
+            users_are_found_by_role,
             unknown_users_are_absent,
             market_is_stored_whole,
             market_needs_an_existing_creator,
@@ -61,20 +62,10 @@ macro_rules! repository_contract {
             text_search_ranks_name_matches_first,
         );
     };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::repository::run(async {
-                    let fixture = $make.await;
-                    $crate::repository::$case(&fixture).await;
-                });
-            }
-        )+
-    };
 }
 
-async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
+/// A new user named `name`, with a unique email.
+pub(crate) async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
     let new = NewUser {
         id: UserId::new(),
         email: Email::parse(&format!("{name}@example.com")).unwrap(),
@@ -85,7 +76,13 @@ async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
     fixture.users().create(new).await.unwrap()
 }
 
-fn new_market(creator: &User, name: &str, status: MarketStatus, cents: i64) -> NewMarket {
+/// A market to create, described as `About {name}.`.
+pub(crate) fn new_market(
+    creator: &User,
+    name: &str,
+    status: MarketStatus,
+    cents: i64,
+) -> NewMarket {
     NewMarket {
         id: MarketId::new(),
         creator_id: creator.id,
@@ -96,7 +93,8 @@ fn new_market(creator: &User, name: &str, status: MarketStatus, cents: i64) -> N
     }
 }
 
-async fn market<F: RepositoryFixture>(
+/// A market created (with no jobs) through the fixture's repository.
+pub(crate) async fn market<F: RepositoryFixture>(
     fixture: &F,
     creator: &User,
     name: &str,
@@ -269,6 +267,17 @@ pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     assert_eq!(promoted.map(|u| u.role), Some(Role::Moderator));
     let stored = fixture.users().find_by_id(ann.id).await.unwrap();
     assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
+}
+
+/// `has_role` says whether anyone has the role, and follows role changes.
+pub async fn users_are_found_by_role<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    assert!(!users.has_role(Role::Admin).await.unwrap(), "empty store");
+    let ann = user(fixture, "ann").await;
+    assert!(users.has_role(Role::User).await.unwrap());
+    assert!(!users.has_role(Role::Admin).await.unwrap());
+    users.update_role(ann.id, Role::Admin).await.unwrap();
+    assert!(users.has_role(Role::Admin).await.unwrap());
 }
 
 /// Unknown ids and emails are `None`, not errors.

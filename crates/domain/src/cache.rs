@@ -38,7 +38,7 @@ impl CacheStatus {
 /// Caches whole markets by id, with a time-to-live chosen by the adapter.
 /// Implementations must pass `markets_contract_tests`' cache suite.
 #[async_trait]
-pub trait Cache: Send + Sync + 'static {
+pub trait Cache: Send + Sync + std::fmt::Debug + 'static {
     /// The cached market, or `None` on a miss (an unreadable or removed entry is a miss too).
     async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError>;
 
@@ -49,6 +49,12 @@ pub trait Cache: Send + Sync + 'static {
     /// Removes the market's entry and, for the guard period, refuses writes of any version.
     async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
 }
+
+forward_through_arc!(Cache {
+    async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError>;
+    async fn put(&self, markets: &[Market]) -> Result<(), CacheError>;
+    async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
+});
 
 /// No cache at all: every read misses. For deployments and tests without one.
 #[derive(Debug, Clone, Copy, Default)]

@@ -106,7 +106,7 @@ pub enum Failure {
 /// The job queue. Claims are leases: a job whose worker died is claimable again once its lease
 /// expires, and an attempt's outcome only counts if the job is still on that attempt.
 #[async_trait]
-pub trait JobQueue: Send + Sync + 'static {
+pub trait JobQueue: Send + Sync + fmt::Debug + 'static {
     /// Claims up to `limit` due jobs (queued and due, or running with an expired lease) for
     /// `lease`; concurrent claimers never get the same job.
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
@@ -126,6 +126,15 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Queues dead jobs again (one, or all when `id` is `None`); returns how many.
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
 }
+
+forward_through_arc!(JobQueue {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    async fn complete(&self, job: &Job) -> Result<(), RepositoryError>;
+    async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError>;
+    async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError>;
+    async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError>;
+    async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
+});
 
 /// A market was created: tell its creator.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,9 @@
 //! - [`jobs`]: durable background jobs: the [`jobs::JobQueue`] and [`jobs::Notifier`] ports.
 #![deny(missing_docs)]
 
+#[macro_use]
+mod forward;
+
 pub mod auth;
 pub mod cache;
 pub mod error;

@@ -51,12 +51,9 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
 }
 
-#[async_trait]
-impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
-    async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
-        (**self).check(policy, key).await
-    }
-}
+forward_through_arc!(RateLimiter {
+    async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
+});
 
 #[cfg(test)]
 mod tests {

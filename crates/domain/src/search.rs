@@ -99,7 +99,7 @@ pub struct IndexTask {
 /// Stores market embeddings and finds the nearest ones. An embedding belongs to one version of
 /// a market: changing the name or description marks it stale until it is recomputed.
 #[async_trait]
-pub trait VectorIndex: Send + Sync + 'static {
+pub trait VectorIndex: Send + Sync + std::fmt::Debug + 'static {
     /// How many dimensions stored embeddings have (the schema's), to check a provider against.
     async fn dimensions(&self) -> Result<usize, RepositoryError>;
 
@@ -124,6 +124,15 @@ pub trait VectorIndex: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ScoredMarket>, RepositoryError>;
 }
+
+forward_through_arc!(VectorIndex {
+    async fn dimensions(&self) -> Result<usize, RepositoryError>;
+    async fn pending(&self, limit: usize) -> Result<Vec<IndexTask>, RepositoryError>;
+    async fn store(&self, task: &IndexTask, embedding: &Embedding) -> Result<bool, RepositoryError>;
+    async fn mark_all_stale(&self) -> Result<u64, RepositoryError>;
+    async fn pending_count(&self) -> Result<u64, RepositoryError>;
+    async fn nearest(&self, query: &Embedding, limit: usize) -> Result<Vec<ScoredMarket>, RepositoryError>;
+});
 
 /// Answers searches semantically (embed the query, find the nearest markets, load them in one
 /// batch) and falls back to the repository's text search whenever any step fails, so a search
@@ -304,6 +313,7 @@ mod tests {
         }
     }
 
+    #[derive(Debug)]
     struct Index(Vec<ScoredMarket>);
 
     #[async_trait]

@@ -321,6 +321,10 @@ impl UserRepository for InMemoryStore {
             account.user.clone()
         }))
     }
+
+    async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
+        Ok(self.state().users.values().any(|a| a.user.role == role))
+    }
 }
 
 /// A fast, insecure hasher for tests: the "hash" is the password behind a marker.

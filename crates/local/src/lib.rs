@@ -4,14 +4,20 @@
 //! - [`HashingEmbedder`]: a deterministic, *lexical* [`EmbeddingProvider`] for when no embeddings
 //!   API is configured. It makes texts that share words and spellings close, which is enough for
 //!   search to work offline and in tests, but it knows nothing of meaning.
+//! - [`MokaCache`]: the [`Cache`] port in memory (moka), bounded, with the Redis adapter's TTL,
+//!   version and removal rules, for a single instance without Redis.
+//! - [`LocalRateLimiter`]: per-process rate limits, the fallback of the shared Redis limiter.
 //!
 //! [`EmbeddingProvider`]: markets_domain::search::EmbeddingProvider
+//! [`Cache`]: markets_domain::cache::Cache
 #![deny(missing_docs)]
 
+mod cache;
 mod hash;
 mod hashing;
 mod ratelimit;
 mod tokens;
 
+pub use cache::{MokaCache, MokaCacheSettings};
 pub use hashing::{DEFAULT_DIMENSIONS, HashingEmbedder};
 pub use ratelimit::LocalRateLimiter;

@@ -1,8 +1,13 @@
-//! The hashing embedder keeps the embedding provider contract.
+//! The local adapters keep their ports' contracts: the hashing embedder the embedding provider
+//! contract, the moka cache the cache contract, the in-process limiter the rate limiter
+//! contract.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use markets_contract_tests::{EmbeddingFixture, embedding_contract};
-use markets_local::HashingEmbedder;
+use markets_contract_tests::{
+    CacheFixture, EmbeddingFixture, RateLimiterFixture, cache_contract, embedding_contract,
+    rate_limiter_contract,
+};
+use markets_local::{HashingEmbedder, LocalRateLimiter, MokaCache};
 
 struct Fixture(HashingEmbedder);
 
@@ -19,3 +24,43 @@ async fn fixture() -> Fixture {
 }
 
 embedding_contract!(fixture());
+
+struct CacheOnly(MokaCache);
+
+impl CacheFixture for CacheOnly {
+    type Cache = MokaCache;
+
+    fn cache(&self) -> &MokaCache {
+        &self.0
+    }
+}
+
+mod cache {
+    use super::*;
+
+    async fn fixture() -> CacheOnly {
+        CacheOnly(MokaCache::default())
+    }
+
+    cache_contract!(fixture());
+}
+
+struct LimiterOnly(LocalRateLimiter);
+
+impl RateLimiterFixture for LimiterOnly {
+    type Limiter = LocalRateLimiter;
+
+    fn limiter(&self) -> &LocalRateLimiter {
+        &self.0
+    }
+}
+
+mod rate_limiter {
+    use super::*;
+
+    async fn fixture() -> LimiterOnly {
+        LimiterOnly(LocalRateLimiter::default())
+    }
+
+    rate_limiter_contract!(fixture());
+}

@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use markets_domain::error::BoxError;
 
-/// The workspace's `migrations/` folder, compiled into the binary.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+/// The workspace's `migrations/postgres/` folder, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// An arbitrary, fixed key for `pg_advisory_lock`, shared by every instance of this service.
 const MIGRATION_LOCK_KEY: i64 = 0x006d_6172_6b65_7473; // "markets" in ASCII

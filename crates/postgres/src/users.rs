@@ -159,4 +159,14 @@ impl UserRepository for PgUserRepository {
             .map(User::try_from)
             .transpose()
     }
+
+    async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        diesel::select(diesel::dsl::exists(
+            users::table.filter(users::role.eq(role.as_str())),
+        ))
+        .get_result(&mut conn)
+        .await
+        .map_err(from_query)
+    }
 }

@@ -1,13 +1,19 @@
-//! The Postgres adapters pass the repository contract, each case on its own database.
+//! The Postgres adapters pass the repository, vector index and job queue contracts, each case on
+//! its own database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use markets_contract_tests::{RepositoryFixture, repository_contract};
+use markets_contract_tests::{
+    JobQueueFixture, RepositoryFixture, VectorIndexFixture, job_queue_contract,
+    repository_contract, vector_index_contract,
+};
 use markets_postgres::testing::TestDatabase;
-use markets_postgres::{PgMarketRepository, PgUserRepository};
+use markets_postgres::{PgJobQueue, PgMarketRepository, PgUserRepository, PgVectorIndex};
 
 struct Fixture {
     markets: PgMarketRepository,
     users: PgUserRepository,
+    index: PgVectorIndex,
+    queue: PgJobQueue,
     _database: TestDatabase,
 }
 
@@ -24,13 +30,43 @@ impl RepositoryFixture for Fixture {
     }
 }
 
+impl VectorIndexFixture for Fixture {
+    type Index = PgVectorIndex;
+
+    fn index(&self) -> &PgVectorIndex {
+        &self.index
+    }
+}
+
+impl JobQueueFixture for Fixture {
+    type Queue = PgJobQueue;
+
+    fn queue(&self) -> &PgJobQueue {
+        &self.queue
+    }
+}
+
 async fn fixture() -> Fixture {
     let database = TestDatabase::new().await;
     Fixture {
         markets: PgMarketRepository::new(database.pool()),
         users: PgUserRepository::new(database.pool()),
+        index: PgVectorIndex::new(database.pool()),
+        queue: PgJobQueue::new(database.pool()),
         _database: database,
     }
 }
 
 repository_contract!(fixture());
+
+mod vector_index {
+    use super::*;
+
+    vector_index_contract!(fixture());
+}
+
+mod job_queue {
+    use super::*;
+
+    job_queue_contract!(fixture());
+}

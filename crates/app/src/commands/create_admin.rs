@@ -53,7 +53,7 @@ pub async fn create_admin(
         password: Password::parse(&password.read()?)?,
     };
     migrate(settings).await?;
-    let services = Services::build(settings)?;
+    let services = Services::build(settings).await?;
     let admin = services
         .auth
         .register(registration, Role::Admin)

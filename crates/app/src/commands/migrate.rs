@@ -3,13 +3,14 @@
 use tracing::info;
 
 use crate::settings::Settings;
+use crate::wiring::Store;
 
 /// Applies pending migrations, logging each one applied.
 ///
 /// # Errors
 /// If the database cannot be reached or a migration fails.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let applied = markets_postgres::run_migrations(&settings.database.url).await?;
+    let applied = Store::open(settings).await?.migrate(settings).await?;
     if applied.is_empty() {
         info!("database schema is up to date");
     }

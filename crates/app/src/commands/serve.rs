@@ -21,14 +21,16 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     if run_migrations && settings.database.migrate_on_start {
         migrate(&settings).await?;
     }
-    let services = Services::build(&settings)?;
+    let services = Services::build(&settings).await?;
     services
         .search
         .check_dimensions()
         .await
         .context("the embedding provider does not fit the database's vector column")?;
     warm_on_start(&settings, &services).await;
-    let pool = services.pool.clone();
+    hint_at_create_admin(&services.auth).await;
+    let store = services.store.clone();
+    let cache = services.cache.name();
     let indexer = indexer::spawn(services.indexer.clone(), &settings.search);
     let sweeper = sweep_rate_limits(services.local_limiter.clone());
     let (stop_worker, worker_stopped) = watch::channel(false);
@@ -43,9 +45,9 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         environment = settings.environment.as_str(),
         address = %application.address(),
         embeddings,
-        cache = "redis",
-        database = "postgres",
-        rate_limit = ?settings.rate_limit.backend,
+        cache,
+        database = store.name(),
+        rate_limit = ?settings.rate_limit_backend(),
         notify = ?settings.notify.backend,
         worker = settings.jobs.run_in_serve,
         "markets listening"
@@ -57,13 +59,23 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     }
     indexer.abort();
     sweeper.abort();
-    pool.close();
+    store.close();
     info!("markets stopped");
     Ok(())
 }
 
 /// Forgets idle rate-limit keys every minute, so a flood of distinct clients cannot grow the
 /// in-process limiter without bound.
+/// A fresh installation has no administrator: say how to create one.
+async fn hint_at_create_admin(auth: &crate::wiring::AppAuthService) {
+    if let Ok(false) = auth.has_admin().await {
+        info!(
+            "no administrator yet: create one with `markets create-admin --email <address>` \
+             (the password is read from standard input)"
+        );
+    }
+}
+
 fn sweep_rate_limits(limiter: Arc<LocalRateLimiter>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -41,8 +41,8 @@ pub async fn ready(services: web::Data<Services>) -> HttpResponse {
         .readiness
         .get_or(|| async {
             let (database, cache) =
-                futures_util::join!(services.pool.ping(), services.cache.ping());
-            [database.is_ok(), cache.is_ok()]
+                futures_util::join!(services.store.ping(), services.cache.ping());
+            [database, cache]
         })
         .await;
     let embeddings_up = !services.search_health.degraded();
@@ -72,5 +72,5 @@ pub async fn ready(services: web::Data<Services>) -> HttpResponse {
 pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::telemetry::render_metrics(&services.pool))
+        .body(crate::telemetry::render_metrics(&services.store))
 }

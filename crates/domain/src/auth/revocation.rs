@@ -22,3 +22,9 @@ pub trait TokenRevocations: Send + Sync + std::fmt::Debug + 'static {
     /// them).
     async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError>;
 }
+
+forward_through_arc!(TokenRevocations {
+    async fn revoke(&self, token_id: &str, expires_at: DateTime<Utc>) -> Result<(), RepositoryError>;
+    async fn is_revoked(&self, token_id: &str) -> Result<bool, RepositoryError>;
+    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError>;
+});

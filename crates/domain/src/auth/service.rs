@@ -168,6 +168,11 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         Ok(Session { user, claims })
     }
 
+    /// Whether any administrator exists (a fresh installation has none until one is created).
+    pub async fn has_admin(&self) -> Result<bool, AuthError> {
+        Ok(self.users.has_role(Role::Admin).await?)
+    }
+
     /// Gives a user a new role; needs [`Permission::Admin`].
     pub async fn change_role(
         &self,

@@ -27,7 +27,7 @@ pub enum CreateMarketError {
 /// one query per market, and list methods read only the summary columns (never the description
 /// or the embedding). Any store failure is a [`RepositoryError`].
 #[async_trait]
-pub trait MarketRepository: Send + Sync + 'static {
+pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new market and returns it as stored (with its timestamps), together with
     /// `jobs` in the same transaction: both are stored, or neither.
     ///
@@ -84,3 +84,14 @@ pub trait MarketRepository: Send + Sync + 'static {
         limit: SearchLimit,
     ) -> Result<Vec<ScoredSummary>, RepositoryError>;
 }
+
+forward_through_arc!(MarketRepository {
+    async fn create(&self, market: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError>;
+    async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
+    async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError>;
+    async fn find_all(&self, filter: MarketFilter, sort: MarketSort, page: PageRequest) -> Result<Page<MarketSummary>, RepositoryError>;
+    async fn find_after(&self, filter: MarketFilter, request: KeysetRequest) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
+    async fn update(&self, id: MarketId, expected_version: u64, patch: MarketPatch, jobs: &[NewJob]) -> Result<Option<Market>, RepositoryError>;
+    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError>;
+    async fn search_text(&self, query: &SearchQuery, limit: SearchLimit) -> Result<Vec<ScoredSummary>, RepositoryError>;
+});

@@ -20,7 +20,7 @@ pub enum CreateUserError {
 
 /// Stores users. Implementations must pass `markets_contract_tests`' user repository suite.
 #[async_trait]
-pub trait UserRepository: Send + Sync + 'static {
+pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new user.
     ///
     /// # Errors
@@ -40,4 +40,16 @@ pub trait UserRepository: Send + Sync + 'static {
 
     /// Gives the user a new role and returns the updated user, or `None` if there is no such user.
     async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError>;
+
+    /// Whether any user has `role` (so a fresh installation can say how to create an admin).
+    async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
 }
+
+forward_through_arc!(UserRepository {
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError>;
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
+    async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError>;
+    async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
+    async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError>;
+    async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
+});

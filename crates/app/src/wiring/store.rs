@@ -1,0 +1,138 @@
+//! The database the service runs on, chosen by `DATABASE_URL`: PostgreSQL (`postgres://`) for
+//! deployments of several instances, or an embedded SQLite file (`sqlite:`, the default) that
+//! needs no server at all. Either way the same ports come out, as trait objects.
+
+use markets_domain::auth::TokenRevocations;
+use markets_domain::jobs::JobQueue;
+use markets_domain::market::MarketRepository;
+use markets_domain::search::VectorIndex;
+use markets_domain::user::UserRepository;
+use markets_postgres::{
+    PgJobQueue, PgMarketRepository, PgPool, PgRevocations, PgUserRepository, PgVectorIndex,
+};
+use markets_sqlite::{
+    SqliteJobQueue, SqliteMarketRepository, SqlitePool, SqliteRevocations, SqliteUserRepository,
+    SqliteVectorIndex,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+
+use crate::settings::Settings;
+use crate::worker::Wakeups;
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// PostgreSQL with pgvector.
+    Postgres(PgPool),
+    /// An embedded SQLite file.
+    Sqlite(SqlitePool),
+}
+
+/// The storage ports, implemented by one [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreAdapters {
+    /// Markets (and the jobs written with them).
+    pub markets: Arc<dyn MarketRepository>,
+    /// Users.
+    pub users: Arc<dyn UserRepository>,
+    /// Market embeddings.
+    pub index: Arc<dyn VectorIndex>,
+    /// The job outbox.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Revoked tokens, durably.
+    pub revocations: Arc<dyn TokenRevocations>,
+}
+
+/// Whether `url` names an embedded SQLite database rather than a PostgreSQL server.
+pub fn is_sqlite(url: &SecretString) -> bool {
+    url.expose_secret().starts_with("sqlite:")
+}
+
+impl Store {
+    /// A pool for the configured database. Nothing is contacted yet for PostgreSQL; the SQLite
+    /// file (and its folder) is created if missing and opened at once.
+    ///
+    /// # Errors
+    /// If the settings are invalid or the SQLite file cannot be opened.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(if is_sqlite(&settings.database.url) {
+            let url = settings.database.url.expose_secret();
+            Self::Sqlite(SqlitePool::connect_with(url, &settings.sqlite()).await?)
+        } else {
+            Self::Postgres(markets_postgres::build_pool(&settings.pool())?)
+        })
+    }
+
+    /// `postgres` or `sqlite`, for the start-up line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The storage ports over this pool.
+    pub fn adapters(&self) -> StoreAdapters {
+        match self {
+            Self::Postgres(pool) => StoreAdapters {
+                markets: Arc::new(PgMarketRepository::new(pool.clone())),
+                users: Arc::new(PgUserRepository::new(pool.clone())),
+                index: Arc::new(PgVectorIndex::new(pool.clone())),
+                jobs: Arc::new(PgJobQueue::new(pool.clone())),
+                revocations: Arc::new(PgRevocations::new(pool.clone())),
+            },
+            Self::Sqlite(pool) => StoreAdapters {
+                markets: Arc::new(SqliteMarketRepository::new(pool.clone())),
+                users: Arc::new(SqliteUserRepository::new(pool.clone())),
+                index: Arc::new(SqliteVectorIndex::new(pool.clone())),
+                jobs: Arc::new(SqliteJobQueue::new(pool.clone())),
+                revocations: Arc::new(SqliteRevocations::new(pool.clone())),
+            },
+        }
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    ///
+    /// # Errors
+    /// If the database is unreachable or a migration fails.
+    pub async fn migrate(&self, settings: &Settings) -> anyhow::Result<Vec<String>> {
+        Ok(match self {
+            Self::Postgres(_) => markets_postgres::run_migrations(&settings.database.url).await?,
+            Self::Sqlite(pool) => pool.migrate().await?,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        match self {
+            Self::Postgres(pool) => pool.ping().await.is_ok(),
+            Self::Sqlite(pool) => pool.ping().await.is_ok(),
+        }
+    }
+
+    /// The pool's connection counts, for `/metrics`.
+    pub fn status(&self) -> deadpool::Status {
+        match self {
+            Self::Postgres(pool) => pool.status(),
+            Self::Sqlite(pool) => pool.status(),
+        }
+    }
+
+    /// How job workers learn of new jobs: PostgreSQL's `LISTEN`, or polling for SQLite (whose
+    /// writers all live in this process and are few).
+    pub fn wakeups(&self, settings: &Settings) -> Wakeups {
+        match self {
+            Self::Postgres(_) => Wakeups::Listen(settings.database.url.clone()),
+            Self::Sqlite(_) => Wakeups::Poll,
+        }
+    }
+
+    /// Closes the pool.
+    pub fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close(),
+            Self::Sqlite(pool) => pool.close(),
+        }
+    }
+}

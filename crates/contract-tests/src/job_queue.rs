@@ -1,0 +1,368 @@
+//! The contract of [`JobQueue`]: jobs written atomically with the market change that schedules
+//! them (the outbox), leased claims, completion, retries with a delay, dead jobs and their
+//! requeueing, releases, and the fencing that makes an overtaken attempt's outcome count for
+//! nothing.
+//!
+//! Jobs are scheduled through the fixture's [`MarketRepository`], as the services do. Cases that
+//! need a lease to run out claim with a zero lease and then poll, with a deadline, until the job
+//! comes back, so adapters whose clock is coarse pass too.
+//!
+//! Concurrency (two claimers never getting the same job) and wake-ups are the adapter's own
+//! tests: they depend on how the store locks and notifies.
+//!
+//! [`MarketRepository`]: markets_domain::market::MarketRepository
+
+use markets_domain::jobs::{Failure, Job, JobId, JobKind, JobQueue, NewJob};
+use markets_domain::market::{
+    CreateMarketError, MarketId, MarketPatch, MarketRepository, MarketStatus,
+};
+use markets_domain::user::User;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::RepositoryFixture;
+use crate::repository::{new_market, user};
+
+/// A job queue over fresh, empty storage, with the repositories whose writes fill it.
+pub trait JobQueueFixture: RepositoryFixture {
+    /// The queue under test, over the same storage as [`RepositoryFixture::Markets`].
+    type Queue: JobQueue;
+
+    /// The queue.
+    fn queue(&self) -> &Self::Queue;
+}
+
+/// Generates one `#[test]` per job queue contract case, each on a fixture from `$make`
+/// (an expression evaluating to a future of a [`JobQueueFixture`]).
+#[macro_export]
+macro_rules! job_queue_contract {
+    ($make:expr) => {
+        $crate::__contract_cases!(job_queue, $make;
+            a_created_market_s_jobs_are_claimable,
+            a_failing_create_stores_no_job,
+            an_update_stores_its_jobs_only_if_it_applies,
+            claims_take_at_most_the_limit_and_lease_what_they_take,
+            completed_jobs_are_gone,
+            an_expired_lease_makes_a_job_claimable_and_fences_the_old_attempt,
+            a_failure_retries_as_the_next_attempt_after_its_delay,
+            jobs_die_after_their_last_attempt_and_are_listed_newest_first,
+            retry_dead_requeues_one_or_all_with_attempts_starting_over,
+            released_jobs_are_due_at_once_and_keep_their_attempt_count,
+        );
+    };
+}
+
+/// Long enough never to run out during a case.
+const LEASE: Duration = Duration::from_secs(600);
+
+/// How long a case waits for a zero lease or delay to be over.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The two jobs a new market schedules.
+fn jobs_for(id: MarketId) -> [NewJob; 2] {
+    JobKind::ALL.map(|kind| NewJob {
+        kind,
+        market_id: id,
+    })
+}
+
+/// A market created by `creator` with its two jobs.
+async fn create<F: JobQueueFixture>(fixture: &F, creator: &User) -> MarketId {
+    let new = new_market(creator, "Queued", MarketStatus::Open, 0);
+    let jobs = jobs_for(new.id);
+    let created = fixture.markets().create(new, &jobs).await.unwrap();
+    created.id
+}
+
+/// A user and one market of theirs with its two jobs.
+async fn one_market<F: JobQueueFixture>(fixture: &F) -> MarketId {
+    let creator = user(fixture, "ann").await;
+    create(fixture, &creator).await
+}
+
+async fn claim<F: JobQueueFixture>(fixture: &F, lease: Duration) -> Vec<Job> {
+    fixture.queue().claim(100, lease).await.unwrap()
+}
+
+/// Claims (for [`LEASE`]) until job `id` comes back, and returns it with the other claimed
+/// jobs released; panics after [`PATIENCE`].
+async fn reclaim<F: JobQueueFixture>(fixture: &F, id: JobId) -> Job {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut claimed = claim(fixture, LEASE).await;
+        if let Some(at) = claimed.iter().position(|job| job.id == id) {
+            let job = claimed.swap_remove(at);
+            fixture.queue().release(&claimed).await.unwrap();
+            return job;
+        }
+        fixture.queue().release(&claimed).await.unwrap();
+        assert!(Instant::now() < deadline, "job {id} never became due");
+        crate::__private::tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn ids(jobs: &[Job]) -> HashSet<JobId> {
+    jobs.iter().map(|job| job.id).collect()
+}
+
+/// Creating a market with jobs makes them claimable: each once, at attempt 1, about that
+/// market.
+pub async fn a_created_market_s_jobs_are_claimable<F: JobQueueFixture>(fixture: &F) {
+    let id = one_market(fixture).await;
+    let claimed = claim(fixture, LEASE).await;
+    let kinds: HashSet<JobKind> = claimed.iter().map(|job| job.kind).collect();
+    assert_eq!(kinds, JobKind::ALL.into_iter().collect());
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert!(claimed.iter().all(|job| job.market_id == id));
+    assert!(claimed.iter().all(|job| job.attempt == 1));
+}
+
+/// A create that fails (unknown creator) stores neither the market nor its jobs.
+pub async fn a_failing_create_stores_no_job<F: JobQueueFixture>(fixture: &F) {
+    let ghost = User {
+        id: markets_domain::user::UserId::new(),
+        ..user(fixture, "ann").await
+    };
+    let orphan = new_market(&ghost, "Orphan", MarketStatus::Open, 0);
+    let jobs = jobs_for(orphan.id);
+    let refused = fixture.markets().create(orphan.clone(), &jobs).await;
+    assert!(matches!(refused, Err(CreateMarketError::UnknownCreator(_))));
+    assert!(
+        fixture
+            .markets()
+            .find_by_id(orphan.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let claimed = claim(fixture, LEASE).await;
+    assert!(
+        claimed.is_empty(),
+        "jobs of a market never stored: {claimed:?}"
+    );
+}
+
+/// An update stores its jobs with it; an update that does not apply (a missing market, or a
+/// version that has moved on) stores none.
+pub async fn an_update_stores_its_jobs_only_if_it_applies<F: JobQueueFixture>(fixture: &F) {
+    let creator = user(fixture, "ann").await;
+    let new = new_market(&creator, "Updated", MarketStatus::Open, 0);
+    let market = fixture.markets().create(new, &[]).await.unwrap();
+    let patch = MarketPatch {
+        status: Some(MarketStatus::Closed),
+        ..MarketPatch::default()
+    };
+    let index = [NewJob {
+        kind: JobKind::IndexMarketEmbedding,
+        market_id: market.id,
+    }];
+    let markets = fixture.markets();
+
+    let missing = MarketId::new();
+    let for_missing = jobs_for(missing);
+    let applied = markets.update(missing, 1, patch.clone(), &for_missing);
+    assert!(applied.await.unwrap().is_none());
+    let stale = markets.update(market.id, market.version + 1, patch.clone(), &index);
+    assert!(stale.await.unwrap().is_none());
+    let claimed = claim(fixture, LEASE).await;
+    assert!(
+        claimed.is_empty(),
+        "jobs of updates not applied: {claimed:?}"
+    );
+
+    let applied = markets.update(market.id, market.version, patch, &index);
+    assert!(applied.await.unwrap().is_some());
+    let claimed = claim(fixture, LEASE).await;
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(
+        (claimed[0].kind, claimed[0].market_id),
+        (index[0].kind, market.id)
+    );
+}
+
+/// A claim takes at most `limit` jobs, and a leased job is not claimed again while its lease
+/// runs.
+pub async fn claims_take_at_most_the_limit_and_lease_what_they_take<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    let creator = user(fixture, "ann").await;
+    for _ in 0..3 {
+        create(fixture, &creator).await;
+    }
+    let first = fixture.queue().claim(4, LEASE).await.unwrap();
+    assert_eq!(first.len(), 4);
+    let rest = claim(fixture, LEASE).await;
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(
+        ids(&first).is_disjoint(&ids(&rest)),
+        "a leased job claimed again"
+    );
+    assert!(claim(fixture, LEASE).await.is_empty(), "all six are leased");
+}
+
+/// A completed job is never claimed again, even once its lease would have run out.
+pub async fn completed_jobs_are_gone<F: JobQueueFixture>(fixture: &F) {
+    one_market(fixture).await;
+    let claimed = claim(fixture, Duration::ZERO).await;
+    let (done, other) = (&claimed[0], &claimed[1]);
+    fixture.queue().complete(done).await.unwrap();
+    let again = reclaim(fixture, other.id).await;
+    assert_eq!(again.attempt, 2);
+    let left = claim(fixture, LEASE).await;
+    assert!(ids(&left).is_empty(), "completed job came back: {left:?}");
+    assert!(fixture.queue().dead(10).await.unwrap().is_empty());
+}
+
+/// When a lease runs out the job is claimed again as the next attempt; the overtaken attempt
+/// completing or failing late changes nothing, the current one's outcome counts.
+pub async fn an_expired_lease_makes_a_job_claimable_and_fences_the_old_attempt<
+    F: JobQueueFixture,
+>(
+    fixture: &F,
+) {
+    one_market(fixture).await;
+    let claimed = claim(fixture, Duration::ZERO).await;
+    let first = claimed[0].clone();
+    fixture.queue().release(&claimed[1..]).await.unwrap();
+    let second = reclaim(fixture, first.id).await;
+    assert_eq!(second.attempt, first.attempt + 1);
+
+    let queue = fixture.queue();
+    queue.complete(&first).await.unwrap();
+    queue.fail(&first, "late", Failure::Dead).await.unwrap();
+    let retry = Failure::RetryIn(Duration::ZERO);
+    queue.fail(&first, "late", retry).await.unwrap();
+    assert!(
+        queue.dead(10).await.unwrap().is_empty(),
+        "a late failure counted"
+    );
+    let claimed = claim(fixture, LEASE).await;
+    assert!(
+        !ids(&claimed).contains(&first.id),
+        "a late outcome ended the current attempt's lease"
+    );
+    queue.release(&claimed).await.unwrap();
+
+    queue.complete(&second).await.unwrap();
+    let claimed = claim(fixture, LEASE).await;
+    assert!(
+        !ids(&claimed).contains(&first.id),
+        "completed job came back"
+    );
+}
+
+/// A failure with a delay makes the job due again after the delay (not before), as the next
+/// attempt.
+pub async fn a_failure_retries_as_the_next_attempt_after_its_delay<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    one_market(fixture).await;
+    let claimed = claim(fixture, LEASE).await;
+    let (later, soon) = (&claimed[0], &claimed[1]);
+    let queue = fixture.queue();
+    let hour = Failure::RetryIn(Duration::from_secs(3600));
+    queue.fail(later, "not yet", hour).await.unwrap();
+    let now = Failure::RetryIn(Duration::ZERO);
+    queue.fail(soon, "boom", now).await.unwrap();
+    let retried = reclaim(fixture, soon.id).await;
+    assert_eq!(retried.attempt, 2, "a retry is the next attempt");
+    let claimed = claim(fixture, Duration::ZERO).await;
+    assert!(claimed.is_empty(), "claimed before its delay: {claimed:?}");
+    assert!(queue.dead(10).await.unwrap().is_empty());
+}
+
+/// A worker retries until its last attempt and then gives up (`Failure::Dead`): the job is
+/// listed as dead with its attempts and last error, newest first, and never claimed again.
+pub async fn jobs_die_after_their_last_attempt_and_are_listed_newest_first<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    const MAX_ATTEMPTS: u32 = 3;
+    let market = one_market(fixture).await;
+    let queue = fixture.queue();
+    let claimed = claim(fixture, LEASE).await;
+    let (first, second) = (claimed[0].clone(), claimed[1].clone());
+    queue
+        .fail(&first, "gave up at once", Failure::Dead)
+        .await
+        .unwrap();
+
+    let mut job = second;
+    while job.attempt < MAX_ATTEMPTS {
+        let retry = Failure::RetryIn(Duration::ZERO);
+        queue.fail(&job, "boom", retry).await.unwrap();
+        job = reclaim(fixture, job.id).await;
+    }
+    queue
+        .fail(&job, "boom at last", Failure::Dead)
+        .await
+        .unwrap();
+
+    let dead = queue.dead(10).await.unwrap();
+    let listed: Vec<(JobId, u32, &str)> = dead
+        .iter()
+        .map(|dead| (dead.id, dead.attempts, dead.last_error.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (job.id, MAX_ATTEMPTS, "boom at last"),
+            (first.id, 1, "gave up at once"),
+        ],
+        "newest first"
+    );
+    assert_eq!((dead[0].kind, dead[0].market_id), (job.kind, market));
+    assert!(dead[0].died_at >= dead[1].died_at);
+    assert_eq!(queue.dead(1).await.unwrap().len(), 1, "at most the limit");
+    assert!(
+        claim(fixture, Duration::ZERO).await.is_empty(),
+        "dead jobs claimed"
+    );
+}
+
+/// `retry_dead` queues one dead job or all of them again, attempts starting over, and says how
+/// many; live and unknown jobs are not touched.
+pub async fn retry_dead_requeues_one_or_all_with_attempts_starting_over<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    let creator = user(fixture, "ann").await;
+    create(fixture, &creator).await;
+    create(fixture, &creator).await;
+    let queue = fixture.queue();
+    let claimed = claim(fixture, LEASE).await;
+    for job in &claimed[..3] {
+        queue.fail(job, "boom", Failure::Dead).await.unwrap();
+    }
+    let live = &claimed[3];
+    assert_eq!(
+        queue.retry_dead(Some(live.id)).await.unwrap(),
+        0,
+        "live job"
+    );
+    assert_eq!(queue.retry_dead(Some(JobId::new())).await.unwrap(), 0);
+
+    assert_eq!(queue.retry_dead(Some(claimed[0].id)).await.unwrap(), 1);
+    assert_eq!(queue.dead(10).await.unwrap().len(), 2);
+    let requeued = claim(fixture, LEASE).await;
+    assert_eq!(ids(&requeued), ids(&claimed[..1]), "only the one retried");
+    assert_eq!(requeued[0].attempt, 1, "attempts start over");
+
+    assert_eq!(queue.retry_dead(None).await.unwrap(), 2);
+    assert!(queue.dead(10).await.unwrap().is_empty());
+    let requeued = claim(fixture, LEASE).await;
+    assert_eq!(ids(&requeued), ids(&claimed[1..3]));
+    assert!(requeued.iter().all(|job| job.attempt == 1));
+    assert_eq!(queue.retry_dead(None).await.unwrap(), 0, "none left");
+}
+
+/// Released jobs are due at once, and the attempt they were on does not count.
+pub async fn released_jobs_are_due_at_once_and_keep_their_attempt_count<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    one_market(fixture).await;
+    let claimed = claim(fixture, LEASE).await;
+    fixture.queue().release(&claimed).await.unwrap();
+    let again = claim(fixture, LEASE).await;
+    assert_eq!(ids(&again), ids(&claimed));
+    assert!(again.iter().all(|job| job.attempt == 1), "{again:?}");
+    fixture.queue().release(&[]).await.unwrap();
+}

@@ -1,0 +1,247 @@
+//! [`JobQueue`] on SQLite: the `jobs` table is the outbox that market writes fill in their own
+//! transaction (see `SqliteMarketRepository`), and the queue workers claim from.
+//!
+//! A claim is one `UPDATE ... RETURNING` statement, which SQLite runs under its single write
+//! lock: concurrent claimers (threads or processes) never get the same job, without
+//! PostgreSQL's `SKIP LOCKED`. There is no `LISTEN/NOTIFY`: workers find new jobs by polling.
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sql_query;
+use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
+use markets_domain::RepositoryError;
+use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, NewJob};
+use std::time::Duration;
+
+use crate::error::from_query;
+use crate::pool::SqlitePool;
+use crate::values::{Micros, SqlId};
+
+/// Jobs in the `jobs` table.
+#[derive(Debug, Clone)]
+pub struct SqliteJobQueue {
+    pool: SqlitePool,
+}
+
+impl SqliteJobQueue {
+    /// A queue over `pool`.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Inserts `jobs` on `conn`, inside the caller's transaction, due at `now`.
+pub(crate) fn enqueue(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    now: Micros,
+) -> QueryResult<()> {
+    for job in jobs {
+        sql_query(
+            "INSERT INTO jobs (id, kind, market_id, run_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind::<Binary, _>(SqlId(JobId::new().as_uuid()))
+        .bind::<Text, _>(job.kind.as_str())
+        .bind::<Binary, _>(SqlId(job.market_id.as_uuid()))
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(now)
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = Binary)]
+    id: SqlId,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Binary)]
+    market_id: SqlId,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+#[derive(QueryableByName)]
+struct DeadRow {
+    #[diesel(sql_type = Binary)]
+    id: SqlId,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Binary)]
+    market_id: SqlId,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    updated_at: Micros,
+}
+
+fn kind(raw: &str) -> Result<JobKind, RepositoryError> {
+    raw.parse().map_err(RepositoryError::unexpected)
+}
+
+fn attempt(raw: i32) -> u32 {
+    u32::try_from(raw).unwrap_or_default()
+}
+
+fn fence(job: &Job) -> i32 {
+    i32::try_from(job.attempt).unwrap_or(i32::MAX)
+}
+
+fn count(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl JobQueue for SqliteJobQueue {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError> {
+        let rows = self
+            .pool
+            .run(move |conn| {
+                let now = Micros::now();
+                sql_query(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?1, \
+                         locked_until = ?2 \
+                     WHERE id IN ( \
+                         SELECT id FROM jobs \
+                         WHERE (state = 'queued' AND run_at <= ?1) \
+                            OR (state = 'running' AND locked_until < ?1) \
+                         ORDER BY run_at \
+                         LIMIT ?3) \
+                     RETURNING id, kind, market_id, attempts",
+                )
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(now.plus(lease))
+                .bind::<BigInt, _>(count(limit))
+                .load::<ClaimedRow>(conn)
+            })
+            .await?
+            .map_err(from_query)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Job {
+                    id: JobId::from(row.id.0),
+                    kind: kind(&row.kind)?,
+                    market_id: row.market_id.0.into(),
+                    attempt: attempt(row.attempts),
+                })
+            })
+            .collect()
+    }
+
+    async fn complete(&self, job: &Job) -> Result<(), RepositoryError> {
+        let (id, attempt) = (SqlId(job.id.as_uuid()), fence(job));
+        self.pool
+            .run(move |conn| {
+                // Only if the job is still on this attempt: a worker whose lease ran out and was
+                // overtaken must not delete the newer attempt's claim.
+                sql_query("DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'")
+                    .bind::<Binary, _>(id)
+                    .bind::<Integer, _>(attempt)
+                    .execute(conn)
+                    .map(drop)
+            })
+            .await?
+            .map_err(from_query)
+    }
+
+    async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError> {
+        let (id, attempt, error) = (SqlId(job.id.as_uuid()), fence(job), error.to_owned());
+        let (state, delay) = match failure {
+            Failure::RetryIn(delay) => ("queued", delay),
+            Failure::Dead => ("dead", Duration::ZERO),
+        };
+        self.pool
+            .run(move |conn| {
+                let now = Micros::now();
+                sql_query(
+                    "UPDATE jobs SET state = ?, last_error = ?, locked_until = NULL, \
+                         updated_at = ?, run_at = ? \
+                     WHERE id = ? AND attempts = ? AND state = 'running'",
+                )
+                .bind::<Text, _>(state)
+                .bind::<Text, _>(error)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(now.plus(delay))
+                .bind::<Binary, _>(id)
+                .bind::<Integer, _>(attempt)
+                .execute(conn)
+                .map(drop)
+            })
+            .await?
+            .map_err(from_query)
+    }
+
+    async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError> {
+        let ids: Vec<SqlId> = jobs.iter().map(|job| SqlId(job.id.as_uuid())).collect();
+        self.pool
+            .run(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let now = Micros::now();
+                    for id in ids {
+                        // The attempt did not happen: it does not count.
+                        sql_query(
+                            "UPDATE jobs SET state = 'queued', locked_until = NULL, run_at = ?1, \
+                                 attempts = max(attempts - 1, 0), updated_at = ?1 \
+                             WHERE id = ?2 AND state = 'running'",
+                        )
+                        .bind::<BigInt, _>(now)
+                        .bind::<Binary, _>(id)
+                        .execute(conn)?;
+                    }
+                    QueryResult::Ok(())
+                })
+            })
+            .await?
+            .map_err(from_query)
+    }
+
+    async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError> {
+        let rows = self
+            .pool
+            .run(move |conn| {
+                sql_query(
+                    "SELECT id, kind, market_id, attempts, last_error, updated_at FROM jobs \
+                     WHERE state = 'dead' ORDER BY updated_at DESC LIMIT ?",
+                )
+                .bind::<BigInt, _>(count(limit))
+                .load::<DeadRow>(conn)
+            })
+            .await?
+            .map_err(from_query)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DeadJob {
+                    id: JobId::from(row.id.0),
+                    kind: kind(&row.kind)?,
+                    market_id: row.market_id.0.into(),
+                    attempts: attempt(row.attempts),
+                    last_error: row.last_error.unwrap_or_default(),
+                    died_at: row.updated_at.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError> {
+        let id = id.map(|id| SqlId(id.as_uuid()));
+        let retried = self
+            .pool
+            .run(move |conn| {
+                sql_query(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1, updated_at = ?1 \
+                     WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",
+                )
+                .bind::<BigInt, _>(Micros::now())
+                .bind::<Nullable<Binary>, _>(id)
+                .execute(conn)
+            })
+            .await?
+            .map_err(from_query)?;
+        Ok(retried as u64)
+    }
+}

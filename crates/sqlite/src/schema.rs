@@ -1,0 +1,32 @@
+//! The tables as diesel sees them (see `migrations/sqlite/`). The FTS5 table, the embeddings and
+//! the job queue are queried in SQL text by their modules.
+
+diesel::table! {
+    users (id) {
+        id -> Binary,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    markets (row_id) {
+        row_id -> BigInt,
+        id -> Binary,
+        name -> Text,
+        description -> Text,
+        status -> Text,
+        volume_cents -> BigInt,
+        creator_id -> Binary,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        version -> BigInt,
+    }
+}
+
+diesel::joinable!(markets -> users (creator_id));
+diesel::allow_tables_to_appear_in_same_query!(markets, users);

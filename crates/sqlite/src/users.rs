@@ -1,0 +1,190 @@
+//! [`UserRepository`] on SQLite.
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use markets_domain::RepositoryError;
+use markets_domain::auth::PasswordHash;
+use markets_domain::permission::Role;
+use markets_domain::user::{
+    CreateUserError, DisplayName, Email, NewUser, User, UserAccount, UserId, UserRepository,
+};
+
+use crate::error::{corrupt, from_query, is_unique_violation};
+use crate::pool::SqlitePool;
+use crate::schema::users;
+use crate::values::{Micros, SqlId};
+
+/// Users in the `users` table.
+#[derive(Debug, Clone)]
+pub struct SqliteUserRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteUserRepository {
+    /// A repository over `pool`.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+/// The public columns of a user: what every read selects.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite))]
+struct UserRow {
+    id: SqlId,
+    email: String,
+    display_name: String,
+    role: String,
+    created_at: Micros,
+}
+
+/// A user with their password hash, selected only to log them in.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite))]
+struct AccountRow {
+    #[diesel(embed)]
+    user: UserRow,
+    password_hash: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+struct NewUserRow {
+    id: SqlId,
+    email: String,
+    display_name: String,
+    password_hash: String,
+    role: &'static str,
+    created_at: Micros,
+    updated_at: Micros,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = RepositoryError;
+
+    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
+        let invalid = corrupt("users");
+        Ok(User {
+            id: UserId::from(row.id.0),
+            email: Email::parse(&row.email).map_err(&invalid)?,
+            display_name: DisplayName::parse(&row.display_name).map_err(&invalid)?,
+            role: row.role.parse::<Role>().map_err(&invalid)?,
+            created_at: row.created_at.0,
+        })
+    }
+}
+
+#[async_trait]
+impl UserRepository for SqliteUserRepository {
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError> {
+        let now = Micros::now();
+        let row = NewUserRow {
+            id: SqlId(user.id.as_uuid()),
+            email: user.email.as_str().to_owned(),
+            display_name: user.display_name.as_str().to_owned(),
+            password_hash: user.password_hash.as_str().to_owned(),
+            role: user.role.as_str(),
+            created_at: now,
+            updated_at: now,
+        };
+        let inserted = self
+            .pool
+            .run(move |conn| {
+                diesel::insert_into(users::table)
+                    .values(&row)
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+            })
+            .await?
+            .map_err(|error| match error {
+                // The email column is NOCASE: this is the case-insensitive uniqueness.
+                e if is_unique_violation(&e, "users.email") => CreateUserError::EmailTaken,
+                e => from_query(e).into(),
+            })?;
+        Ok(User::try_from(inserted)?)
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
+        self.pool
+            .run(move |conn| {
+                users::table
+                    .find(SqlId(id.as_uuid()))
+                    .select(UserRow::as_select())
+                    .first(conn)
+                    .optional()
+            })
+            .await?
+            .map_err(from_query)?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError> {
+        let email = email.as_str().to_owned();
+        let row = self
+            .pool
+            .run(move |conn| {
+                // `=` on a NOCASE column compares case-insensitively, through users_email_key.
+                users::table
+                    .filter(users::email.eq(email))
+                    .select(AccountRow::as_select())
+                    .first(conn)
+                    .optional()
+            })
+            .await?
+            .map_err(from_query)?;
+        row.map(|row| {
+            Ok(UserAccount {
+                user: User::try_from(row.user)?,
+                password_hash: PasswordHash::new(row.password_hash),
+            })
+        })
+        .transpose()
+    }
+
+    async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError> {
+        let ids: Vec<SqlId> = ids.iter().map(|id| SqlId(id.as_uuid())).collect();
+        self.pool
+            .run(move |conn| {
+                users::table
+                    .filter(users::id.eq_any(ids))
+                    .select(UserRow::as_select())
+                    .load(conn)
+            })
+            .await?
+            .map_err(from_query)?
+            .into_iter()
+            .map(User::try_from)
+            .collect()
+    }
+
+    async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError> {
+        self.pool
+            .run(move |conn| {
+                diesel::update(users::table.find(SqlId(id.as_uuid())))
+                    .set((
+                        users::role.eq(role.as_str()),
+                        users::updated_at.eq(Micros::now()),
+                    ))
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .optional()
+            })
+            .await?
+            .map_err(from_query)?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
+        self.pool
+            .run(move |conn| {
+                diesel::select(diesel::dsl::exists(
+                    users::table.filter(users::role.eq(role.as_str())),
+                ))
+                .get_result(conn)
+            })
+            .await?
+            .map_err(from_query)
+    }
+}
