@@ -4,7 +4,8 @@
 //! (with [`VectorIndexFixture`], which extends [`RepositoryFixture`]: an index is tested beside
 //! the repositories that create the markets it indexes), [`job_queue_contract!`] for job queues
 //! (with [`JobQueueFixture`], also beside the repositories, whose writes schedule the jobs),
-//! [`rate_limiter_contract!`] for rate limiters.
+//! [`rate_limiter_contract!`] for rate limiters, [`audit_log_contract!`] for audit logs (with
+//! [`AuditLogFixture`], beside the repositories whose changes write their events to it).
 //!
 //! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
 //! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage), and a
@@ -33,6 +34,7 @@
 // A test kit reports contract violations by panicking, like `assert!` does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit_log;
 pub mod cache;
 pub mod embedding;
 pub mod job_queue;
@@ -40,6 +42,7 @@ pub mod rate_limiter;
 pub mod repository;
 pub mod vector_index;
 
+pub use audit_log::AuditLogFixture;
 pub use cache::CacheFixture;
 pub use embedding::EmbeddingFixture;
 pub use job_queue::JobQueueFixture;

@@ -261,7 +261,7 @@ pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     let promoted = fixture
         .users()
-        .update_role(ann.id, Role::Moderator)
+        .update_role(ann.id, Role::Moderator, None)
         .await
         .unwrap();
     assert_eq!(promoted.map(|u| u.role), Some(Role::Moderator));
@@ -276,7 +276,7 @@ pub async fn users_are_found_by_role<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     assert!(users.has_role(Role::User).await.unwrap());
     assert!(!users.has_role(Role::Admin).await.unwrap());
-    users.update_role(ann.id, Role::Admin).await.unwrap();
+    users.update_role(ann.id, Role::Admin, None).await.unwrap();
     assert!(users.has_role(Role::Admin).await.unwrap());
 }
 
@@ -287,7 +287,10 @@ pub async fn unknown_users_are_absent<F: RepositoryFixture>(fixture: &F) {
     let nobody = Email::parse("nobody@example.com").unwrap();
     assert!(users.find_by_email(&nobody).await.unwrap().is_none());
     assert_eq!(
-        users.update_role(UserId::new(), Role::Admin).await.unwrap(),
+        users
+            .update_role(UserId::new(), Role::Admin, None)
+            .await
+            .unwrap(),
         None
     );
     assert!(users.find_by_ids(&[]).await.unwrap().is_empty());
@@ -404,8 +407,14 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
             .unwrap(),
         None
     );
-    assert!(markets.delete(doomed.id).await.unwrap(), "first delete");
-    assert!(!markets.delete(doomed.id).await.unwrap(), "second delete");
+    assert!(
+        markets.delete(doomed.id, None).await.unwrap(),
+        "first delete"
+    );
+    assert!(
+        !markets.delete(doomed.id, None).await.unwrap(),
+        "second delete"
+    );
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
     let gone = markets.update(doomed.id, doomed.version, patch, &[]).await;
     assert_eq!(gone.unwrap(), None);

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    CacheFixture, RepositoryFixture, cache_contract, repository_contract,
+    AuditLogFixture, CacheFixture, RepositoryFixture, audit_log_contract, cache_contract,
+    repository_contract,
 };
 use markets_domain::testing::{InMemoryCache, InMemoryStore};
 
@@ -27,6 +28,20 @@ async fn fixture() -> Fixture {
 }
 
 repository_contract!(fixture());
+
+impl AuditLogFixture for Fixture {
+    type Log = InMemoryStore;
+
+    fn audit(&self) -> &InMemoryStore {
+        &self.0
+    }
+}
+
+mod audit_log {
+    use super::*;
+
+    audit_log_contract!(fixture());
+}
 
 struct CacheOnly(InMemoryCache);
 

@@ -13,11 +13,13 @@
 //! - [`cache`]: the [`cache::Cache`] port, with versioned entries.
 //! - [`ratelimit`]: rate-limit policies and the [`ratelimit::RateLimiter`] port.
 //! - [`jobs`]: durable background jobs: the [`jobs::JobQueue`] and [`jobs::Notifier`] ports.
+//! - [`audit`]: security-relevant events and the [`audit::AuditLog`] port.
 #![deny(missing_docs)]
 
 #[macro_use]
 mod forward;
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod error;

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::audit::{AuditEvent, AuditEventId, AuditLog};
 use crate::auth::{
     AccessToken, HashError, Password, PasswordHash, PasswordHasher, TokenClaims, TokenError,
     TokenIssuer,
@@ -17,7 +18,7 @@ use crate::jobs::NewJob;
 use crate::market::{
     CreateMarketError, Creator, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter,
     MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
-    PageRequest, ScoredSummary, SearchLimit, SearchQuery, SortField, SortKey,
+    PageRequest, PageSize, ScoredSummary, SearchLimit, SearchQuery, SortField, SortKey,
 };
 use crate::permission::Role;
 use crate::user::{CreateUserError, Email, NewUser, User, UserAccount, UserId, UserRepository};
@@ -27,6 +28,7 @@ struct State {
     users: HashMap<UserId, UserAccount>,
     markets: HashMap<MarketId, Market>,
     jobs: Vec<NewJob>,
+    audit: Vec<AuditEvent>,
 }
 
 /// A market and user store in memory; clones share the same data.
@@ -213,8 +215,17 @@ impl MarketRepository for InMemoryStore {
         Ok(Some(market.clone()))
     }
 
-    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError> {
-        Ok(self.state().markets.remove(&id).is_some())
+    async fn delete(
+        &self,
+        id: MarketId,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, RepositoryError> {
+        let mut state = self.state();
+        let deleted = state.markets.remove(&id).is_some();
+        if deleted {
+            state.audit.extend(audit.cloned());
+        }
+        Ok(deleted)
     }
 
     /// Every query word must appear as a word of the name (worth 1) or the description
@@ -314,16 +325,62 @@ impl UserRepository for InMemoryStore {
         Ok(found)
     }
 
-    async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError> {
+    async fn update_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: Option<&AuditEvent>,
+    ) -> Result<Option<User>, RepositoryError> {
         let mut state = self.state();
-        Ok(state.users.get_mut(&id).map(|account| {
+        let updated = state.users.get_mut(&id).map(|account| {
             account.user.role = role;
             account.user.clone()
-        }))
+        });
+        if updated.is_some() {
+            state.audit.extend(audit.cloned());
+        }
+        Ok(updated)
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
         Ok(self.state().users.values().any(|a| a.user.role == role))
+    }
+}
+
+/// The audit trail beside the markets and users, so role changes and deletions record their
+/// event atomically, as the real stores do.
+#[async_trait]
+impl AuditLog for InMemoryStore {
+    async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
+        self.state().audit.push(event.clone());
+        Ok(())
+    }
+
+    async fn page(
+        &self,
+        before: Option<AuditEventId>,
+        limit: PageSize,
+    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+        let mut events: Vec<AuditEvent> = self
+            .state()
+            .audit
+            .iter()
+            .filter(|event| before.is_none_or(|before| event.id < before))
+            .cloned()
+            .collect();
+        events.sort_by(|a, b| b.id.cmp(&a.id));
+        events.truncate(limit.get() as usize);
+        Ok(events)
+    }
+
+    async fn purge_older_than(
+        &self,
+        cutoff: chrono::DateTime<Utc>,
+    ) -> Result<u64, RepositoryError> {
+        let mut state = self.state();
+        let before = state.audit.len();
+        state.audit.retain(|event| event.at >= cutoff);
+        Ok((before - state.audit.len()) as u64)
     }
 }
 

@@ -11,6 +11,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod audit;
 mod error;
 mod jobs;
 mod markets;
@@ -24,6 +25,7 @@ mod users;
 mod vectors;
 mod volume;
 
+pub use audit::PgAuditLog;
 pub use jobs::{JobListener, PgJobQueue};
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};

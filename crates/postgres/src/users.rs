@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
+use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::permission::Role;
 use markets_domain::user::{
@@ -12,6 +13,7 @@ use markets_domain::user::{
 };
 use uuid::Uuid;
 
+use crate::audit::record;
 use crate::error::{corrupt, from_query, is_unique_violation};
 use crate::pool::PgPool;
 use crate::schema::users;
@@ -144,20 +146,32 @@ impl UserRepository for PgUserRepository {
             .collect()
     }
 
-    async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError> {
+    async fn update_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: Option<&AuditEvent>,
+    ) -> Result<Option<User>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        diesel::update(users::table.find(id.as_uuid()))
-            .set((
-                users::role.eq(role.as_str()),
-                users::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(UserRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .optional()
-            .map_err(from_query)?
-            .map(User::try_from)
-            .transpose()
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            let updated = diesel::update(users::table.find(id.as_uuid()))
+                .set((
+                    users::role.eq(role.as_str()),
+                    users::updated_at.eq(diesel::dsl::now),
+                ))
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            if let (Some(_), Some(event)) = (&updated, audit) {
+                record(conn, event).await?;
+            }
+            Ok(updated)
+        })
+        .await
+        .map_err(from_query)?
+        .map(User::try_from)
+        .transpose()
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {

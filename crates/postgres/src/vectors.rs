@@ -336,7 +336,7 @@ mod tests {
         assert!(nearest.iter().all(|hit| (0.0..=1.0).contains(&hit.score)));
         assert!(nearest[3].score.abs() < 1e-4, "orthogonal scores 0");
 
-        world.markets.delete(ids[1]).await.unwrap();
+        world.markets.delete(ids[1], None).await.unwrap();
         let after = world.index.nearest(&direction(0, 0.0), 10).await.unwrap();
         assert!(
             after.iter().all(|hit| hit.id != ids[1]),

@@ -1,19 +1,22 @@
-//! The Postgres adapters pass the repository, vector index and job queue contracts, each case on
+//! The Postgres adapters pass the repository, vector index and job queue and audit log contracts, each case on
 //! its own database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    JobQueueFixture, RepositoryFixture, VectorIndexFixture, job_queue_contract,
-    repository_contract, vector_index_contract,
+    AuditLogFixture, JobQueueFixture, RepositoryFixture, VectorIndexFixture, audit_log_contract,
+    job_queue_contract, repository_contract, vector_index_contract,
 };
 use markets_postgres::testing::TestDatabase;
-use markets_postgres::{PgJobQueue, PgMarketRepository, PgUserRepository, PgVectorIndex};
+use markets_postgres::{
+    PgAuditLog, PgJobQueue, PgMarketRepository, PgUserRepository, PgVectorIndex,
+};
 
 struct Fixture {
     markets: PgMarketRepository,
     users: PgUserRepository,
     index: PgVectorIndex,
     queue: PgJobQueue,
+    audit: PgAuditLog,
     _database: TestDatabase,
 }
 
@@ -46,6 +49,14 @@ impl JobQueueFixture for Fixture {
     }
 }
 
+impl AuditLogFixture for Fixture {
+    type Log = PgAuditLog;
+
+    fn audit(&self) -> &PgAuditLog {
+        &self.audit
+    }
+}
+
 async fn fixture() -> Fixture {
     let database = TestDatabase::new().await;
     Fixture {
@@ -53,6 +64,7 @@ async fn fixture() -> Fixture {
         users: PgUserRepository::new(database.pool()),
         index: PgVectorIndex::new(database.pool()),
         queue: PgJobQueue::new(database.pool()),
+        audit: PgAuditLog::new(database.pool()),
         _database: database,
     }
 }
@@ -69,4 +81,10 @@ mod job_queue {
     use super::*;
 
     job_queue_contract!(fixture());
+}
+
+mod audit_log {
+    use super::*;
+
+    audit_log_contract!(fixture());
 }

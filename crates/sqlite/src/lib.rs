@@ -18,6 +18,7 @@
 //! leave a transaction open on a pooled connection.
 #![deny(missing_docs)]
 
+mod audit;
 mod error;
 mod jobs;
 mod markets;
@@ -31,6 +32,7 @@ mod users;
 mod values;
 mod vectors;
 
+pub use audit::SqliteAuditLog;
 pub use jobs::SqliteJobQueue;
 pub use markets::SqliteMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError};

@@ -3,12 +3,14 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use markets_domain::RepositoryError;
+use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::permission::Role;
 use markets_domain::user::{
     CreateUserError, DisplayName, Email, NewUser, User, UserAccount, UserId, UserRepository,
 };
 
+use crate::audit::record;
 use crate::error::{corrupt, from_query, is_unique_violation};
 use crate::pool::SqlitePool;
 use crate::schema::users;
@@ -158,17 +160,29 @@ impl UserRepository for SqliteUserRepository {
             .collect()
     }
 
-    async fn update_role(&self, id: UserId, role: Role) -> Result<Option<User>, RepositoryError> {
+    async fn update_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: Option<&AuditEvent>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let audit = audit.cloned();
         self.pool
             .run(move |conn| {
-                diesel::update(users::table.find(SqlId(id.as_uuid())))
-                    .set((
-                        users::role.eq(role.as_str()),
-                        users::updated_at.eq(Micros::now()),
-                    ))
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
-                    .optional()
+                conn.immediate_transaction(|conn| {
+                    let updated = diesel::update(users::table.find(SqlId(id.as_uuid())))
+                        .set((
+                            users::role.eq(role.as_str()),
+                            users::updated_at.eq(Micros::now()),
+                        ))
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)
+                        .optional()?;
+                    if let (Some(_), Some(event)) = (&updated, &audit) {
+                        record(conn, event)?;
+                    }
+                    Ok(updated)
+                })
             })
             .await?
             .map_err(from_query)?

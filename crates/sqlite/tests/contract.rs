@@ -1,14 +1,14 @@
-//! The SQLite adapters pass the repository, vector index and job queue contracts, each case on
+//! The SQLite adapters pass the repository, vector index and job queue and audit log contracts, each case on
 //! its own database file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    JobQueueFixture, RepositoryFixture, VectorIndexFixture, job_queue_contract,
-    repository_contract, vector_index_contract,
+    AuditLogFixture, JobQueueFixture, RepositoryFixture, VectorIndexFixture, audit_log_contract,
+    job_queue_contract, repository_contract, vector_index_contract,
 };
 use markets_sqlite::testing::TestDatabase;
 use markets_sqlite::{
-    SqliteJobQueue, SqliteMarketRepository, SqliteUserRepository, SqliteVectorIndex,
+    SqliteAuditLog, SqliteJobQueue, SqliteMarketRepository, SqliteUserRepository, SqliteVectorIndex,
 };
 
 struct Fixture {
@@ -16,6 +16,7 @@ struct Fixture {
     users: SqliteUserRepository,
     index: SqliteVectorIndex,
     queue: SqliteJobQueue,
+    audit: SqliteAuditLog,
     _database: TestDatabase,
 }
 
@@ -48,6 +49,14 @@ impl JobQueueFixture for Fixture {
     }
 }
 
+impl AuditLogFixture for Fixture {
+    type Log = SqliteAuditLog;
+
+    fn audit(&self) -> &SqliteAuditLog {
+        &self.audit
+    }
+}
+
 async fn fixture() -> Fixture {
     let database = TestDatabase::new().await;
     Fixture {
@@ -55,6 +64,7 @@ async fn fixture() -> Fixture {
         users: SqliteUserRepository::new(database.pool()),
         index: SqliteVectorIndex::new(database.pool()),
         queue: SqliteJobQueue::new(database.pool()),
+        audit: SqliteAuditLog::new(database.pool()),
         _database: database,
     }
 }
@@ -71,4 +81,10 @@ mod job_queue {
     use super::*;
 
     job_queue_contract!(fixture());
+}
+
+mod audit_log {
+    use super::*;
+
+    audit_log_contract!(fixture());
 }

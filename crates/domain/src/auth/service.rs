@@ -1,5 +1,6 @@
 //! Registration, login, token authentication and role management.
 
+use crate::audit::AuditEvent;
 use crate::auth::{
     AccessToken, HashError, Password, PasswordHasher, TokenClaims, TokenError, TokenIssuer,
     TokenRevocations,
@@ -173,12 +174,14 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         Ok(self.users.has_role(Role::Admin).await?)
     }
 
-    /// Gives a user a new role; needs [`Permission::Admin`].
+    /// Gives a user a new role, recording `audit` in the same transaction; needs
+    /// [`Permission::Admin`].
     pub async fn change_role(
         &self,
         actor: &Actor,
         id: UserId,
         role: Role,
+        audit: &AuditEvent,
     ) -> Result<User, AuthError> {
         if actor.user_id().is_none() {
             return Err(AuthError::Unauthenticated);
@@ -187,7 +190,7 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
             return Err(AuthError::PermissionDenied(Permission::Admin));
         }
         self.users
-            .update_role(id, role)
+            .update_role(id, role, Some(audit))
             .await?
             .ok_or(AuthError::UserNotFound(id))
     }
@@ -278,7 +281,7 @@ mod tests {
             id: UserId::new(),
             role: Role::Admin,
         };
-        block_on(auth.change_role(&admin, user.id, Role::Moderator)).unwrap();
+        block_on(auth.change_role(&admin, user.id, Role::Moderator, &promotion())).unwrap();
         let session = block_on(auth.session(&token.token)).unwrap();
         assert_eq!(session.claims.role, Role::User);
         assert_eq!(
@@ -297,6 +300,10 @@ mod tests {
         assert!(matches!(refused, Err(AuthError::InvalidToken(_))));
     }
 
+    fn promotion() -> AuditEvent {
+        AuditEvent::new(crate::audit::AuditAction::RoleChanged)
+    }
+
     #[test]
     fn only_admins_change_roles() {
         let auth = service();
@@ -305,18 +312,19 @@ mod tests {
             id: UserId::new(),
             role: Role::Moderator,
         };
-        let denied = block_on(auth.change_role(&moderator, user.id, Role::Admin));
+        let denied = block_on(auth.change_role(&moderator, user.id, Role::Admin, &promotion()));
         assert!(matches!(
             denied,
             Err(AuthError::PermissionDenied(Permission::Admin))
         ));
-        let anonymous = block_on(auth.change_role(&Actor::Anonymous, user.id, Role::Admin));
+        let anonymous =
+            block_on(auth.change_role(&Actor::Anonymous, user.id, Role::Admin, &promotion()));
         assert!(matches!(anonymous, Err(AuthError::Unauthenticated)));
         let admin = Actor::User {
             id: UserId::new(),
             role: Role::Admin,
         };
-        let missing = block_on(auth.change_role(&admin, UserId::new(), Role::Admin));
+        let missing = block_on(auth.change_role(&admin, UserId::new(), Role::Admin, &promotion()));
         assert!(matches!(missing, Err(AuthError::UserNotFound(_))));
     }
 }

@@ -6,6 +6,7 @@ use super::model::{Market, MarketPatch, MarketSummary, NewMarket};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
 use super::search::{ScoredSummary, SearchLimit, SearchQuery};
 use super::values::MarketId;
+use crate::audit::AuditEvent;
 use crate::error::RepositoryError;
 use crate::jobs::NewJob;
 use crate::user::UserId;
@@ -72,8 +73,13 @@ pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
         jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError>;
 
-    /// Deletes the market; whether there was one to delete.
-    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError>;
+    /// Deletes the market and stores `audit`, in one transaction; whether there was one to
+    /// delete (without one, `audit` is not stored either).
+    async fn delete(
+        &self,
+        id: MarketId,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, RepositoryError>;
 
     /// Markets whose name or description match the words of `query` (full-text search, the
     /// fallback when semantic search is unavailable), best first, at most `limit`. Scores lie in
@@ -92,6 +98,6 @@ forward_through_arc!(MarketRepository {
     async fn find_all(&self, filter: MarketFilter, sort: MarketSort, page: PageRequest) -> Result<Page<MarketSummary>, RepositoryError>;
     async fn find_after(&self, filter: MarketFilter, request: KeysetRequest) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
     async fn update(&self, id: MarketId, expected_version: u64, patch: MarketPatch, jobs: &[NewJob]) -> Result<Option<Market>, RepositoryError>;
-    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError>;
+    async fn delete(&self, id: MarketId, audit: Option<&AuditEvent>) -> Result<bool, RepositoryError>;
     async fn search_text(&self, query: &SearchQuery, limit: SearchLimit) -> Result<Vec<ScoredSummary>, RepositoryError>;
 });

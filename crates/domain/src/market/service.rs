@@ -5,6 +5,7 @@ use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, Pa
 use super::query::{PageSize, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
 use super::values::{MarketId, MarketStatus};
+use crate::audit::AuditEvent;
 use crate::cache::{Cache, CacheStatus};
 use crate::error::{RepositoryError, ValidationError};
 use crate::jobs::{JobKind, NewJob};
@@ -225,10 +226,16 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     /// How often an update re-checks a market that keeps changing before giving up.
     const MAX_UPDATE_ATTEMPTS: usize = 16;
 
-    /// Deletes a market; needs [`Permission::Delete`].
-    pub async fn delete(&self, actor: &Actor, id: MarketId) -> Result<(), MarketError> {
+    /// Deletes a market, recording `audit` in the deletion's transaction; needs
+    /// [`Permission::Delete`].
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        id: MarketId,
+        audit: &AuditEvent,
+    ) -> Result<(), MarketError> {
         require(actor, Permission::Delete)?;
-        let deleted = self.markets.delete(id).await?;
+        let deleted = self.markets.delete(id, Some(audit)).await?;
         let _ = self.cache.remove(id).await;
         if deleted {
             Ok(())
@@ -379,19 +386,23 @@ mod tests {
         assert!(matches!(empty, Err(MarketError::Invalid(_))));
     }
 
+    fn deletion() -> AuditEvent {
+        AuditEvent::new(crate::audit::AuditAction::MarketDeleted)
+    }
+
     #[test]
     fn only_moderators_and_admins_delete() {
         let world = world();
         let owner = world.actor("owner", Role::User);
         let admin = world.actor("admin", Role::Admin);
         let market = world.create(&owner, MarketStatus::Open);
-        let denied = block_on(world.markets.delete(&owner, market.id));
+        let denied = block_on(world.markets.delete(&owner, market.id, &deletion()));
         assert!(matches!(
             denied,
             Err(MarketError::PermissionDenied(Permission::Delete))
         ));
-        block_on(world.markets.delete(&admin, market.id)).unwrap();
-        let gone = block_on(world.markets.delete(&admin, market.id));
+        block_on(world.markets.delete(&admin, market.id, &deletion())).unwrap();
+        let gone = block_on(world.markets.delete(&admin, market.id, &deletion()));
         assert!(matches!(gone, Err(MarketError::NotFound(_))));
         assert_eq!(
             block_on(world.cache.get(market.id)).unwrap(),

@@ -19,11 +19,13 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
+use crate::audit::record;
 use crate::error::from_query;
 use crate::jobs::enqueue;
 use crate::pool::PgPool;
 use crate::schema::{markets, users};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 
 /// Markets in the `markets` table, with creators from `users`.
@@ -273,10 +275,22 @@ impl MarketRepository for PgMarketRepository {
             .collect())
     }
 
-    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError> {
+    async fn delete(
+        &self,
+        id: MarketId,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let deleted = diesel::delete(markets::table.find(id.as_uuid()))
-            .execute(&mut conn)
+        let deleted = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                let deleted = diesel::delete(markets::table.find(id.as_uuid()))
+                    .execute(conn)
+                    .await?;
+                if let (1.., Some(event)) = (deleted, audit) {
+                    record(conn, event).await?;
+                }
+                Ok(deleted)
+            })
             .await
             .map_err(from_query)?;
         self.flights.forget(id);

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Double, Text};
 use markets_domain::RepositoryError;
+use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
     CreateMarketError, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId, MarketPatch,
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
+use crate::audit::record;
 use crate::error::from_query;
 use crate::jobs::enqueue;
 use crate::pool::SqlitePool;
@@ -268,13 +270,25 @@ impl MarketRepository for SqliteMarketRepository {
             .transpose()
     }
 
-    async fn delete(&self, id: MarketId) -> Result<bool, RepositoryError> {
+    async fn delete(
+        &self,
+        id: MarketId,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, RepositoryError> {
         // The FTS entry and the embedding go with the row (trigger, ON DELETE CASCADE).
+        let audit = audit.cloned();
         let deleted = self
             .pool
             .run(move |conn| {
-                diesel::delete(markets::table.filter(markets::id.eq(SqlId(id.as_uuid()))))
-                    .execute(conn)
+                conn.immediate_transaction(|conn| {
+                    let deleted =
+                        diesel::delete(markets::table.filter(markets::id.eq(SqlId(id.as_uuid()))))
+                            .execute(conn)?;
+                    if let (1.., Some(event)) = (deleted, &audit) {
+                        record(conn, event)?;
+                    }
+                    Ok::<_, DieselError>(deleted)
+                })
             })
             .await?
             .map_err(from_query)?;

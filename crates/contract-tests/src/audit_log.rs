@@ -1,0 +1,156 @@
+//! The contract of [`AuditLog`]: events read back as written, newest first in keyset pages, the
+//! retention purge, and the events that role changes and deletions store in their own
+//! transaction (through the fixture's repositories, as the services do): stored when the change
+//! happens, not when there was nothing to change.
+
+use chrono::{TimeDelta, Utc};
+use markets_domain::audit::{AuditAction, AuditEvent, AuditEventId, AuditLog};
+use markets_domain::market::{MarketRepository, MarketStatus, PageSize};
+use markets_domain::permission::Role;
+use markets_domain::user::{UserId, UserRepository};
+
+use crate::RepositoryFixture;
+use crate::repository::{new_market, user};
+
+/// An audit log over fresh, empty storage, with the repositories whose changes write to it.
+pub trait AuditLogFixture: RepositoryFixture {
+    /// The log under test, over the same storage as [`RepositoryFixture::Users`] and
+    /// [`RepositoryFixture::Markets`].
+    type Log: AuditLog;
+
+    /// The log.
+    fn audit(&self) -> &Self::Log;
+}
+
+/// Generates one `#[test]` per audit log contract case, each on a fixture from `$make`
+/// (an expression evaluating to a future of an [`AuditLogFixture`]).
+#[macro_export]
+macro_rules! audit_log_contract {
+    ($make:expr) => {
+        $crate::__contract_cases!(audit_log, $make;
+            appended_events_read_back_as_written,
+            pages_go_newest_first_and_continue_before_the_cursor,
+            purge_removes_only_events_older_than_the_cutoff,
+            a_role_change_stores_its_event_only_if_it_applies,
+            a_deletion_stores_its_event_only_if_it_applies,
+        );
+    };
+}
+
+fn size(limit: u32) -> PageSize {
+    PageSize::new("limit", limit).unwrap()
+}
+
+/// Everything in the log, newest first.
+async fn all<F: AuditLogFixture>(fixture: &F) -> Vec<AuditEvent> {
+    fixture
+        .audit()
+        .page(None, size(PageSize::MAX))
+        .await
+        .unwrap()
+}
+
+/// Every field, optional ones included, survives the store.
+pub async fn appended_events_read_back_as_written<F: AuditLogFixture>(fixture: &F) {
+    let full = AuditEvent::new(AuditAction::RoleChanged)
+        .by(Some(UserId::new()))
+        .on("user", UserId::new())
+        .with("role", "moderator")
+        .with("note", "quotes \" and ünïcode");
+    let full = AuditEvent {
+        request_id: Some("req-1".to_owned()),
+        ip: Some("192.0.2.7".to_owned()),
+        ..full
+    };
+    let bare = AuditEvent::new(AuditAction::LoginFailed);
+    fixture.audit().append(&full).await.unwrap();
+    fixture.audit().append(&bare).await.unwrap();
+    assert_eq!(all(fixture).await, vec![bare, full]);
+}
+
+/// Pages hold at most `limit` events, newest first; the last id of a page continues it.
+pub async fn pages_go_newest_first_and_continue_before_the_cursor<F: AuditLogFixture>(fixture: &F) {
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let event = AuditEvent::new(AuditAction::Logout);
+        fixture.audit().append(&event).await.unwrap();
+        ids.push(event.id);
+    }
+    ids.reverse();
+    let ids_of = |events: Vec<AuditEvent>| events.iter().map(|e| e.id).collect::<Vec<_>>();
+    let first = ids_of(fixture.audit().page(None, size(2)).await.unwrap());
+    assert_eq!(first, ids[..2], "first page");
+    let second = ids_of(fixture.audit().page(Some(ids[1]), size(2)).await.unwrap());
+    assert_eq!(second, ids[2..4], "second page");
+    let last = ids_of(fixture.audit().page(Some(ids[3]), size(2)).await.unwrap());
+    assert_eq!(last, ids[4..], "last page");
+    let past = fixture.audit().page(Some(ids[4]), size(2)).await.unwrap();
+    assert!(past.is_empty(), "nothing before the oldest");
+    let unknown = fixture
+        .audit()
+        .page(Some(AuditEventId::new()), size(10))
+        .await
+        .unwrap();
+    assert_eq!(unknown.len(), 5, "a cursor need not name a stored event");
+}
+
+/// `purge_older_than` deletes what happened strictly before the cutoff and counts it.
+pub async fn purge_removes_only_events_older_than_the_cutoff<F: AuditLogFixture>(fixture: &F) {
+    let now = Utc::now();
+    let aged = |days: i64| AuditEvent {
+        at: AuditEvent::new(AuditAction::Logout).at - TimeDelta::days(days),
+        ..AuditEvent::new(AuditAction::Logout)
+    };
+    let (old, older, fresh) = (aged(40), aged(100), aged(0));
+    for event in [&old, &older, &fresh] {
+        fixture.audit().append(event).await.unwrap();
+    }
+    let cutoff = now - TimeDelta::days(30);
+    assert_eq!(fixture.audit().purge_older_than(cutoff).await.unwrap(), 2);
+    assert_eq!(all(fixture).await, vec![fresh]);
+    assert_eq!(fixture.audit().purge_older_than(cutoff).await.unwrap(), 0);
+}
+
+/// `update_role` stores its event with the change, and none for an unknown user.
+pub async fn a_role_change_stores_its_event_only_if_it_applies<F: AuditLogFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let event = AuditEvent::new(AuditAction::RoleChanged).on("user", ann.id);
+    let changed = fixture
+        .users()
+        .update_role(ann.id, Role::Moderator, Some(&event))
+        .await
+        .unwrap();
+    assert!(changed.is_some());
+    let missing = AuditEvent::new(AuditAction::RoleChanged);
+    let nobody = fixture
+        .users()
+        .update_role(UserId::new(), Role::Admin, Some(&missing))
+        .await
+        .unwrap();
+    assert!(nobody.is_none());
+    assert_eq!(all(fixture).await, vec![event]);
+}
+
+/// `delete` stores its event with the deletion, and none when there was nothing to delete.
+pub async fn a_deletion_stores_its_event_only_if_it_applies<F: AuditLogFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let market = new_market(&ann, "Doomed", MarketStatus::Open, 0);
+    let market = fixture.markets().create(market, &[]).await.unwrap();
+    let event = AuditEvent::new(AuditAction::MarketDeleted).on("market", market.id);
+    assert!(
+        fixture
+            .markets()
+            .delete(market.id, Some(&event))
+            .await
+            .unwrap()
+    );
+    let again = AuditEvent::new(AuditAction::MarketDeleted);
+    assert!(
+        !fixture
+            .markets()
+            .delete(market.id, Some(&again))
+            .await
+            .unwrap()
+    );
+    assert_eq!(all(fixture).await, vec![event]);
+}

@@ -1,0 +1,176 @@
+//! The audit trail: durable records of security-relevant events (failed logins, denials, role
+//! changes, deletions, ...), and the [`AuditLog`] port that stores them.
+//!
+//! Events that describe a change (a role change, a deletion) are written by the repository in the
+//! change's own transaction, so the trail never claims a change that was rolled back nor misses
+//! one that committed; the others are appended on their own.
+
+use async_trait::async_trait;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{RepositoryError, ValidationError};
+use crate::id::uuid_id;
+use crate::market::PageSize;
+use crate::user::UserId;
+
+uuid_id!(
+    /// Identifies an audit event. UUIDv7, so id order is time order: pages are keyed by id alone.
+    AuditEventId
+);
+
+/// What happened. The names are stable: operators filter and alert on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A login with an unknown email or a wrong password.
+    LoginFailed,
+    /// A login refused by the rate limit.
+    LoginRateLimited,
+    /// A user registered.
+    Registered,
+    /// A user logged out (revoked their token).
+    Logout,
+    /// An authenticated caller lacked the permission a request needs (403).
+    AccessDenied,
+    /// An administrator changed a user's role.
+    RoleChanged,
+    /// A market was deleted.
+    MarketDeleted,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: [AuditAction; 7] = [
+        Self::LoginFailed,
+        Self::LoginRateLimited,
+        Self::Registered,
+        Self::Logout,
+        Self::AccessDenied,
+        Self::RoleChanged,
+        Self::MarketDeleted,
+    ];
+
+    /// The action's name, as stored, logged (`event`) and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LoginFailed => "auth.login_failed",
+            Self::LoginRateLimited => "auth.login_rate_limited",
+            Self::Registered => "auth.registered",
+            Self::Logout => "auth.logout",
+            Self::AccessDenied => "authz.denied",
+            Self::RoleChanged => "user.role_changed",
+            Self::MarketDeleted => "market.deleted",
+        }
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuditAction {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| ValidationError::new("action", format!("unknown audit action {s:?}")))
+    }
+}
+
+/// One security-relevant event. `details` must never hold a password, token, hash or the full
+/// email of an unknown account: whoever builds the event is responsible for that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Its id (time-ordered).
+    pub id: AuditEventId,
+    /// When it happened, to the microsecond (what every store keeps).
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub action: AuditAction,
+    /// Who did it; `None` for anonymous callers.
+    pub actor_id: Option<UserId>,
+    /// The kind of thing acted on (`"user"`, `"market"`, `"route"`), if any.
+    pub target_type: Option<String>,
+    /// Which one (an id, or a method and route).
+    pub target_id: Option<String>,
+    /// The request it happened in.
+    pub request_id: Option<String>,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// More about it, free of secrets.
+    pub details: BTreeMap<String, String>,
+}
+
+impl AuditEvent {
+    /// A fresh event of `action`, happening now, with nothing else known yet.
+    pub fn new(action: AuditAction) -> Self {
+        Self {
+            id: AuditEventId::new(),
+            at: now_micros(),
+            action,
+            actor_id: None,
+            target_type: None,
+            target_id: None,
+            request_id: None,
+            ip: None,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// Names the actor.
+    pub fn by(mut self, actor_id: Option<UserId>) -> Self {
+        self.actor_id = actor_id;
+        self
+    }
+
+    /// Names what was acted on.
+    pub fn on(mut self, target_type: &str, target_id: impl fmt::Display) -> Self {
+        self.target_type = Some(target_type.to_owned());
+        self.target_id = Some(target_id.to_string());
+        self
+    }
+
+    /// Adds a detail.
+    pub fn with(mut self, key: &str, value: impl fmt::Display) -> Self {
+        self.details.insert(key.to_owned(), value.to_string());
+        self
+    }
+}
+
+/// The current time truncated to the microsecond, so an event reads back equal to what was
+/// written from every store.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
+}
+
+/// Stores audit events. Implementations must pass `markets_contract_tests`' audit log suite.
+#[async_trait]
+pub trait AuditLog: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores `event`.
+    async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
+
+    /// At most `limit` events, newest (greatest id) first, strictly older than `before` when it
+    /// is given. Keyed by id, so every page costs the same however deep it is.
+    async fn page(
+        &self,
+        before: Option<AuditEventId>,
+        limit: PageSize,
+    ) -> Result<Vec<AuditEvent>, RepositoryError>;
+
+    /// Deletes the events that happened before `cutoff`; how many there were.
+    async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError>;
+}
+
+forward_through_arc!(AuditLog {
+    async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
+    async fn page(&self, before: Option<AuditEventId>, limit: PageSize) -> Result<Vec<AuditEvent>, RepositoryError>;
+    async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError>;
+});
