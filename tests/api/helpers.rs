@@ -203,7 +203,7 @@ impl TestApp {
     /// Sets a user's role directly in the database (as `markets create-admin` or an admin would).
     pub async fn set_role(&self, id: UserId, role: Role) {
         let users = &self.services.handlers.users;
-        users.update_role(id, role).await.unwrap().unwrap();
+        users.update_role(id, role, None).await.unwrap().unwrap();
     }
 
     /// A registered, logged-in user with `role`.

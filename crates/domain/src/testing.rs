@@ -368,7 +368,7 @@ impl AuditLog for InMemoryStore {
             .filter(|event| before.is_none_or(|before| event.id < before))
             .cloned()
             .collect();
-        events.sort_by(|a, b| b.id.cmp(&a.id));
+        events.sort_by_key(|event| std::cmp::Reverse(event.id));
         events.truncate(limit.get() as usize);
         Ok(events)
     }

@@ -2,10 +2,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use markets_domain::auth::{Password, Registration};
+use markets_domain::audit::AuditAction;
+use markets_domain::auth::{AuthError, Password, Registration};
 use markets_domain::permission::Role;
 use markets_domain::user::{DisplayName, Email};
 
+use super::audit::{self, RequestContext};
 use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse, required};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
@@ -46,10 +48,15 @@ impl RegisterRequest {
 )]
 pub async fn register(
     services: web::Data<Services>,
+    context: RequestContext,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
     let registration = body.into_registration()?;
     let user = services.auth.register(registration, Role::User).await?;
+    let event = context
+        .event(AuditAction::Registered, Some(user.id))
+        .on("user", user.id);
+    audit::record(&services, event).await;
     Ok(envelope::respond(
         StatusCode::CREATED,
         UserResponse::from(user),
@@ -68,6 +75,7 @@ pub async fn register(
 )]
 pub async fn login(
     services: web::Data<Services>,
+    context: RequestContext,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
     // Per email as well as per IP: guessing one account's password from many addresses is
@@ -82,7 +90,17 @@ pub async fn login(
     if let Some(decision) = per_email.filter(|decision| !decision.allowed) {
         return Ok(ratelimit::refusal(&decision));
     }
-    let token = services.auth.login(&body.email, &body.password).await?;
+    let token = match services.auth.login(&body.email, &body.password).await {
+        Err(AuthError::InvalidCredentials) => {
+            // The email may name no account: only a masked form of it is kept.
+            let event = context
+                .event(AuditAction::LoginFailed, None)
+                .with("email", audit::mask_email(&body.email));
+            audit::record(&services, event).await;
+            return Err(AuthError::InvalidCredentials.into());
+        }
+        outcome => outcome?,
+    };
     Ok(envelope::ok(TokenResponse {
         access_token: token.token,
         token_type: "Bearer",
@@ -102,7 +120,10 @@ pub async fn login(
 pub async fn logout(
     services: web::Data<Services>,
     Authenticated(session): Authenticated,
+    context: RequestContext,
 ) -> Result<HttpResponse, AppError> {
     services.auth.logout(&session).await?;
+    let event = context.event(AuditAction::Logout, Some(session.user.id));
+    audit::record(&services, event).await;
     Ok(HttpResponse::NoContent().finish())
 }

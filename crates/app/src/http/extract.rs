@@ -4,13 +4,14 @@
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use markets_domain::auth::Session;
+use markets_domain::auth::{AuthError, Session, TokenError};
 use markets_domain::permission::{Actor, Permission};
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
+use super::audit::{self, CallerId};
 use super::error::AppError;
 use super::json;
 use crate::wiring::Services;
@@ -61,13 +62,20 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
         let services = req.app_data::<web::Data<Services>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
+            let token = token.inspect_err(|_| audit::token_rejected(&req, &TokenError::Malformed));
             let Some(token) = token? else {
                 return Ok(Caller { session: None });
             };
             let services =
                 services.ok_or_else(|| AppError::Internal("services are not registered".into()))?;
-            let session = services.auth.session(&token).await?;
+            let session = services.auth.session(&token).await.inspect_err(|error| {
+                if let AuthError::InvalidToken(reason) = error {
+                    audit::token_rejected(&req, reason);
+                }
+            })?;
+            req.extensions_mut().insert(CallerId(session.user.id));
             Ok(Caller {
                 session: Some(session),
             })

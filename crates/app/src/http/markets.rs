@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpResponse, web};
 use markets_domain::ValidationError;
+use markets_domain::audit::AuditAction;
 use markets_domain::market::{
     Description, KeysetRequest, MarketDraft, MarketFilter, MarketId, MarketName, MarketPatch,
     MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
@@ -14,6 +15,7 @@ use serde_json::Value;
 use tracing::warn;
 use utoipa::IntoParams;
 
+use super::audit::{self, RequestContext};
 use super::cursor;
 use super::dto::{
     CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
@@ -377,10 +379,15 @@ pub async fn update(
 pub async fn delete(
     services: web::Data<Services>,
     caller: Require<CanDelete>,
+    context: RequestContext,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     tracing::Span::current().record("market_id", tracing::field::display(id));
-    services.markets.delete(&caller.actor(), id).await?;
+    let event = context
+        .event(AuditAction::MarketDeleted, Some(caller.session.user.id))
+        .on("market", id);
+    services.markets.delete(&caller.actor(), id, &event).await?;
+    audit::log(&event);
     Ok(HttpResponse::NoContent().finish())
 }

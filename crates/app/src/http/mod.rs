@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors, the error envelope and the OpenAPI document. Handlers
 //! parse, call a domain service and shape the response; nothing else.
 
+pub mod audit;
 mod auth;
 pub mod cors;
 mod cursor;
@@ -102,7 +103,11 @@ pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
                 .route(web::get().to(openapi::document))
                 .default_service(not_allowed("GET")),
         )
-        .service(web::scope("/api/v1").configure(|config| api(config, limits)));
+        .service(
+            web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(audit::refusals))
+                .configure(|config| api(config, limits)),
+        );
 }
 
 /// The rate-limit policies applied to routes.
@@ -162,6 +167,12 @@ fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
                 .wrap(no_store())
                 .route(web::put().to(users::change_role))
                 .default_service(not_allowed("PUT")),
+        )
+        .service(
+            web::resource("/admin/audit")
+                .wrap(no_store())
+                .route(web::get().to(audit::list))
+                .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/markets")

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, dto, error, health, markets, users};
+use super::{audit, auth, dto, error, health, markets, users};
 
 /// Declares the bearer scheme the secured operations refer to.
 struct BearerAuth;
@@ -32,16 +32,17 @@ impl Modify for BearerAuth {
         auth::register, auth::login, auth::logout,
         users::me, users::change_role,
         markets::list, markets::search, markets::get, markets::create, markets::update,
-        markets::delete,
+        markets::delete, audit::list,
         health::live, health::ready, health::metrics,
     ),
     components(schemas(error::ErrorBody, error::FieldDetail, dto::MarketResponse,
-        dto::MarketSummaryResponse, dto::UserResponse, dto::TokenResponse)),
+        dto::MarketSummaryResponse, dto::UserResponse, dto::TokenResponse, audit::AuditEventResponse)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration and login"),
         (name = "users", description = "Users and roles"),
         (name = "markets", description = "Markets"),
+        (name = "admin", description = "The audit trail"),
         (name = "operations", description = "Probes"),
     )
 )]

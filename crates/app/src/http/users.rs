@@ -1,8 +1,10 @@
 //! `/api/v1/users`: the caller, and role management.
 
 use actix_web::{HttpResponse, web};
+use markets_domain::audit::AuditAction;
 use markets_domain::user::UserId;
 
+use super::audit::{self, RequestContext};
 use super::dto::{ChangeRoleRequest, UserResponse};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
@@ -37,12 +39,19 @@ pub async fn me(Authenticated(session): Authenticated) -> HttpResponse {
 pub async fn change_role(
     services: web::Data<Services>,
     admin: Require<CanAdmin>,
+    context: RequestContext,
     id: web::Path<UserId>,
     JsonBody(body): JsonBody<ChangeRoleRequest>,
 ) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let event = context
+        .event(AuditAction::RoleChanged, Some(admin.session.user.id))
+        .on("user", id)
+        .with("role", body.role.as_str());
     let user = services
         .auth
-        .change_role(&admin.actor(), id.into_inner(), body.role)
+        .change_role(&admin.actor(), id, body.role, &event)
         .await?;
+    audit::log(&event);
     Ok(envelope::ok(UserResponse::from(user)))
 }

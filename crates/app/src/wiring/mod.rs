@@ -68,6 +68,8 @@ pub struct Services {
     pub login_policy: RatePolicy,
     /// The last readiness check, reused for a second.
     pub readiness: Arc<ProbeCache>,
+    /// The audit trail of security-relevant events.
+    pub audit: Arc<dyn markets_domain::audit::AuditLog>,
 }
 
 impl Services {
@@ -156,6 +158,7 @@ impl Services {
             trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
             login_policy: settings.rate_limit.login.policy("login"),
             readiness: Arc::default(),
+            audit: ports.audit,
             search: SearchService::new(ports.markets.clone(), embedders.query, ports.index),
             indexer,
             jobs: ports.jobs,

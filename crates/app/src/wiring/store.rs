@@ -2,17 +2,20 @@
 //! deployments of several instances, or an embedded SQLite file (`sqlite:`, the default) that
 //! needs no server at all. Either way the same ports come out, as trait objects.
 
+use markets_domain::audit::AuditLog;
 use markets_domain::auth::TokenRevocations;
 use markets_domain::jobs::JobQueue;
 use markets_domain::market::MarketRepository;
 use markets_domain::search::VectorIndex;
 use markets_domain::user::UserRepository;
+use markets_local::SingleFlight;
 use markets_postgres::{
-    PgJobQueue, PgMarketRepository, PgPool, PgRevocations, PgUserRepository, PgVectorIndex,
+    PgAuditLog, PgJobQueue, PgMarketRepository, PgPool, PgRevocations, PgUserRepository,
+    PgVectorIndex,
 };
 use markets_sqlite::{
-    SqliteJobQueue, SqliteMarketRepository, SqlitePool, SqliteRevocations, SqliteUserRepository,
-    SqliteVectorIndex,
+    SqliteAuditLog, SqliteJobQueue, SqliteMarketRepository, SqlitePool, SqliteRevocations,
+    SqliteUserRepository, SqliteVectorIndex,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -42,6 +45,8 @@ pub struct StoreAdapters {
     pub jobs: Arc<dyn JobQueue>,
     /// Revoked tokens, durably.
     pub revocations: Arc<dyn TokenRevocations>,
+    /// The audit trail.
+    pub audit: Arc<dyn AuditLog>,
 }
 
 /// Whether `url` names an embedded SQLite database rather than a PostgreSQL server.
@@ -76,11 +81,12 @@ impl Store {
     pub fn adapters(&self) -> StoreAdapters {
         match self {
             Self::Postgres(pool) => StoreAdapters {
-                markets: Arc::new(PgMarketRepository::new(pool.clone())),
+                markets: Arc::new(SingleFlight::new(PgMarketRepository::new(pool.clone()))),
                 users: Arc::new(PgUserRepository::new(pool.clone())),
                 index: Arc::new(PgVectorIndex::new(pool.clone())),
                 jobs: Arc::new(PgJobQueue::new(pool.clone())),
                 revocations: Arc::new(PgRevocations::new(pool.clone())),
+                audit: Arc::new(PgAuditLog::new(pool.clone())),
             },
             Self::Sqlite(pool) => StoreAdapters {
                 markets: Arc::new(SqliteMarketRepository::new(pool.clone())),
@@ -88,6 +94,7 @@ impl Store {
                 index: Arc::new(SqliteVectorIndex::new(pool.clone())),
                 jobs: Arc::new(SqliteJobQueue::new(pool.clone())),
                 revocations: Arc::new(SqliteRevocations::new(pool.clone())),
+                audit: Arc::new(SqliteAuditLog::new(pool.clone())),
             },
         }
     }
