@@ -69,6 +69,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     /// Rate limits.
     pub rate_limit: RateLimitSettings,
+    /// The audit trail.
+    pub audit: AuditSettings,
     /// Browser origins allowed to call the API.
     pub cors: CorsSettings,
     /// Logging.
@@ -77,6 +79,14 @@ pub struct Settings {
 
 fn development() -> Environment {
     Environment::Development
+}
+
+/// The audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Days events are kept (0: forever).
+    pub retention_days: u32,
 }
 
 /// The HTTP server.

@@ -1,10 +1,12 @@
 //! `markets serve`.
 
 use anyhow::Context;
+use markets_domain::audit::AuditLog;
+use markets_domain::error::report;
 use markets_local::LocalRateLimiter;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::commands::{migrate, warm_on_start};
 use crate::indexer;
@@ -33,6 +35,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     let cache = services.cache.name();
     let indexer = indexer::spawn(services.indexer.clone(), &settings.search);
     let sweeper = sweep_rate_limits(services.local_limiter.clone());
+    let purger = purge_audit_trail(services.audit.clone(), settings.audit.retention_days);
     let (stop_worker, worker_stopped) = watch::channel(false);
     let worker = settings
         .jobs
@@ -59,6 +62,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     }
     indexer.abort();
     sweeper.abort();
+    purger.abort();
     store.close();
     info!("markets stopped");
     Ok(())
@@ -74,6 +78,27 @@ async fn hint_at_create_admin(auth: &crate::wiring::AppAuthService) {
              (the password is read from standard input)"
         );
     }
+}
+
+/// Deletes audit events older than `retention_days`, hourly (never when it is 0).
+fn purge_audit_trail(audit: Arc<dyn AuditLog>, retention_days: u32) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if retention_days == 0 {
+            return;
+        }
+        let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            let cutoff = chrono::Utc::now() - chrono::Duration::days(retention_days.into());
+            match audit.purge_older_than(cutoff).await {
+                Ok(0) => {}
+                Ok(purged) => info!(purged, retention_days, "audit trail purged"),
+                Err(error) => {
+                    warn!(error = %report(&error), "purging the audit trail failed; will retry")
+                }
+            }
+        }
+    })
 }
 
 fn sweep_rate_limits(limiter: Arc<LocalRateLimiter>) -> tokio::task::JoinHandle<()> {
