@@ -7,17 +7,22 @@
 //! - [`MokaCache`]: the [`Cache`] port in memory (moka), bounded, with the Redis adapter's TTL,
 //!   version and removal rules, for a single instance without Redis.
 //! - [`LocalRateLimiter`]: per-process rate limits, the fallback of the shared Redis limiter.
+//! - [`SingleFlight`]: a [`MarketRepository`] decorator, over any store, that makes concurrent
+//!   reads of one market share one query.
 //!
 //! [`EmbeddingProvider`]: markets_domain::search::EmbeddingProvider
 //! [`Cache`]: markets_domain::cache::Cache
+//! [`MarketRepository`]: markets_domain::market::MarketRepository
 #![deny(missing_docs)]
 
 mod cache;
 mod hash;
 mod hashing;
 mod ratelimit;
+mod single_flight;
 mod tokens;
 
 pub use cache::{MokaCache, MokaCacheSettings};
 pub use hashing::{DEFAULT_DIMENSIONS, HashingEmbedder};
 pub use ratelimit::LocalRateLimiter;
+pub use single_flight::SingleFlight;

@@ -1,13 +1,14 @@
 //! The local adapters keep their ports' contracts: the hashing embedder the embedding provider
 //! contract, the moka cache the cache contract, the in-process limiter the rate limiter
-//! contract.
+//! contract, and single flight (over the in-memory store) the repository contract.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    CacheFixture, EmbeddingFixture, RateLimiterFixture, cache_contract, embedding_contract,
-    rate_limiter_contract,
+    CacheFixture, EmbeddingFixture, RateLimiterFixture, RepositoryFixture, cache_contract,
+    embedding_contract, rate_limiter_contract, repository_contract,
 };
-use markets_local::{HashingEmbedder, LocalRateLimiter, MokaCache};
+use markets_domain::testing::InMemoryStore;
+use markets_local::{HashingEmbedder, LocalRateLimiter, MokaCache, SingleFlight};
 
 struct Fixture(HashingEmbedder);
 
@@ -63,4 +64,37 @@ mod rate_limiter {
     }
 
     rate_limiter_contract!(fixture());
+}
+
+/// Markets read through single flight, users straight from the same store.
+struct SharedReads {
+    markets: SingleFlight<InMemoryStore>,
+    users: InMemoryStore,
+}
+
+impl RepositoryFixture for SharedReads {
+    type Markets = SingleFlight<InMemoryStore>;
+    type Users = InMemoryStore;
+
+    fn markets(&self) -> &SingleFlight<InMemoryStore> {
+        &self.markets
+    }
+
+    fn users(&self) -> &InMemoryStore {
+        &self.users
+    }
+}
+
+mod repository {
+    use super::*;
+
+    async fn fixture() -> SharedReads {
+        let store = InMemoryStore::new();
+        SharedReads {
+            markets: SingleFlight::new(store.clone()),
+            users: store,
+        }
+    }
+
+    repository_contract!(fixture());
 }

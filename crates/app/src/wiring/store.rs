@@ -89,7 +89,7 @@ impl Store {
                 audit: Arc::new(PgAuditLog::new(pool.clone())),
             },
             Self::Sqlite(pool) => StoreAdapters {
-                markets: Arc::new(SqliteMarketRepository::new(pool.clone())),
+                markets: Arc::new(SingleFlight::new(SqliteMarketRepository::new(pool.clone()))),
                 users: Arc::new(SqliteUserRepository::new(pool.clone())),
                 index: Arc::new(SqliteVectorIndex::new(pool.clone())),
                 jobs: Arc::new(SqliteJobQueue::new(pool.clone())),

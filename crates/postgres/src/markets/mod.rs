@@ -1,6 +1,5 @@
 //! [`MarketRepository`] on PostgreSQL.
 
-mod flights;
 mod paging;
 mod rows;
 
@@ -32,33 +31,12 @@ use markets_domain::jobs::NewJob;
 #[derive(Debug, Clone)]
 pub struct PgMarketRepository {
     pool: PgPool,
-    flights: flights::Flights,
 }
 
 impl PgMarketRepository {
     /// A repository over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            flights: flights::Flights::default(),
-        }
-    }
-
-    /// One market by primary key, as a statically typed query the connection keeps prepared:
-    /// planning would cost more than executing the lookup.
-    async fn read_one(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
-        let found = markets::table
-            .inner_join(users::table)
-            .filter(markets::id.eq(id.as_uuid()))
-            .select((MarketRow::as_select(), users::display_name))
-            .first::<(MarketRow, String)>(&mut conn)
-            .await
-            .optional()
-            .map_err(from_query)?;
-        found
-            .map(|(row, creator_name)| row.into_market(&creator_name))
-            .transpose()
+        Self { pool }
     }
 }
 
@@ -137,14 +115,21 @@ impl MarketRepository for PgMarketRepository {
         Ok(row.into_market(&creator_name)?)
     }
 
-    /// Concurrent calls for one id share one query (single flight).
+    /// A statically typed query, which the connection keeps prepared: planning would cost more
+    /// than executing the lookup.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
-        let repository = self.clone();
-        self.flights
-            .join(id, move || {
-                Box::pin(async move { repository.read_one(id).await })
-            })
+        let mut conn = self.pool.get().await?;
+        let found = markets::table
+            .inner_join(users::table)
+            .filter(markets::id.eq(id.as_uuid()))
+            .select((MarketRow::as_select(), users::display_name))
+            .first::<(MarketRow, String)>(&mut conn)
             .await
+            .optional()
+            .map_err(from_query)?;
+        found
+            .map(|(row, creator_name)| row.into_market(&creator_name))
+            .transpose()
     }
 
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
@@ -244,7 +229,6 @@ impl MarketRepository for PgMarketRepository {
             })
             .await
             .map_err(from_query)?;
-        self.flights.forget(id);
         updated
             .map(|(row, creator_name)| row.into_market(&creator_name))
             .transpose()
@@ -293,7 +277,6 @@ impl MarketRepository for PgMarketRepository {
             })
             .await
             .map_err(from_query)?;
-        self.flights.forget(id);
         Ok(deleted > 0)
     }
 }
