@@ -201,7 +201,10 @@ impl Instrumentation for CountReadsOfWatched {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let (InstrumentationEvent::StartQuery { query, .. }, Some(id)) = (event, WATCHED.get()) {
             let sql = query.to_string();
-            if sql.starts_with("SELECT \"markets\".\"id\"") && sql.contains(id.as_str()) {
+            // PostgreSQL quotes identifiers with double quotes, SQLite with backticks.
+            let reads_markets = sql.starts_with("SELECT \"markets\".\"id\"")
+                || sql.starts_with("SELECT `markets`.`id`");
+            if reads_markets && sql.contains(id.as_str()) {
                 MARKET_READS.fetch_add(1, Ordering::SeqCst);
             }
         }

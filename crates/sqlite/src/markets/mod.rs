@@ -28,9 +28,6 @@ use crate::schema::{markets, users};
 use crate::values::{Micros, SqlId};
 
 /// Markets in the `markets` table, with creators from `users`.
-///
-/// Unlike the PostgreSQL adapter there is no single flight for reads: a primary-key read of a
-/// local file costs microseconds, less than the bookkeeping of sharing it.
 #[derive(Debug, Clone)]
 pub struct SqliteMarketRepository {
     pool: SqlitePool,
