@@ -4,7 +4,7 @@
 //! happens, not when there was nothing to change.
 
 use chrono::{TimeDelta, Utc};
-use markets_domain::audit::{AuditAction, AuditEvent, AuditEventId, AuditLog};
+use markets_domain::audit::{AuditAction, AuditEvent, AuditEventId, AuditLog, AuditPage};
 use markets_domain::market::{MarketRepository, MarketStatus, PageSize};
 use markets_domain::permission::Role;
 use markets_domain::user::{UserId, UserRepository};
@@ -30,6 +30,7 @@ macro_rules! audit_log_contract {
         $crate::__contract_cases!(audit_log, $make;
             appended_events_read_back_as_written,
             pages_go_newest_first_and_continue_before_the_cursor,
+            a_walk_in_pages_returns_every_event_once_and_ends_with_no_more,
             purge_removes_only_events_older_than_the_cutoff,
             a_role_change_stores_its_event_only_if_it_applies,
             a_deletion_stores_its_event_only_if_it_applies,
@@ -43,11 +44,29 @@ fn size(limit: u32) -> PageSize {
 
 /// Everything in the log, newest first.
 async fn all<F: AuditLogFixture>(fixture: &F) -> Vec<AuditEvent> {
-    fixture
+    let page = fixture
         .audit()
         .page(None, size(PageSize::MAX))
         .await
-        .unwrap()
+        .unwrap();
+    assert!(!page.has_more, "the contract cases store fewer than a page");
+    page.events
+}
+
+/// Appends `n` events, one after another, and returns their ids newest first.
+async fn append_many<F: AuditLogFixture>(fixture: &F, n: usize) -> Vec<AuditEventId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let event = AuditEvent::new(AuditAction::Logout);
+        fixture.audit().append(&event).await.unwrap();
+        ids.push(event.id);
+    }
+    ids.reverse();
+    ids
+}
+
+fn ids_of(page: &AuditPage) -> Vec<AuditEventId> {
+    page.events.iter().map(|event| event.id).collect()
 }
 
 /// Every field, optional ones included, survives the store.
@@ -68,30 +87,70 @@ pub async fn appended_events_read_back_as_written<F: AuditLogFixture>(fixture: &
     assert_eq!(all(fixture).await, vec![bare, full]);
 }
 
-/// Pages hold at most `limit` events, newest first; the last id of a page continues it.
+/// Pages hold at most `limit` events, newest first; the last id of a page continues it, and
+/// `has_more` says whether it does.
 pub async fn pages_go_newest_first_and_continue_before_the_cursor<F: AuditLogFixture>(fixture: &F) {
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        let event = AuditEvent::new(AuditAction::Logout);
-        fixture.audit().append(&event).await.unwrap();
-        ids.push(event.id);
+    let ids = append_many(fixture, 5).await;
+    let page =
+        |before, limit| async move { fixture.audit().page(before, size(limit)).await.unwrap() };
+    let first = page(None, 2).await;
+    assert_eq!((ids_of(&first), first.has_more), (ids[..2].to_vec(), true));
+    assert_eq!(first.next(), Some(ids[1]), "continues after its last event");
+    let second = page(Some(ids[1]), 2).await;
+    assert_eq!(
+        (ids_of(&second), second.has_more),
+        (ids[2..4].to_vec(), true)
+    );
+    let last = page(Some(ids[3]), 2).await;
+    assert_eq!((ids_of(&last), last.has_more), (ids[4..].to_vec(), false));
+    assert_eq!(last.next(), None, "the last page has no successor");
+    let past = page(Some(ids[4]), 2).await;
+    assert!(
+        past.events.is_empty() && !past.has_more,
+        "nothing before the oldest"
+    );
+    let exact = page(None, 5).await;
+    assert_eq!(
+        (exact.events.len(), exact.has_more),
+        (5, false),
+        "a full last page"
+    );
+    let unknown = page(Some(AuditEventId::new()), 10).await;
+    assert_eq!(
+        unknown.events.len(),
+        5,
+        "a cursor need not name a stored event"
+    );
+}
+
+/// Following `next` from the first page visits every event exactly once, newest first, for
+/// page sizes that divide the count and ones that do not, up to the largest; only the last page
+/// says that nothing follows, and it is never empty.
+pub async fn a_walk_in_pages_returns_every_event_once_and_ends_with_no_more<F: AuditLogFixture>(
+    fixture: &F,
+) {
+    let ids = append_many(fixture, 12).await;
+    for limit in [1, 3, 5, 12, PageSize::MAX] {
+        let (mut seen, mut before, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = fixture.audit().page(before, size(limit)).await.unwrap();
+            pages += 1;
+            assert!(
+                !page.events.is_empty(),
+                "limit {limit}: page {pages} is empty"
+            );
+            seen.extend(ids_of(&page));
+            match page.next() {
+                Some(next) => before = Some(next),
+                None => {
+                    assert!(!page.has_more, "limit {limit}: no next but more");
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, ids, "limit {limit}: every event once, newest first");
+        assert_eq!(pages, ids.len().div_ceil(limit as usize), "limit {limit}");
     }
-    ids.reverse();
-    let ids_of = |events: Vec<AuditEvent>| events.iter().map(|e| e.id).collect::<Vec<_>>();
-    let first = ids_of(fixture.audit().page(None, size(2)).await.unwrap());
-    assert_eq!(first, ids[..2], "first page");
-    let second = ids_of(fixture.audit().page(Some(ids[1]), size(2)).await.unwrap());
-    assert_eq!(second, ids[2..4], "second page");
-    let last = ids_of(fixture.audit().page(Some(ids[3]), size(2)).await.unwrap());
-    assert_eq!(last, ids[4..], "last page");
-    let past = fixture.audit().page(Some(ids[4]), size(2)).await.unwrap();
-    assert!(past.is_empty(), "nothing before the oldest");
-    let unknown = fixture
-        .audit()
-        .page(Some(AuditEventId::new()), size(10))
-        .await
-        .unwrap();
-    assert_eq!(unknown.len(), 5, "a cursor need not name a stored event");
 }
 
 /// `purge_older_than` deletes what happened strictly before the cutoff and counts it.

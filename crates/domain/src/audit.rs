@@ -151,6 +151,41 @@ fn now_micros() -> DateTime<Utc> {
         .unwrap_or(now)
 }
 
+/// One page of the trail, newest first. A type of its own rather than the markets'
+/// [`KeysetPage`](crate::market::KeysetPage): the trail is keyed by id alone, so the next page
+/// starts before the last event and needs no separate position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPage {
+    /// The events, newest first.
+    pub events: Vec<AuditEvent>,
+    /// Whether older events follow the last one.
+    pub has_more: bool,
+}
+
+impl AuditPage {
+    /// How many events an adapter asks its store for to serve a page of `limit`: one more, whose
+    /// presence alone says that another page follows.
+    pub fn lookahead(limit: PageSize) -> u32 {
+        limit.get() + 1
+    }
+
+    /// The page of `limit` from `events`, newest first, fetched with [`Self::lookahead`].
+    pub fn from_lookahead(mut events: Vec<AuditEvent>, limit: PageSize) -> Self {
+        let limit = limit.get() as usize;
+        let has_more = events.len() > limit;
+        events.truncate(limit);
+        Self { events, has_more }
+    }
+
+    /// Where the next page starts (its `before`): the last event's id, if older events follow.
+    pub fn next(&self) -> Option<AuditEventId> {
+        self.events
+            .last()
+            .filter(|_| self.has_more)
+            .map(|last| last.id)
+    }
+}
+
 /// Stores audit events. Implementations must pass `markets_contract_tests`' audit log suite.
 #[async_trait]
 pub trait AuditLog: Send + Sync + std::fmt::Debug + 'static {
@@ -158,12 +193,14 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug + 'static {
     async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
 
     /// At most `limit` events, newest (greatest id) first, strictly older than `before` when it
-    /// is given. Keyed by id, so every page costs the same however deep it is.
+    /// is given, and whether older ones follow. Keyed by id, so every page costs the same however
+    /// deep it is; adapters fetch one event of look-ahead and build the page with
+    /// [`AuditPage::from_lookahead`], so `has_more` is exact even at the largest page size.
     async fn page(
         &self,
         before: Option<AuditEventId>,
         limit: PageSize,
-    ) -> Result<Vec<AuditEvent>, RepositoryError>;
+    ) -> Result<AuditPage, RepositoryError>;
 
     /// Deletes the events that happened before `cutoff`; how many there were.
     async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError>;
@@ -171,6 +208,6 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug + 'static {
 
 forward_through_arc!(AuditLog {
     async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
-    async fn page(&self, before: Option<AuditEventId>, limit: PageSize) -> Result<Vec<AuditEvent>, RepositoryError>;
+    async fn page(&self, before: Option<AuditEventId>, limit: PageSize) -> Result<AuditPage, RepositoryError>;
     async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError>;
 });

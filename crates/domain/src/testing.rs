@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::audit::{AuditEvent, AuditEventId, AuditLog};
+use crate::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
 use crate::auth::{
     AccessToken, HashError, Password, PasswordHash, PasswordHasher, TokenClaims, TokenError,
     TokenIssuer,
@@ -360,7 +360,7 @@ impl AuditLog for InMemoryStore {
         &self,
         before: Option<AuditEventId>,
         limit: PageSize,
-    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+    ) -> Result<AuditPage, RepositoryError> {
         let mut events: Vec<AuditEvent> = self
             .state()
             .audit
@@ -369,8 +369,8 @@ impl AuditLog for InMemoryStore {
             .cloned()
             .collect();
         events.sort_by_key(|event| std::cmp::Reverse(event.id));
-        events.truncate(limit.get() as usize);
-        Ok(events)
+        events.truncate(AuditPage::lookahead(limit) as usize);
+        Ok(AuditPage::from_lookahead(events, limit))
     }
 
     async fn purge_older_than(

@@ -8,7 +8,7 @@ use diesel::sql_query;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
-use markets_domain::audit::{AuditEvent, AuditEventId, AuditLog};
+use markets_domain::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
 use markets_domain::market::PageSize;
 use markets_domain::user::UserId;
 use uuid::Uuid;
@@ -108,22 +108,23 @@ impl AuditLog for PgAuditLog {
         &self,
         before: Option<AuditEventId>,
         limit: PageSize,
-    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+    ) -> Result<AuditPage, RepositoryError> {
         let mut conn = self.pool.get().await?;
         let before = before.map_or(Uuid::max(), |id| id.as_uuid());
-        sql_query(
+        let events = sql_query(
             "SELECT id, at, action, actor_id, target_type, target_id, request_id, ip, \
              details::text AS details \
              FROM audit_events WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
         .bind::<SqlUuid, _>(before)
-        .bind::<BigInt, _>(i64::from(limit.get()))
+        .bind::<BigInt, _>(i64::from(AuditPage::lookahead(limit)))
         .load::<EventRow>(&mut conn)
         .await
         .map_err(from_query)?
         .into_iter()
         .map(AuditEvent::try_from)
-        .collect()
+        .collect::<Result<_, _>>()?;
+        Ok(AuditPage::from_lookahead(events, limit))
     }
 
     async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError> {

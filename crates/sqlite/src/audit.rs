@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use markets_domain::RepositoryError;
-use markets_domain::audit::{AuditEvent, AuditEventId, AuditLog};
+use markets_domain::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
 use markets_domain::market::PageSize;
 use markets_domain::user::UserId;
 use uuid::Uuid;
@@ -107,23 +107,26 @@ impl AuditLog for SqliteAuditLog {
         &self,
         before: Option<AuditEventId>,
         limit: PageSize,
-    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+    ) -> Result<AuditPage, RepositoryError> {
         let before = SqlId(before.map_or(Uuid::max(), |id| id.as_uuid()));
-        self.pool
+        let fetch = i64::from(AuditPage::lookahead(limit));
+        let events = self
+            .pool
             .run(move |conn| {
                 sql_query(
                     "SELECT id, at, action, actor_id, target_type, target_id, request_id, ip, \
                      details FROM audit_events WHERE id < ? ORDER BY id DESC LIMIT ?",
                 )
                 .bind::<Binary, _>(before)
-                .bind::<BigInt, _>(i64::from(limit.get()))
+                .bind::<BigInt, _>(fetch)
                 .load::<EventRow>(conn)
             })
             .await?
             .map_err(from_query)?
             .into_iter()
             .map(AuditEvent::try_from)
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(AuditPage::from_lookahead(events, limit))
     }
 
     async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError> {

@@ -259,18 +259,9 @@ pub async fn list(
         });
     AppError::reject_invalid([before.as_ref().err(), limit.as_ref().err()])?;
     let limit = limit?;
-    // One event of look-ahead says whether another page follows; at the largest size there is
-    // no room for it, and a full page is taken to have a successor.
-    let ahead = PageSize::new("limit", limit.get() + 1).unwrap_or(limit);
-    let mut events = services.audit.page(before?, ahead).await?;
-    let more = events.len() > limit.get() as usize
-        || (ahead == limit && events.len() == limit.get() as usize);
-    events.truncate(limit.get() as usize);
-    let next_cursor = events
-        .last()
-        .filter(|_| more)
-        .map(|last: &AuditEvent| cursor::encode(last.id));
-    let items: Vec<AuditEventResponse> = events.into_iter().map(Into::into).collect();
+    let page = services.audit.page(before?, limit).await?;
+    let next_cursor = page.next().map(cursor::encode);
+    let items: Vec<AuditEventResponse> = page.events.into_iter().map(Into::into).collect();
     Ok(envelope::page(items, Meta::Cursor { next_cursor }))
 }
 
