@@ -1,13 +1,35 @@
-//! Opaque cursors for keyset paging. A cursor remembers the position and the sort and status
-//! it was minted for, so it cannot be replayed against another listing.
+//! Opaque cursors for keyset paging, one codec for every cursor-paged listing. A cursor is the
+//! base64 of `|`-joined fields led by a tag naming its listing, so clients cannot read or forge
+//! positions and a cursor of one listing is refused by another. Market cursors also remember the
+//! sort and status they were minted for, so they cannot be replayed against another market list.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::DateTime;
 use markets_domain::ValidationError;
+use markets_domain::audit::AuditEventId;
 use markets_domain::market::{KeysetPosition, MarketFilter, MarketSort, SortKey, Volume};
 
+/// The tag of market list cursors.
 const VERSION: &str = "v1";
+/// The tag of audit trail cursors.
+const AUDIT: &str = "a1";
+
+fn invalid() -> ValidationError {
+    ValidationError::new("cursor", "is not a valid cursor")
+}
+
+/// The opaque form of `fields`.
+fn seal(fields: &[&str]) -> String {
+    URL_SAFE_NO_PAD.encode(fields.join("|"))
+}
+
+/// The fields of a cursor made by [`seal`].
+fn open(raw: &str) -> Result<Vec<String>, ValidationError> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+    let plain = String::from_utf8(bytes).map_err(|_| invalid())?;
+    Ok(plain.split('|').map(str::to_owned).collect())
+}
 
 fn status_of(filter: MarketFilter) -> &'static str {
     filter.status.map_or("*", |status| status.as_str())
@@ -19,12 +41,8 @@ pub fn encode(position: KeysetPosition, sort: MarketSort, filter: MarketFilter) 
         SortKey::CreatedAt(at) => at.timestamp_micros().to_string(),
         SortKey::Volume(volume) => volume.cents().to_string(),
     };
-    let plain = format!(
-        "{VERSION}|{sort}|{}|{key}|{}",
-        status_of(filter),
-        position.id
-    );
-    URL_SAFE_NO_PAD.encode(plain)
+    let (sort, id) = (sort.to_string(), position.id.to_string());
+    seal(&[VERSION, &sort, status_of(filter), &key, &id])
 }
 
 /// The position in `raw`, which must have been minted for this `sort` and `filter`.
@@ -36,14 +54,14 @@ pub fn decode(
     sort: MarketSort,
     filter: MarketFilter,
 ) -> Result<KeysetPosition, ValidationError> {
-    let invalid = || ValidationError::new("cursor", "is not a valid cursor");
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-    let plain = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let parts: Vec<&str> = plain.split('|').collect();
-    let [VERSION, minted_sort, minted_status, key, id] = parts.as_slice() else {
+    let fields = open(raw)?;
+    let [tag, minted_sort, minted_status, key, id] = fields.as_slice() else {
         return Err(invalid());
     };
-    if *minted_sort != sort.to_string() || *minted_status != status_of(filter) {
+    if tag != VERSION {
+        return Err(invalid());
+    }
+    if *minted_sort != sort.to_string() || minted_status != status_of(filter) {
         return Err(ValidationError::new(
             "cursor",
             "was issued for a different sort or status",
@@ -62,6 +80,22 @@ pub fn decode(
         key,
         id: id.parse().map_err(|_| invalid())?,
     })
+}
+
+/// The cursor continuing the audit trail before `id`, the last event served.
+pub fn encode_audit(id: AuditEventId) -> String {
+    seal(&[AUDIT, &id.to_string()])
+}
+
+/// The event id in `raw`, which must be an audit trail cursor.
+///
+/// # Errors
+/// If `raw` is not an audit cursor of ours (field `cursor`).
+pub fn decode_audit(raw: &str) -> Result<AuditEventId, ValidationError> {
+    match open(raw)?.as_slice() {
+        [tag, id] if tag == AUDIT => id.parse().map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +141,20 @@ mod tests {
             status: Some(MarketStatus::Closed),
         };
         assert!(decode(&cursor, sort, closed).is_err());
+    }
+
+    #[test]
+    fn audit_cursors_round_trip_and_are_not_market_cursors() {
+        let id = AuditEventId::new();
+        let raw = encode_audit(id);
+        assert!(!raw.contains('|'), "opaque: {raw}");
+        assert_eq!(decode_audit(&raw), Ok(id));
+        let sort = MarketSort::default();
+        let all = MarketFilter::default();
+        assert!(decode(&raw, sort, all).is_err());
+        let market = encode(position(SortKey::Volume(Volume::ZERO)), sort, all);
+        assert!(decode_audit(&market).is_err());
+        assert_eq!(decode_audit("garbage").unwrap_err().field, "cursor");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::dto::{
 use super::envelope::{self, Meta};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, Caller, CanDelete, CanWrite, JsonBody, Require};
+use super::params::{number, page_size};
 use crate::wiring::Services;
 
 /// The header telling how a search was answered.
@@ -73,18 +74,6 @@ impl SearchParams {
         AppError::reject_invalid([query.as_ref().err(), limit.as_ref().err()])?;
         Ok((query?, limit?))
     }
-}
-
-fn number(field: &'static str, raw: Option<&str>) -> Result<Option<u32>, ValidationError> {
-    raw.map(|raw| {
-        raw.parse()
-            .map_err(|_| ValidationError::new(field, "must be a positive integer"))
-    })
-    .transpose()
-}
-
-fn page_size(field: &'static str, raw: Option<&str>) -> Result<PageSize, ValidationError> {
-    number(field, raw)?.map_or(Ok(PageSize::DEFAULT), |size| PageSize::new(field, size))
 }
 
 /// How a list was asked to be paged.

@@ -14,6 +14,7 @@ mod json;
 mod markets;
 pub mod middleware;
 pub mod openapi;
+mod params;
 #[cfg(test)]
 mod properties;
 pub mod ratelimit;
