@@ -7,12 +7,12 @@ use markets_domain::auth::{AuthError, Password, Registration};
 use markets_domain::permission::Role;
 use markets_domain::user::{DisplayName, Email};
 
-use super::audit::{self, RequestContext};
 use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse, required};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, JsonBody};
 use super::ratelimit;
+use super::security::{self, RequestContext};
 use crate::wiring::Services;
 
 impl RegisterRequest {
@@ -56,7 +56,7 @@ pub async fn register(
     let event = context
         .event(AuditAction::Registered, Some(user.id))
         .on("user", user.id);
-    audit::record(&services, event).await;
+    security::record(&services, event).await;
     Ok(envelope::respond(
         StatusCode::CREATED,
         UserResponse::from(user),
@@ -95,8 +95,8 @@ pub async fn login(
             // The email may name no account: only a masked form of it is kept.
             let event = context
                 .event(AuditAction::LoginFailed, None)
-                .with("email", audit::mask_email(&body.email));
-            audit::record(&services, event).await;
+                .with("email", security::mask_email(&body.email));
+            security::record(&services, event).await;
             return Err(AuthError::InvalidCredentials.into());
         }
         outcome => outcome?,
@@ -124,6 +124,6 @@ pub async fn logout(
 ) -> Result<HttpResponse, AppError> {
     services.auth.logout(&session).await?;
     let event = context.event(AuditAction::Logout, Some(session.user.id));
-    audit::record(&services, event).await;
+    security::record(&services, event).await;
     Ok(HttpResponse::NoContent().finish())
 }

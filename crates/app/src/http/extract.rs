@@ -11,9 +11,9 @@ use markets_domain::permission::{Actor, Permission};
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
-use super::audit::{self, CallerId};
 use super::error::AppError;
 use super::json;
+use super::security::{self, CallerId};
 use crate::wiring::Services;
 
 /// The caller of any route: anonymous without an `Authorization` header, else the session its
@@ -64,7 +64,8 @@ impl FromRequest for Caller {
         let services = req.app_data::<web::Data<Services>>().cloned();
         let req = req.clone();
         Box::pin(async move {
-            let token = token.inspect_err(|_| audit::token_rejected(&req, &TokenError::Malformed));
+            let token =
+                token.inspect_err(|_| security::token_rejected(&req, &TokenError::Malformed));
             let Some(token) = token? else {
                 return Ok(Caller { session: None });
             };
@@ -72,7 +73,7 @@ impl FromRequest for Caller {
                 services.ok_or_else(|| AppError::Internal("services are not registered".into()))?;
             let session = services.auth.session(&token).await.inspect_err(|error| {
                 if let AuthError::InvalidToken(reason) = error {
-                    audit::token_rejected(&req, reason);
+                    security::token_rejected(&req, reason);
                 }
             })?;
             req.extensions_mut().insert(CallerId(session.user.id));

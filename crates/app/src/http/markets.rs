@@ -15,7 +15,6 @@ use serde_json::Value;
 use tracing::warn;
 use utoipa::IntoParams;
 
-use super::audit::{self, RequestContext};
 use super::cursor;
 use super::dto::{
     CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
@@ -25,6 +24,7 @@ use super::envelope::{self, Meta};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, Caller, CanDelete, CanWrite, JsonBody, Require};
 use super::params::{number, page_size};
+use super::security::{self, RequestContext};
 use crate::wiring::Services;
 
 /// The header telling how a search was answered.
@@ -377,6 +377,6 @@ pub async fn delete(
         .event(AuditAction::MarketDeleted, Some(caller.session.user.id))
         .on("market", id);
     services.markets.delete(&caller.actor(), id, &event).await?;
-    audit::log(&event);
+    security::log(&event);
     Ok(HttpResponse::NoContent().finish())
 }

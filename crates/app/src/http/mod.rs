@@ -1,7 +1,7 @@
 //! The HTTP layer: routes, extractors, the error envelope and the OpenAPI document. Handlers
 //! parse, call a domain service and shape the response; nothing else.
 
-pub mod audit;
+mod audit;
 mod auth;
 pub mod cors;
 mod cursor;
@@ -18,6 +18,7 @@ mod params;
 #[cfg(test)]
 mod properties;
 pub mod ratelimit;
+mod security;
 mod users;
 
 use actix_web::error::{PathError, QueryPayloadError};
@@ -106,7 +107,7 @@ pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
         )
         .service(
             web::scope("/api/v1")
-                .wrap(actix_web::middleware::from_fn(audit::refusals))
+                .wrap(actix_web::middleware::from_fn(security::refusals))
                 .configure(|config| api(config, limits)),
         );
 }

@@ -4,11 +4,11 @@ use actix_web::{HttpResponse, web};
 use markets_domain::audit::AuditAction;
 use markets_domain::user::UserId;
 
-use super::audit::{self, RequestContext};
 use super::dto::{ChangeRoleRequest, UserResponse};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, CanAdmin, JsonBody, Require};
+use super::security::{self, RequestContext};
 use crate::wiring::Services;
 
 /// The caller's own user.
@@ -52,6 +52,6 @@ pub async fn change_role(
         .auth
         .change_role(&admin.actor(), id, body.role, &event)
         .await?;
-    audit::log(&event);
+    security::log(&event);
     Ok(envelope::ok(UserResponse::from(user)))
 }
