@@ -112,6 +112,17 @@ async fn security_events_are_logged_once_and_kept_in_the_trail() {
         &rid("login"),
     )
     .await;
+    let wrong = json!({"email": user.email, "password": "wrong-password"});
+    let refused = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(wrong),
+        &rid("wrong"),
+    )
+    .await;
+    error(refused, 401, "unauthorized").await;
     let denied = send(
         &app,
         Method::GET,
@@ -164,6 +175,7 @@ async fn security_events_are_logged_once_and_kept_in_the_trail() {
     let events = trail(&app, &admin.token).await;
     for (name, action, actor, target) in [
         ("login", "auth.login_failed", Value::Null, Value::Null),
+        ("wrong", "auth.login_failed", Value::Null, json!(user.id)),
         (
             "denied",
             "authz.denied",
@@ -184,6 +196,19 @@ async fn security_events_are_logged_once_and_kept_in_the_trail() {
     let failure = find(&events, &rid("login"));
     assert_eq!(failure["details"]["email"], "g…@example.com");
     assert!(!failure.to_string().contains("wrong-password"));
+    let wrong = find(&events, &rid("wrong"));
+    assert_eq!(wrong["target_type"], "user", "{wrong}");
+    assert!(!wrong.to_string().contains("wrong-password"));
+    let change = find(&events, &rid("role"));
+    assert_eq!(change["details"]["role"], "moderator", "{change}");
+    assert_eq!(change["details"]["previous_role"], "user", "{change}");
+    let logged_change = logged(&rid("role"));
+    assert!(
+        logged_change[0]["details"]
+            .as_str()
+            .is_some_and(|details| details.contains("previous_role")),
+        "{logged_change:?}"
+    );
     let rejected = logged(&rid("token"));
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0]["event"], "auth.token_rejected");

@@ -170,7 +170,8 @@ pub async fn purge_removes_only_events_older_than_the_cutoff<F: AuditLogFixture>
     assert_eq!(fixture.audit().purge_older_than(cutoff).await.unwrap(), 0);
 }
 
-/// `update_role` stores its event with the change, and none for an unknown user.
+/// `update_role` stores its event with the change and the role it replaced, and none for an
+/// unknown user.
 pub async fn a_role_change_stores_its_event_only_if_it_applies<F: AuditLogFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     let event = AuditEvent::new(AuditAction::RoleChanged).on("user", ann.id);
@@ -179,7 +180,7 @@ pub async fn a_role_change_stores_its_event_only_if_it_applies<F: AuditLogFixtur
         .update_role(ann.id, Role::Moderator, Some(&event))
         .await
         .unwrap();
-    assert!(changed.is_some());
+    assert_eq!(changed.map(|change| change.previous), Some(Role::User));
     let missing = AuditEvent::new(AuditAction::RoleChanged);
     let nobody = fixture
         .users()
@@ -187,7 +188,9 @@ pub async fn a_role_change_stores_its_event_only_if_it_applies<F: AuditLogFixtur
         .await
         .unwrap();
     assert!(nobody.is_none());
-    assert_eq!(all(fixture).await, vec![event]);
+    let stored = event.with_previous_role(Role::User);
+    assert_eq!(stored.details["previous_role"], "user");
+    assert_eq!(all(fixture).await, vec![stored]);
 }
 
 /// `delete` stores its event with the deletion, and none when there was nothing to delete.

@@ -256,7 +256,7 @@ pub async fn user_email_is_unique<F: RepositoryFixture>(fixture: &F) {
     );
 }
 
-/// `update_role` changes the role and returns the updated user.
+/// `update_role` changes the role and returns the updated user with the role it replaced.
 pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     let promoted = fixture
@@ -264,7 +264,9 @@ pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
         .update_role(ann.id, Role::Moderator, None)
         .await
         .unwrap();
-    assert_eq!(promoted.map(|u| u.role), Some(Role::Moderator));
+    let promoted = promoted.unwrap();
+    assert_eq!(promoted.user.role, Role::Moderator);
+    assert_eq!(promoted.previous, Role::User, "the role it replaced");
     let stored = fixture.users().find_by_id(ann.id).await.unwrap();
     assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
 }

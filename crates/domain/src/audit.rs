@@ -14,6 +14,7 @@ use std::str::FromStr;
 use crate::error::{RepositoryError, ValidationError};
 use crate::id::uuid_id;
 use crate::market::PageSize;
+use crate::permission::Role;
 use crate::user::UserId;
 
 uuid_id!(
@@ -140,6 +141,12 @@ impl AuditEvent {
     pub fn with(mut self, key: &str, value: impl fmt::Display) -> Self {
         self.details.insert(key.to_owned(), value.to_string());
         self
+    }
+
+    /// A role change's event as stored and logged: with the role the user held before
+    /// (`previous_role`), which only the store knows, inside the change's transaction.
+    pub fn with_previous_role(&self, previous: Role) -> Self {
+        self.clone().with("previous_role", previous)
     }
 }
 

@@ -21,7 +21,9 @@ use crate::market::{
     PageRequest, PageSize, ScoredSummary, SearchLimit, SearchQuery, SortField, SortKey,
 };
 use crate::permission::Role;
-use crate::user::{CreateUserError, Email, NewUser, User, UserAccount, UserId, UserRepository};
+use crate::user::{
+    CreateUserError, Email, NewUser, RoleChange, User, UserAccount, UserId, UserRepository,
+};
 
 #[derive(Debug, Default)]
 struct State {
@@ -330,16 +332,19 @@ impl UserRepository for InMemoryStore {
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<User>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, RepositoryError> {
         let mut state = self.state();
-        let updated = state.users.get_mut(&id).map(|account| {
-            account.user.role = role;
-            account.user.clone()
+        let changed = state.users.get_mut(&id).map(|account| {
+            let previous = std::mem::replace(&mut account.user.role, role);
+            RoleChange {
+                user: account.user.clone(),
+                previous,
+            }
         });
-        if updated.is_some() {
-            state.audit.extend(audit.cloned());
+        if let (Some(change), Some(event)) = (&changed, audit) {
+            state.audit.push(event.with_previous_role(change.previous));
         }
-        Ok(updated)
+        Ok(changed)
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {

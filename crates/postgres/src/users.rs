@@ -3,13 +3,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, User, UserAccount, UserId, UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserAccount, UserId,
+    UserRepository,
 };
 use uuid::Uuid;
 
@@ -34,7 +36,7 @@ impl PgUserRepository {
 }
 
 /// The public columns of a user: what every read selects.
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 struct UserRow {
     id: Uuid,
@@ -51,6 +53,15 @@ struct AccountRow {
     #[diesel(embed)]
     user: UserRow,
     password_hash: String,
+}
+
+/// A user as a role change left them, with the role it replaced.
+#[derive(QueryableByName)]
+struct RoleChangeRow {
+    #[diesel(embed)]
+    user: UserRow,
+    #[diesel(sql_type = Text)]
+    previous_role: String,
 }
 
 #[derive(Insertable)]
@@ -146,32 +157,50 @@ impl UserRepository for PgUserRepository {
             .collect()
     }
 
+    /// One statement reads the replaced role and writes the new one: the subquery locks the
+    /// row, so a concurrent change cannot slip between the read and the write.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<User>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            let updated = diesel::update(users::table.find(id.as_uuid()))
-                .set((
-                    users::role.eq(role.as_str()),
-                    users::updated_at.eq(diesel::dsl::now),
-                ))
-                .returning(UserRow::as_returning())
-                .get_result(conn)
+        let changed = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let row = diesel::sql_query(
+                    "UPDATE users SET role = $2, updated_at = now() \
+                     FROM (SELECT id, role FROM users WHERE id = $1 FOR UPDATE) AS old \
+                     WHERE users.id = old.id \
+                     RETURNING users.id, users.email, users.display_name, users.role, \
+                     users.created_at, old.role AS previous_role",
+                )
+                .bind::<SqlUuid, _>(id.as_uuid())
+                .bind::<Text, _>(role.as_str())
+                .get_result::<RoleChangeRow>(conn)
                 .await
                 .optional()?;
-            if let (Some(_), Some(event)) = (&updated, audit) {
-                record(conn, event).await?;
-            }
-            Ok(updated)
-        })
-        .await
-        .map_err(from_query)?
-        .map(User::try_from)
-        .transpose()
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let previous = row.previous_role.parse::<Role>().map_err(|error| {
+                    diesel::result::Error::DeserializationError(Box::new(error))
+                })?;
+                if let Some(event) = audit {
+                    record(conn, &event.with_previous_role(previous)).await?;
+                }
+                Ok(Some((row.user, previous)))
+            })
+            .await
+            .map_err(from_query)?;
+        changed
+            .map(|(user, previous)| {
+                Ok(RoleChange {
+                    user: User::try_from(user)?,
+                    previous,
+                })
+            })
+            .transpose()
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {

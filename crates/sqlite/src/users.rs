@@ -7,7 +7,8 @@ use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, User, UserAccount, UserId, UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserAccount, UserId,
+    UserRepository,
 };
 
 use crate::audit::record;
@@ -160,33 +161,50 @@ impl UserRepository for SqliteUserRepository {
             .collect()
     }
 
+    /// The replaced role is read inside the same immediate transaction, which holds the write
+    /// lock from its start: no other change can come between the read and the write.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<User>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, RepositoryError> {
         let audit = audit.cloned();
-        self.pool
+        let changed = self
+            .pool
             .run(move |conn| {
                 conn.immediate_transaction(|conn| {
-                    let updated = diesel::update(users::table.find(SqlId(id.as_uuid())))
+                    let row = users::table.find(SqlId(id.as_uuid()));
+                    let Some(previous) =
+                        row.select(users::role).first::<String>(conn).optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let previous = previous.parse::<Role>().map_err(|error| {
+                        diesel::result::Error::DeserializationError(Box::new(error))
+                    })?;
+                    let updated = diesel::update(row)
                         .set((
                             users::role.eq(role.as_str()),
                             users::updated_at.eq(Micros::now()),
                         ))
                         .returning(UserRow::as_returning())
-                        .get_result(conn)
-                        .optional()?;
-                    if let (Some(_), Some(event)) = (&updated, &audit) {
-                        record(conn, event)?;
+                        .get_result(conn)?;
+                    if let Some(event) = &audit {
+                        record(conn, &event.with_previous_role(previous))?;
                     }
-                    Ok(updated)
+                    Ok(Some((updated, previous)))
                 })
             })
             .await?
-            .map_err(from_query)?
-            .map(User::try_from)
+            .map_err(from_query)?;
+        changed
+            .map(|(user, previous)| {
+                Ok(RoleChange {
+                    user: User::try_from(user)?,
+                    previous,
+                })
+            })
             .transpose()
     }
 

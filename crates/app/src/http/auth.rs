@@ -91,13 +91,19 @@ pub async fn login(
         return Ok(ratelimit::refusal(&decision));
     }
     let token = match services.auth.login(&body.email, &body.password).await {
-        Err(AuthError::InvalidCredentials) => {
-            // The email may name no account: only a masked form of it is kept.
+        Err(AuthError::InvalidCredentials { account }) => {
+            // The email may name no account: only a masked form of it is kept. The caller is
+            // anonymous either way; an existing account is the target. The response is the same
+            // in both cases, and so is the work done here, so neither reveals which it was.
             let event = context
                 .event(AuditAction::LoginFailed, None)
                 .with("email", security::mask_email(&body.email));
+            let event = match account {
+                Some(id) => event.on("user", id),
+                None => event,
+            };
             security::record(&services, event).await;
-            return Err(AuthError::InvalidCredentials.into());
+            return Err(AuthError::InvalidCredentials { account }.into());
         }
         outcome => outcome?,
     };

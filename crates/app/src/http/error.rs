@@ -206,7 +206,7 @@ impl From<AuthError> for AppError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::EmailTaken => Self::Conflict(error.to_string()),
-            AuthError::InvalidCredentials | AuthError::InvalidToken(_) => {
+            AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_) => {
                 Self::Unauthorized(error.to_string())
             }
             AuthError::Unauthenticated => Self::Unauthorized("Authentication required".into()),
@@ -240,7 +240,11 @@ mod tests {
         let cases: Vec<(AppError, u16, &str)> = vec![
             (MarketError::Resolved(id).into(), 400, "bad_request"),
             (MarketError::Unauthenticated.into(), 401, "unauthorized"),
-            (AuthError::InvalidCredentials.into(), 401, "unauthorized"),
+            (
+                AuthError::InvalidCredentials { account: None }.into(),
+                401,
+                "unauthorized",
+            ),
             (
                 MarketError::PermissionDenied(markets_domain::permission::Permission::Delete)
                     .into(),

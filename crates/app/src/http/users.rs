@@ -48,10 +48,10 @@ pub async fn change_role(
         .event(AuditAction::RoleChanged, Some(admin.session.user.id))
         .on("user", id)
         .with("role", body.role.as_str());
-    let user = services
+    let change = services
         .auth
         .change_role(&admin.actor(), id, body.role, &event)
         .await?;
-    security::log(&event);
-    Ok(envelope::ok(UserResponse::from(user)))
+    security::log(&event.with_previous_role(change.previous));
+    Ok(envelope::ok(UserResponse::from(change.user)))
 }

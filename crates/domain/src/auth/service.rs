@@ -7,7 +7,9 @@ use crate::auth::{
 };
 use crate::error::RepositoryError;
 use crate::permission::{Actor, Permission, Role};
-use crate::user::{CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository};
+use crate::user::{
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserId, UserRepository,
+};
 
 /// Why an auth use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,9 +17,15 @@ pub enum AuthError {
     /// The email is already registered.
     #[error("Email is already registered")]
     EmailTaken,
-    /// Unknown email or wrong password: deliberately indistinguishable.
+    /// Unknown email or wrong password: deliberately indistinguishable to the caller (same
+    /// message, and the same work, see [`AuthService::authenticate`]). `account` names the user
+    /// whose password was wrong, `None` for an unknown email, for the security log only: it must
+    /// never shape the response.
     #[error("Invalid email or password")]
-    InvalidCredentials,
+    InvalidCredentials {
+        /// The existing account the password did not match, if any.
+        account: Option<UserId>,
+    },
     /// The presented token was refused, or its user no longer exists.
     #[error("Invalid or expired token")]
     InvalidToken(#[source] TokenError),
@@ -144,7 +152,9 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         let matches = self.hasher.verify(password, hash).await?;
         match account {
             Some(account) if matches => Ok(account.user),
-            _ => Err(AuthError::InvalidCredentials),
+            account => Err(AuthError::InvalidCredentials {
+                account: account.map(|account| account.user.id),
+            }),
         }
     }
 
@@ -174,15 +184,15 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         Ok(self.users.has_role(Role::Admin).await?)
     }
 
-    /// Gives a user a new role, recording `audit` in the same transaction; needs
-    /// [`Permission::Admin`].
+    /// Gives a user a new role, recording `audit` (with the replaced role) in the same
+    /// transaction; needs [`Permission::Admin`].
     pub async fn change_role(
         &self,
         actor: &Actor,
         id: UserId,
         role: Role,
         audit: &AuditEvent,
-    ) -> Result<User, AuthError> {
+    ) -> Result<RoleChange, AuthError> {
         if actor.user_id().is_none() {
             return Err(AuthError::Unauthenticated);
         }
@@ -257,17 +267,18 @@ mod tests {
     #[test]
     fn unknown_emails_and_wrong_passwords_fail_alike() {
         let auth = service();
-        block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
-        for (email, password) in [
-            ("ann@example.com", "wrong password"),
-            ("bob@example.com", "long enough"),
-            ("not an email", "long enough"),
-            ("bob@example.com", ""),
+        let ann = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        for (email, password, account) in [
+            ("ann@example.com", "wrong password", Some(ann.id)),
+            ("bob@example.com", "long enough", None),
+            ("not an email", "long enough", None),
+            ("bob@example.com", "", None),
         ] {
-            let refused = block_on(auth.authenticate(email, password));
+            let refused = block_on(auth.authenticate(email, password)).unwrap_err();
+            assert_eq!(refused.to_string(), "Invalid email or password", "{email}");
             assert!(
-                matches!(refused, Err(AuthError::InvalidCredentials)),
-                "{email}"
+                matches!(refused, AuthError::InvalidCredentials { account: found } if found == account),
+                "{email}: {refused:?}"
             );
         }
     }

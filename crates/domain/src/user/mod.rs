@@ -36,6 +36,16 @@ pub struct UserAccount {
     pub password_hash: PasswordHash,
 }
 
+/// A role change that happened: the user as updated, and the role they held until then (read
+/// in the change's transaction, so it is the role this change replaced, not a guess).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    /// The user, with their new role.
+    pub user: User,
+    /// The role they had before.
+    pub previous: Role,
+}
+
 /// Everything needed to store a new user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {

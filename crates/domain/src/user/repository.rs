@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{NewUser, User, UserAccount, UserId};
+use super::{NewUser, RoleChange, User, UserAccount, UserId};
 use crate::audit::AuditEvent;
 use crate::error::RepositoryError;
 use crate::permission::Role;
@@ -39,15 +39,16 @@ pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
     /// skipped and duplicates collapse.
     async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
 
-    /// Gives the user a new role and returns the updated user, or `None` if there is no such user.
-    /// `audit` is stored in the same transaction, and only if the user exists: the trail records
-    /// exactly the role changes that happened.
+    /// Gives the user a new role and returns the updated user with the role it replaced, or
+    /// `None` if there is no such user. `audit` is stored in the same transaction, and only if
+    /// the user exists, as [`AuditEvent::with_previous_role`] of the replaced role: the trail
+    /// records exactly the role changes that happened, and what each one changed.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<User>, RepositoryError>;
+    ) -> Result<Option<RoleChange>, RepositoryError>;
 
     /// Whether any user has `role` (so a fresh installation can say how to create an admin).
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
@@ -58,6 +59,6 @@ forward_through_arc!(UserRepository {
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
     async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError>;
     async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
-    async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<User>, RepositoryError>;
+    async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, RepositoryError>;
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
 });
