@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::helpers::{TestApp, body, error};
+use crate::helpers::{TestApp, body, error, invalid};
 
 /// Every `security` event logged by any test, as JSON lines; tests pick theirs by request id.
 fn captured() -> Arc<Mutex<Vec<u8>>> {
@@ -229,4 +229,157 @@ async fn the_trail_is_for_admins_only() {
         )
         .await;
     error(refused, 403, "permission_denied").await;
+}
+
+/// Asserts that `request_id` raised `action` once in the log and once in the trail, with this
+/// actor and target; returns the stored event.
+fn assert_recorded(
+    events: &[Value],
+    request_id: &str,
+    action: &str,
+    actor: &Value,
+    target: &Value,
+) -> Value {
+    let stored: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["request_id"] == request_id)
+        .collect();
+    assert_eq!(stored.len(), 1, "stored once: {stored:#?}");
+    let stored = stored[0];
+    assert_eq!(stored["action"], action, "{stored}");
+    assert_eq!(&stored["actor_id"], actor, "{stored}");
+    assert_eq!(&stored["target_id"], target, "{stored}");
+    let lines = logged(request_id);
+    assert_eq!(lines.len(), 1, "logged once: {lines:?}");
+    assert_eq!(lines[0]["event"], action);
+    stored.clone()
+}
+
+#[tokio::test]
+async fn registrations_and_logouts_are_recorded() {
+    captured();
+    let app = TestApp::spawn().await;
+    let admin = app.user("boss", Role::Admin).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (registered, logout) = (format!("register-{run}"), format!("logout-{run}"));
+
+    let new =
+        json!({"email": "cleo@example.com", "password": "password123", "display_name": "Cleo"});
+    let response = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/register",
+        None,
+        Some(new),
+        &registered,
+    )
+    .await;
+    let cleo = body(response, 201).await["data"]["id"].clone();
+    let gone = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some(&admin.token),
+        None,
+        &logout,
+    )
+    .await;
+    assert_eq!(gone.status(), 204);
+
+    // The admin's token is revoked now: another admin reads the trail.
+    let reader = app.user("reader", Role::Admin).await;
+    let events = trail(&app, &reader.token).await;
+    let stored = assert_recorded(&events, &registered, "auth.registered", &cleo, &cleo);
+    assert_eq!(stored["target_type"], "user");
+    assert!(!stored.to_string().contains("password123"), "{stored}");
+    let stored = assert_recorded(
+        &events,
+        &logout,
+        "auth.logout",
+        &json!(admin.id),
+        &Value::Null,
+    );
+    assert!(!stored.to_string().contains(&admin.token), "no token kept");
+}
+
+#[tokio::test]
+async fn rate_limited_logins_are_recorded() {
+    captured();
+    // One login per client a minute: the admin's own login spends it.
+    let app = TestApp::spawn_configured(&[
+        ("MARKETS__RATE_LIMIT__LOGIN__LIMIT", "1"),
+        ("MARKETS__RATE_LIMIT__LOGIN__PERIOD_MS", "60000"),
+    ])
+    .await;
+    let admin = app.user("boss", Role::Admin).await;
+    let request_id = format!("limited-{}", uuid::Uuid::new_v4().simple());
+    let attempt = json!({"email": admin.email, "password": "password123"});
+    let refused = send(
+        &app,
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(attempt),
+        &request_id,
+    )
+    .await;
+    error(refused, 429, "rate_limited").await;
+
+    let events = trail(&app, &admin.token).await;
+    let route = json!("POST /api/v1/auth/login");
+    let stored = assert_recorded(
+        &events,
+        &request_id,
+        "auth.login_rate_limited",
+        &Value::Null,
+        &route,
+    );
+    assert_eq!(stored["target_type"], "route");
+}
+
+/// GET the trail page at `query`; its events' ids and its `next_cursor`.
+async fn trail_page(app: &TestApp, token: &str, query: &str) -> (Vec<Value>, Value) {
+    let path = format!("/api/v1/admin/audit?{query}");
+    let page = body(
+        app.request(Method::GET, &path, Some(token), None).await,
+        200,
+    )
+    .await;
+    let ids = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["id"].clone())
+        .collect();
+    (ids, page["meta"]["next_cursor"].clone())
+}
+
+#[tokio::test]
+async fn the_trail_walks_in_two_pages_and_ends_with_no_cursor() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("boss", Role::Admin).await;
+    for name in ["ann", "bob", "cleo"] {
+        app.user(name, Role::User).await;
+    }
+    // Four registrations, nothing else: two full pages of two, and the second is the last.
+    let (all, none) = trail_page(&app, &admin.token, "limit=100").await;
+    assert_eq!((all.len(), none), (4, Value::Null));
+    let (first, cursor) = trail_page(&app, &admin.token, "limit=2").await;
+    let cursor = cursor.as_str().expect("a full first page has a cursor");
+    let (second, end) = trail_page(&app, &admin.token, &format!("limit=2&cursor={cursor}")).await;
+    assert_eq!(end, Value::Null, "a full last page says no more");
+    assert_eq!(
+        [first, second].concat(),
+        all,
+        "every event once, newest first"
+    );
+    let refused = app
+        .request(
+            Method::GET,
+            "/api/v1/admin/audit?cursor=not-a-cursor&limit=0",
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    invalid(refused, &["cursor", "limit"]).await;
 }
