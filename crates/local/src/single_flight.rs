@@ -114,7 +114,7 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
         created
     }
 
-    /// Joins the read of `id` in flight (or finished within [`LINGER`]), or starts one.
+    /// Joins the read of `id` in flight (or finished within `LINGER`), or starts one.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
         let flight = {
             let mut flights = self.lock();
