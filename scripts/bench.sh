@@ -60,7 +60,7 @@ start_server() {
 	exit 1
 }
 stop_server() {
-	kill "$server" 2>/dev/null
+	kill "$server" 2>/dev/null || true
 	wait "$server" 2>/dev/null || true
 }
 trap stop_server EXIT

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
 #[derive(Debug)]
 pub(crate) struct Breaker {
@@ -67,6 +68,28 @@ impl Breaker {
     pub(crate) fn reset(&self) -> bool {
         self.open_until.swap(0, Ordering::Relaxed) != 0
     }
+
+    /// Runs `command` unless the breaker is open (`None`: the caller falls back at once), and
+    /// keeps the breaker's state, logging each change once with `purpose`: what falls back
+    /// while Redis is down.
+    pub(crate) async fn call<T>(
+        &self,
+        purpose: &'static str,
+        command: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Option<Result<T, fred::error::Error>> {
+        if !self.allows() {
+            return None;
+        }
+        let outcome = command.await;
+        match &outcome {
+            Ok(_) if self.reset() => info!(purpose, "Redis is reachable again"),
+            Err(error) if self.trip() => {
+                warn!(%error, purpose, "Redis unavailable: falling back until it answers");
+            }
+            _ => {}
+        }
+        Some(outcome)
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +119,26 @@ mod tests {
             !breaker.allows(),
             "everyone else waits for the probe's outcome"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_opens_the_breaker_and_later_calls_are_not_made() {
+        let breaker = Breaker::new(Duration::from_secs(3600));
+        let failure = fred::error::Error::new(fred::error::ErrorKind::Timeout, "timed out");
+        let outcome = breaker.call("test", async { Err::<(), _>(failure) }).await;
+        assert!(matches!(outcome, Some(Err(_))));
+        let skipped: Option<Result<(), _>> = breaker
+            .call("test", async {
+                unreachable!("an open breaker runs no command")
+            })
+            .await;
+        assert!(skipped.is_none());
+        breaker.reset();
+        assert!(matches!(
+            breaker
+                .call("test", async { Ok::<_, fred::error::Error>(1) })
+                .await,
+            Some(Ok(1))
+        ));
     }
 }

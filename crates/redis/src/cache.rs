@@ -7,7 +7,7 @@ use markets_domain::cache::{Cache, CacheError};
 use markets_domain::market::{Market, MarketId};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::breaker::Breaker;
 use crate::client::RedisConnection;
@@ -105,21 +105,11 @@ impl RedisCache {
         &self,
         command: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, CacheError> {
-        if !self.breaker.allows() {
-            return Err(CacheError("cache skipped after a recent failure".into()));
-        }
-        match command.await {
-            Ok(value) => {
-                if self.breaker.reset() {
-                    info!("cache is reachable again");
-                }
-                Ok(value)
-            }
-            Err(error) => {
+        match self.breaker.call("cache", command).await {
+            None => Err(CacheError("cache skipped after a recent failure".into())),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => {
                 metrics::counter!("cache_errors_total").increment(1);
-                if self.breaker.trip() {
-                    warn!(%error, "cache unavailable: reads fall back to the database");
-                }
                 Err(unavailable(error))
             }
         }

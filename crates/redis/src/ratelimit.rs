@@ -8,7 +8,6 @@ use fred::types::scripts::Script;
 use markets_domain::ratelimit::{RateDecision, RateLimitError, RateLimiter, RatePolicy};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
 
 use crate::RedisSettings;
 use crate::breaker::Breaker;
@@ -89,20 +88,9 @@ impl<F: RateLimiter> RedisRateLimiter<F> {
 #[async_trait]
 impl<F: RateLimiter> RateLimiter for RedisRateLimiter<F> {
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
-        if self.breaker.allows() {
-            match self.shared(policy, key).await {
-                Ok(decision) => {
-                    if self.breaker.reset() {
-                        info!("rate limits are shared through Redis again");
-                    }
-                    return Ok(decision);
-                }
-                Err(error) => {
-                    if self.breaker.trip() {
-                        warn!(%error, "Redis unavailable: rate limits fall back to this instance's");
-                    }
-                }
-            }
+        let shared = self.shared(policy, key);
+        if let Some(Ok(decision)) = self.breaker.call("rate limits", shared).await {
+            return Ok(decision);
         }
         self.fallback.check(policy, key).await
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::RedisSettings;
+use crate::breaker::Breaker;
 use crate::client::RedisConnection;
 
 /// Revocations in Redis (`<prefix>revoked:<jti>`, expiring with the token), backed by `F`.
@@ -19,6 +20,8 @@ pub struct RedisRevocations<F> {
     client: Client,
     prefix: Arc<str>,
     fallback: F,
+    /// Skips Redis for a moment after a failure, so an outage costs checks no command timeout.
+    breaker: Arc<Breaker>,
 }
 
 impl<F: std::fmt::Debug> std::fmt::Debug for RedisRevocations<F> {
@@ -40,6 +43,7 @@ impl<F: TokenRevocations> RedisRevocations<F> {
             client: connection.client.clone(),
             prefix: settings.key_prefix.as_str().into(),
             fallback,
+            breaker: Arc::new(Breaker::for_timeout(settings.command_timeout)),
         };
         // Whenever the connection is (re)made, Redis may be a fresh server that lost every key:
         // refill it from the durable record before checks rely on it again.
@@ -115,10 +119,10 @@ impl<F: TokenRevocations + Clone> TokenRevocations for RedisRevocations<F> {
     }
 
     async fn is_revoked(&self, token_id: &str) -> Result<bool, RepositoryError> {
-        let cached: Result<Option<i64>, _> = self.client.get(self.key(token_id)).await;
-        match cached {
-            Ok(found) => Ok(found.is_some()),
-            Err(_) => self.fallback.is_revoked(token_id).await,
+        let cached = self.client.get::<Option<i64>, _>(self.key(token_id));
+        match self.breaker.call("revocation checks", cached).await {
+            Some(Ok(found)) => Ok(found.is_some()),
+            None | Some(Err(_)) => self.fallback.is_revoked(token_id).await,
         }
     }
 
