@@ -126,8 +126,10 @@ impl OpenAiEmbedder {
             })
             .await;
         result.map_err(|failure| {
+            // The caller reports the failure as it sees fit: search falls back and logs that
+            // once a minute, so a provider outage must not log a line per query here.
             if failure.is_transient() {
-                warn!(
+                debug!(
                     error = %chain(&failure),
                     attempts = policy.max_attempts,
                     "embeddings request failed; giving up"
