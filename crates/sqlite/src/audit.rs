@@ -97,7 +97,7 @@ impl AuditLog for SqliteAuditLog {
     async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
         let event = event.clone();
         self.pool
-            .run(move |conn| record(conn, &event))
+            .write(move |conn| record(conn, &event))
             .await?
             .map_err(from_query)
     }
@@ -132,7 +132,7 @@ impl AuditLog for SqliteAuditLog {
     async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError> {
         let purged = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 sql_query("DELETE FROM audit_events WHERE at < ?")
                     .bind::<BigInt, _>(Micros(cutoff))
                     .execute(conn)

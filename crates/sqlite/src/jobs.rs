@@ -101,7 +101,7 @@ impl JobQueue for SqliteJobQueue {
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError> {
         let rows = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 let now = Micros::now();
                 sql_query(
                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?1, \
@@ -136,7 +136,7 @@ impl JobQueue for SqliteJobQueue {
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError> {
         let (id, attempt) = (SqlId(job.id.as_uuid()), fence(job));
         self.pool
-            .run(move |conn| {
+            .write(move |conn| {
                 // Only if the job is still on this attempt: a worker whose lease ran out and was
                 // overtaken must not delete the newer attempt's claim.
                 sql_query("DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'")
@@ -156,7 +156,7 @@ impl JobQueue for SqliteJobQueue {
             Failure::Dead => ("dead", Duration::ZERO),
         };
         self.pool
-            .run(move |conn| {
+            .write(move |conn| {
                 let now = Micros::now();
                 sql_query(
                     "UPDATE jobs SET state = ?, last_error = ?, locked_until = NULL, \
@@ -179,7 +179,7 @@ impl JobQueue for SqliteJobQueue {
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError> {
         let ids: Vec<SqlId> = jobs.iter().map(|job| SqlId(job.id.as_uuid())).collect();
         self.pool
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let now = Micros::now();
                     for id in ids {
@@ -231,7 +231,7 @@ impl JobQueue for SqliteJobQueue {
         let id = id.map(|id| SqlId(id.as_uuid()));
         let retried = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 sql_query(
                     "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1, updated_at = ?1 \
                      WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)",

@@ -28,7 +28,7 @@ impl SqlitePool {
     /// # Errors
     /// If no connection can be had or a migration fails.
     pub async fn migrate(&self) -> Result<Vec<String>, MigrateError> {
-        self.run(|conn| {
+        self.write(|conn| {
             conn.immediate_transaction::<_, BoxError, _>(|conn| {
                 let applied = conn.run_pending_migrations(MIGRATIONS)?;
                 Ok(applied.iter().map(ToString::to_string).collect())

@@ -2,8 +2,10 @@
 //! (WAL, `busy_timeout`, foreign keys, `synchronous = NORMAL`).
 //!
 //! SQLite lets any number of readers work beside one writer in WAL mode, so a small pool of
-//! connections to one file serves concurrent requests; writers queue on SQLite's lock for up to
-//! `busy_timeout`, after which the database counts as unavailable.
+//! connections to one file serves concurrent requests. Writers of this process take turns at an
+//! in-process gate first (see [`SqlitePool::write`]), so only writers of other processes ever
+//! wait on SQLite's lock, for up to `busy_timeout`, after which the database counts as
+//! unavailable.
 
 use deadpool::{Runtime, Status};
 use diesel::SqliteConnection;
@@ -17,26 +19,39 @@ use futures_util::FutureExt;
 use markets_domain::RepositoryError;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
-use crate::error::{from_pool, from_query};
+use crate::error::{SERVICE, from_pool, from_query};
 
 /// A pooled connection: diesel's synchronous SQLite connection behind diesel-async's wrapper.
 pub(crate) type Connection = SyncConnectionWrapper<SqliteConnection>;
 
-/// A pool of connections to one SQLite file. Cheap to clone: clones share the connections.
+/// A pool of connections to one SQLite file. Cheap to clone: clones share the connections and
+/// the writer gate.
 #[derive(Clone)]
 pub struct SqlitePool {
     pool: Pool<Connection>,
+    /// Held by the one write of this process that may run; see [`SqlitePool::write`].
+    writer: Arc<Mutex<()>>,
+    /// How long a write waits for its turn, as a caller waits for a connection.
+    wait_timeout: Duration,
     path: PathBuf,
 }
+
+/// The writes queued ahead did not let this one start within the wait timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no turn to write within {0:?}: the writes queued ahead are stuck or too many")]
+struct NoTurnToWrite(Duration);
 
 /// How many connections to keep and how long to wait.
 #[derive(Debug, Clone)]
 pub struct SqliteSettings {
     /// The most connections open at once (readers run in parallel, writers take turns).
     pub max_size: usize,
-    /// How long a caller waits for a free connection before the database counts as unavailable.
+    /// How long a caller waits for a free connection, and a write for its turn, before the
+    /// database counts as unavailable.
     pub wait_timeout: Duration,
     /// How long a statement waits for another connection's (or process's) write lock before
     /// failing with "database is locked", reported as unavailable.
@@ -96,14 +111,25 @@ fn database_path(target: &str) -> Result<PathBuf, ConnectError> {
     Ok(PathBuf::from(path))
 }
 
+/// Each connection's page cache, in KiB (SQLite's default is 2,000 KiB).
+///
+/// The cache is per connection, not shared, so the pool holds up to `max_size` of them (32 in
+/// production: up to 64 MB at the default, against 16 MB at this size). It buys little
+/// here: in WAL mode a connection drops its whole cache whenever another connection has
+/// committed since its last transaction, and a miss is a read from the operating system's file
+/// cache, which all connections share. Loading the vector index streams every embedding through
+/// one connection's cache too, which would otherwise stay full of pages no one reads again.
+const CACHE_KIB: u32 = 512;
+
 /// The statements every new connection runs. `busy_timeout` comes first so that switching to
 /// WAL waits for a concurrent writer instead of failing. WAL and `synchronous = NORMAL`: readers
 /// never block the writer, and a commit is durable once the WAL is checkpointed (a power loss
 /// may lose the last commits, never corrupt the file). Foreign keys are off by default in SQLite.
+/// A negative `cache_size` is in KiB (see [`CACHE_KIB`]).
 fn setup_statements(busy_timeout: Duration) -> String {
     format!(
         "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -{CACHE_KIB};",
         busy_timeout.as_millis()
     )
 }
@@ -161,7 +187,12 @@ impl SqlitePool {
             .create_timeout(Some(settings.busy_timeout + settings.wait_timeout))
             .runtime(Runtime::Tokio1)
             .build()?;
-        let pool = Self { pool, path };
+        let pool = Self {
+            pool,
+            writer: Arc::default(),
+            wait_timeout: settings.wait_timeout,
+            path,
+        };
         pool.ping().await.map_err(|source| ConnectError::Open {
             path: pool.path.clone(),
             source,
@@ -174,20 +205,63 @@ impl SqlitePool {
         &self.path
     }
 
-    /// Runs `task` on a connection's blocking thread and returns what it returns. The whole task
-    /// runs there, so a transaction inside it is committed or rolled back before the connection
-    /// can be used again, even if the caller stops waiting.
+    /// Runs `task`, which only reads, on a connection's blocking thread and returns what it
+    /// returns. The whole task runs there, so a transaction inside it is committed or rolled back
+    /// before the connection can be used again, even if the caller stops waiting.
     ///
     /// The wait for a connection and the task run in a task of their own: a caller that stops
     /// waiting (a cancelled request) merely detaches from it. Dropping diesel-async's blocking
     /// call half-way would block the thread to finish it, which panics on the current-thread
     /// runtimes actix-web's workers run.
+    ///
+    /// Reads never wait for the writer gate: in WAL mode they see the last commit while a write
+    /// is under way.
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         task: impl FnOnce(&mut SqliteConnection) -> R + Send + 'static,
     ) -> Result<R, RepositoryError> {
-        let pool = self.pool.clone();
+        self.spawn(None, task).await
+    }
+
+    /// Runs `task`, which writes, as [`SqlitePool::run`] does, once it is this process's turn
+    /// to write: every write takes the writer gate, a FIFO lock shared by the pool's clones.
+    ///
+    /// SQLite lets one connection write at a time. Without the gate the pool's connections
+    /// would race for that lock inside SQLite, whose busy handler sleeps with a growing back-off
+    /// (up to 100 ms a sleep) and wakes in no order, so under load an unlucky writer waited
+    /// nearly a second while others went straight through. Queued at the gate instead, writers
+    /// start in arrival order the moment the previous one finishes, and SQLite's lock is only
+    /// ever contended by other processes (`markets worker`, `markets reindex`), which
+    /// `busy_timeout` still covers.
+    ///
+    /// The turn is taken before the connection, so a queued write holds no connection that
+    /// readers could use, and is kept until the task is over, even if the caller has gone. A
+    /// write waits for its turn at most the pool's wait timeout, as for a connection: a queue
+    /// that does not move (a write stuck behind another process's lock) fails fast instead of
+    /// growing without bound.
+    pub(crate) async fn write<R: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut SqliteConnection) -> R + Send + 'static,
+    ) -> Result<R, RepositoryError> {
+        self.spawn(Some(Arc::clone(&self.writer)), task).await
+    }
+
+    /// `task` on a pooled connection, after taking `gate` if there is one, in a task of its own.
+    async fn spawn<R: Send + 'static>(
+        &self,
+        gate: Option<Arc<Mutex<()>>>,
+        task: impl FnOnce(&mut SqliteConnection) -> R + Send + 'static,
+    ) -> Result<R, RepositoryError> {
+        let (pool, wait) = (self.pool.clone(), self.wait_timeout);
         tokio::spawn(async move {
+            let _turn = match gate {
+                Some(gate) => Some(
+                    tokio::time::timeout(wait, gate.lock_owned())
+                        .await
+                        .map_err(|_| RepositoryError::unavailable(SERVICE, NoTurnToWrite(wait)))?,
+                ),
+                None => None,
+            };
             let mut conn = pool.get().await.map_err(from_pool)?;
             conn.spawn_blocking(move |conn| Ok(task(conn)))
                 .await
@@ -237,8 +311,8 @@ impl fmt::Debug for SqlitePool {
 mod tests {
     use super::*;
     use crate::testing::TestDatabase;
-    use diesel::RunQueryDsl;
     use diesel::sql_types::{BigInt, Text};
+    use diesel::{QueryDsl, RunQueryDsl};
 
     #[test]
     fn targets_name_files() {
@@ -279,7 +353,8 @@ mod tests {
                 let settings = diesel::sql_query(
                     "SELECT timeout AS value FROM pragma_busy_timeout \
                      UNION ALL SELECT foreign_keys FROM pragma_foreign_keys \
-                     UNION ALL SELECT synchronous FROM pragma_synchronous",
+                     UNION ALL SELECT synchronous FROM pragma_synchronous \
+                     UNION ALL SELECT cache_size FROM pragma_cache_size",
                 )
                 .load::<Setting>(conn)?;
                 diesel::QueryResult::Ok((mode.journal_mode, settings))
@@ -289,8 +364,8 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         let values: Vec<i64> = settings.iter().map(|s| s.value).collect();
-        // 1 is NORMAL.
-        assert_eq!(values, [5000, 1, 1]);
+        // 1 is NORMAL; a negative cache size is in KiB.
+        assert_eq!(values, [5000, 1, 1, -i64::from(CACHE_KIB)]);
     }
 
     #[tokio::test]
@@ -345,7 +420,7 @@ mod tests {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let pool = db.pool();
         let holder = tokio::spawn(async move {
-            pool.run(move |conn| {
+            pool.write(move |conn| {
                 diesel::sql_query("BEGIN IMMEDIATE").execute(conn)?;
                 let _ = locked_tx.send(());
                 let _ = released.recv();
@@ -357,8 +432,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        // Its own pool, with its own writer gate: another process, as far as the gate knows.
         let error = impatient
-            .run(|conn| diesel::sql_query("DELETE FROM revoked_tokens").execute(conn))
+            .write(|conn| diesel::sql_query("DELETE FROM revoked_tokens").execute(conn))
             .await
             .unwrap()
             .map_err(from_query)
@@ -375,5 +451,59 @@ mod tests {
             ),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_of_one_pool_take_turns_instead_of_timing_out() {
+        use crate::SqliteMarketRepository;
+        use markets_domain::jobs::{JobKind, NewJob};
+        use markets_domain::market::{
+            Description, MarketId, MarketName, MarketRepository, MarketStatus, NewMarket, Volume,
+        };
+
+        let db = TestDatabase::new().await;
+        let creator = db.user("ann").await;
+        // Eight connections writing at once, and a busy timeout far shorter than a write: any
+        // writer that met another on SQLite's lock would fail with "database is locked".
+        let settings = SqliteSettings {
+            max_size: 8,
+            busy_timeout: Duration::from_millis(1),
+            ..SqliteSettings::default()
+        };
+        let pool = SqlitePool::connect_with(db.path().to_str().unwrap(), &settings)
+            .await
+            .unwrap();
+        let markets = SqliteMarketRepository::new(pool.clone());
+        let creates = (0..64).map(|n| {
+            let markets = markets.clone();
+            tokio::spawn(async move {
+                let market = NewMarket {
+                    id: MarketId::new(),
+                    creator_id: creator,
+                    name: MarketName::parse(&format!("Concurrent market {n}")).unwrap(),
+                    description: Description::parse("written beside 63 others").unwrap(),
+                    status: MarketStatus::Open,
+                    volume: Volume::ZERO,
+                };
+                let jobs = JobKind::ALL.map(|kind| NewJob {
+                    kind,
+                    market_id: market.id,
+                });
+                markets.create(market, &jobs).await
+            })
+        });
+        for created in futures_util::future::join_all(creates).await {
+            created.unwrap().unwrap();
+        }
+        let stored = pool
+            .run(|conn| {
+                crate::schema::markets::table
+                    .count()
+                    .get_result::<i64>(conn)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, 64);
     }
 }

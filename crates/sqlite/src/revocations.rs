@@ -48,7 +48,7 @@ impl TokenRevocations for SqliteRevocations {
     ) -> Result<(), RepositoryError> {
         let token_id = token_id.to_owned();
         self.pool
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     // Expired revocations are dead weight: each logout clears them.
                     sql_query("DELETE FROM revoked_tokens WHERE expires_at < ?")

@@ -92,7 +92,7 @@ impl UserRepository for SqliteUserRepository {
         };
         let inserted = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::insert_into(users::table)
                     .values(&row)
                     .returning(UserRow::as_returning())
@@ -172,7 +172,7 @@ impl UserRepository for SqliteUserRepository {
         let audit = audit.cloned();
         let changed = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let row = users::table.find(SqlId(id.as_uuid()));
                     let Some(previous) =

@@ -113,7 +113,7 @@ impl MarketRepository for SqliteMarketRepository {
         let jobs = jobs.to_vec();
         let stored = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 // IMMEDIATE: take the write lock up front (waiting up to busy_timeout), rather
                 // than fail when a read transaction tries to become a write transaction.
                 conn.immediate_transaction(|conn| {
@@ -237,7 +237,7 @@ impl MarketRepository for SqliteMarketRepository {
         let jobs = jobs.to_vec();
         let updated = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let now = Micros::now();
                     let at_version = markets::table
@@ -276,7 +276,7 @@ impl MarketRepository for SqliteMarketRepository {
         let audit = audit.cloned();
         let deleted = self
             .pool
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let deleted =
                         diesel::delete(markets::table.filter(markets::id.eq(SqlId(id.as_uuid()))))
@@ -385,7 +385,7 @@ mod tests {
         let db = TestDatabase::new().await;
         let plans = db
             .pool()
-            .run(|conn| {
+            .write(|conn| {
                 conn.batch_execute(
                     "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at) \
                        VALUES (zeroblob(16), 'a@example.com', 'A', 'x', 0, 0);

@@ -71,6 +71,16 @@ impl Matrix {
         }
     }
 
+    /// An empty matrix as [`Matrix::new`], with room for `rows` vectors, so that filling it
+    /// allocates each buffer once, at its final size.
+    pub(super) fn with_capacity(generation: i64, dimensions: usize, rows: usize) -> Self {
+        let mut matrix = Self::new(generation, dimensions);
+        matrix.ids.reserve_exact(rows);
+        matrix.rows.reserve(rows);
+        matrix.values.reserve_exact(rows.saturating_mul(dimensions));
+        matrix
+    }
+
     /// Sets `id`'s vector (normalised); `values` must have the matrix's dimensions.
     pub(super) fn put(&mut self, id: MarketId, values: &[f32]) {
         let unit = normalised(values);

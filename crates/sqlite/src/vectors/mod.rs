@@ -15,6 +15,7 @@
 mod matrix;
 
 use async_trait::async_trait;
+use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Binary, Text};
@@ -118,37 +119,55 @@ fn from_blob(blob: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// The stored embeddings, each with its market's id.
+const STORED: &str = "SELECT markets.id AS id, market_embeddings.vector AS vector \
+     FROM market_embeddings JOIN markets ON markets.row_id = market_embeddings.market_row_id";
+
 /// Every stored embedding, with the generation they are as of (one read transaction).
+///
+/// The rows are counted first and then decoded one at a time into a matrix reserved for that
+/// many, so the load peaks at the matrix and one row. Loading the rows first would hold every
+/// BLOB beside the copy made from them, and a buffer grown by doubling overshoots its final size
+/// and holds the old and the new allocation at once each time it grows.
 fn load(conn: &mut SqliteConnection) -> Result<Matrix, RepositoryError> {
-    let (settings, stored) = conn
-        .transaction(|conn| {
-            let settings = settings(conn)?;
-            let stored = sql_query(
-                "SELECT markets.id AS id, market_embeddings.vector AS vector \
-                 FROM market_embeddings JOIN markets ON markets.row_id = market_embeddings.market_row_id",
-            )
-            .load::<Stored>(conn)?;
-            QueryResult::Ok((settings, stored))
-        })
-        .map_err(from_query)?;
-    let dimensions = dimensions(&settings)?;
-    let mut matrix = Matrix::new(settings.generation, dimensions);
-    for row in stored {
-        let values = from_blob(&row.vector);
-        // Left by a change of dimensions that did not clear them: unusable, and pending anyway.
-        if values.len() == dimensions {
-            matrix.put(MarketId::from(row.id.0), &values);
-        } else {
-            tracing::warn!(market = %row.id.0, "skipping an embedding of the wrong size");
+    conn.transaction(|conn| {
+        let settings = settings(conn)?;
+        let dimensions = dimensions(&settings)?;
+        let count = sql_query(format!("SELECT count(*) AS value FROM ({STORED})"))
+            .get_result::<Number>(conn)?;
+        let mut matrix = Matrix::with_capacity(
+            settings.generation,
+            dimensions,
+            usize::try_from(count.value).unwrap_or_default(),
+        );
+        for row in sql_query(STORED).load_iter::<Stored, DefaultLoadingMode>(conn)? {
+            let row = row?;
+            let values = from_blob(&row.vector);
+            // Left by a change of dimensions that did not clear them: unusable, and pending anyway.
+            if values.len() == dimensions {
+                matrix.put(MarketId::from(row.id.0), &values);
+            } else {
+                tracing::warn!(market = %row.id.0, "skipping an embedding of the wrong size");
+            }
         }
-    }
-    Ok(matrix)
+        Ok::<_, TxError>(matrix)
+    })
+    .map_err(TxError::into_repository)
 }
 
-/// A failure inside `store`'s transaction: diesel's (which rolls it back) or a refusal.
+/// A failure inside a transaction: diesel's (which rolls it back) or a refusal.
 enum TxError {
     Query(diesel::result::Error),
     Repository(RepositoryError),
+}
+
+impl TxError {
+    fn into_repository(self) -> RepositoryError {
+        match self {
+            Self::Query(error) => from_query(error),
+            Self::Repository(error) => error,
+        }
+    }
 }
 
 impl From<diesel::result::Error> for TxError {
@@ -206,64 +225,70 @@ impl VectorIndex for SqliteVectorIndex {
         embedding: &Embedding,
     ) -> Result<bool, RepositoryError> {
         let (id, version) = (task.id, i64::try_from(task.version).unwrap_or(i64::MAX));
-        let embedding = embedding.clone();
-        let memory = Arc::clone(&self.memory);
-        self.pool
-            .run(move |conn| {
-                let change = conn
-                    .immediate_transaction(|conn| {
-                        let before = settings(conn)?;
-                        check(dimensions(&before)?, &embedding)?;
-                        let row_id = sql_query(
-                            "UPDATE markets SET embedding_stale = 0 WHERE id = ? AND version = ? \
-                             RETURNING row_id AS value",
-                        )
-                        .bind::<Binary, _>(SqlId(id.as_uuid()))
-                        .bind::<BigInt, _>(version)
-                        .get_result::<Number>(conn)
-                        .optional()?;
-                        let Some(row_id) = row_id else {
-                            return Ok(None);
-                        };
-                        sql_query(
-                            "INSERT INTO market_embeddings (market_row_id, version, vector) \
-                             VALUES (?, ?, ?) ON CONFLICT (market_row_id) DO UPDATE \
-                             SET version = excluded.version, vector = excluded.vector",
-                        )
-                        .bind::<BigInt, _>(row_id.value)
-                        .bind::<BigInt, _>(version)
-                        .bind::<Binary, _>(to_blob(embedding.as_slice()))
-                        .execute(conn)?;
-                        let after = settings(conn)?;
-                        Ok::<_, TxError>(Some(Change {
-                            before: before.generation,
-                            after: after.generation,
-                        }))
-                    })
-                    .map_err(|error| match error {
-                        TxError::Query(error) => from_query(error),
-                        TxError::Repository(error) => error,
-                    })?;
-                let Some(change) = change else {
-                    return Ok(false);
-                };
-                // Our write is the only change between `before` and `after` (we held the write
-                // lock): a copy that was current before it is current with it applied. A copy
-                // that was already behind is left to reload.
-                let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
-                if matrix.generation == Some(change.before) {
-                    matrix.put(id, embedding.as_slice());
-                    matrix.generation = Some(change.after);
-                }
-                Ok(true)
+        let stored = embedding.clone();
+        let change = self
+            .pool
+            .write(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let before = settings(conn)?;
+                    check(dimensions(&before)?, &stored)?;
+                    let row_id = sql_query(
+                        "UPDATE markets SET embedding_stale = 0 WHERE id = ? AND version = ? \
+                         RETURNING row_id AS value",
+                    )
+                    .bind::<Binary, _>(SqlId(id.as_uuid()))
+                    .bind::<BigInt, _>(version)
+                    .get_result::<Number>(conn)
+                    .optional()?;
+                    let Some(row_id) = row_id else {
+                        return Ok(None);
+                    };
+                    sql_query(
+                        "INSERT INTO market_embeddings (market_row_id, version, vector) \
+                         VALUES (?, ?, ?) ON CONFLICT (market_row_id) DO UPDATE \
+                         SET version = excluded.version, vector = excluded.vector",
+                    )
+                    .bind::<BigInt, _>(row_id.value)
+                    .bind::<BigInt, _>(version)
+                    .bind::<Binary, _>(to_blob(stored.as_slice()))
+                    .execute(conn)?;
+                    let after = settings(conn)?;
+                    Ok::<_, TxError>(Some(Change {
+                        before: before.generation,
+                        after: after.generation,
+                    }))
+                })
+                .map_err(TxError::into_repository)
             })
-            .await?
+            .await??;
+        let Some(change) = change else {
+            return Ok(false);
+        };
+        // Applied once the write is over, outside the writer gate: the copy's lock waits for
+        // searches under way, and for a reload as long as it reads every embedding, which must
+        // not hold up every other write of the process. A change applied out of order, or not
+        // at all because the caller went away, only leaves the copy behind: the next search
+        // reloads it.
+        let (memory, embedding) = (Arc::clone(&self.memory), embedding.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
+            // Our write is the only change between `before` and `after` (we held the write
+            // lock): a copy that was current before it is current with it applied. A copy that
+            // is at any other generation is left to reload.
+            if matrix.generation == Some(change.before) {
+                matrix.put(id, embedding.as_slice());
+                matrix.generation = Some(change.after);
+            }
+        })
+        .await
+        .map_err(RepositoryError::unexpected)?;
+        Ok(true)
     }
 
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
         let marked = self
             .pool
-            .run(|conn| {
+            .write(|conn| {
                 sql_query("UPDATE markets SET embedding_stale = 1 WHERE embedding_stale = 0")
                     .execute(conn)
             })
@@ -306,6 +331,10 @@ impl VectorIndex for SqliteVectorIndex {
                 let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
                 // Another search may have reloaded while this one waited for the lock.
                 if matrix.generation != Some(stored.generation) {
+                    // The stale copy is never searched again: freed before the new one is
+                    // built, a reload peaks at one copy, not two. Should the load fail, the
+                    // empty copy (no generation) is reloaded by the next search.
+                    *matrix = Matrix::default();
                     *matrix = load(conn)?;
                 }
                 Ok(matrix.nearest(query.as_slice(), limit))
