@@ -5,8 +5,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
 use futures_util::FutureExt;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::{Instrument, Span, error, info, info_span};
@@ -19,6 +20,18 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The id of the request being served, in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
+
+/// The client's address (the real one behind trusted proxies), resolved once per request by
+/// [`request_id`] for the log span, the per-IP rate limits and the security events.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    /// The address resolved for `req`, if it is known.
+    pub fn of(req: &HttpRequest) -> Option<IpAddr> {
+        req.extensions().get::<Self>().and_then(|ip| ip.0)
+    }
+}
 
 /// A caller's id is kept when it is 1 to 128 characters of `[A-Za-z0-9._:-]`: enough for
 /// UUIDs and trace ids, nothing that could forge a log line or a header.
@@ -77,7 +90,9 @@ pub async fn request_id(
         .filter(|value| sane(value))
         .cloned()
         .unwrap_or_else(new_id);
+    let ip = client_ip(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(ClientIp(ip));
     let started = Instant::now();
     let method = req.method().to_string();
     let span = info_span!(
@@ -87,7 +102,7 @@ pub async fn request_id(
         route = tracing::field::Empty,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
-        client_ip = %client_ip(&req),
+        client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         user_agent = %user_agent(&req),
         market_id = tracing::field::Empty,
     );
@@ -176,12 +191,11 @@ fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: I
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
 }
 
-/// The client's address (the real one behind trusted proxies), for the logs.
-fn client_ip(req: &ServiceRequest) -> String {
+/// The client's address, believing forwarding headers from the configured trusted proxies only.
+fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
     let services = req.app_data::<actix_web::web::Data<crate::wiring::Services>>();
     let trusted = services.map_or(&[][..], |services| &services.trusted_proxies[..]);
     super::ratelimit::client_ip(req.request(), trusted)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 /// The user agent, bounded so a client cannot flood the log line.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::error::AppError;
+use super::middleware::ClientIp;
 use crate::wiring::Services;
 
 /// Seconds, rounded up: a client told "0" would retry at once.
@@ -119,7 +120,7 @@ pub async fn per_client_ip(
     let services = req.app_data::<web::Data<Services>>().cloned();
     let decision = match &services {
         Some(services) => {
-            let ip = client_ip(req.request(), &services.trusted_proxies);
+            let ip = ClientIp::of(req.request());
             let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
             decide(services, &policy, &key).await
         }

@@ -17,7 +17,7 @@ use markets_domain::user::UserId;
 use std::future::{Ready, ready};
 
 use super::error::AppError;
-use super::middleware::RequestId;
+use super::middleware::{ClientIp, RequestId};
 use crate::wiring::Services;
 
 /// Where a request came from: what every security event records about it.
@@ -37,9 +37,7 @@ impl RequestContext {
             .get::<RequestId>()
             .map(|id| String::from_utf8_lossy(id.0.as_bytes()).into_owned())
             .unwrap_or_default();
-        let services = req.app_data::<web::Data<Services>>();
-        let trusted = services.map_or(&[][..], |services| &services.trusted_proxies[..]);
-        let ip = super::ratelimit::client_ip(req, trusted).map(|ip| ip.to_string());
+        let ip = ClientIp::of(req).map(|ip| ip.to_string());
         Self { request_id, ip }
     }
 
