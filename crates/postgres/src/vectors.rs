@@ -202,9 +202,8 @@ mod tests {
     use crate::testing::TestDatabase;
     use diesel_async::SimpleAsyncConnection;
     use markets_domain::market::{
-        Description, MarketName, MarketPatch, MarketRepository, MarketStatus, NewMarket, Volume,
+        Description, MarketName, MarketRepository, MarketStatus, NewMarket, Volume,
     };
-    use markets_domain::user::UserId;
 
     const DIMENSIONS: usize = 1536;
 
@@ -216,141 +215,35 @@ mod tests {
         Embedding::new(values).unwrap()
     }
 
-    struct World {
-        _db: TestDatabase,
-        markets: PgMarketRepository,
-        index: PgVectorIndex,
-        creator: UserId,
-    }
-
-    async fn world() -> World {
-        let db = TestDatabase::new().await;
-        let creator = db.user("ann").await;
-        World {
-            markets: PgMarketRepository::new(db.pool()),
-            index: PgVectorIndex::new(db.pool()),
-            _db: db,
-            creator,
-        }
-    }
-
-    impl World {
-        async fn market(&self, name: &str) -> MarketId {
-            let new = NewMarket {
-                id: MarketId::new(),
-                creator_id: self.creator,
-                name: MarketName::parse(name).unwrap(),
-                description: Description::parse("about it").unwrap(),
-                status: MarketStatus::Open,
-                volume: Volume::ZERO,
-            };
-            self.markets.create(new, &[]).await.unwrap().id
-        }
-
-        async fn task(&self, id: MarketId) -> IndexTask {
-            let pending = self.index.pending(100).await.unwrap();
-            pending.into_iter().find(|task| task.id == id).unwrap()
-        }
-    }
+    // The port's behaviour (pending, staleness, version checks, ranking, deletions) is
+    // `vector_index_contract!`'s, run in tests/contract.rs; these are PostgreSQL's own details.
 
     #[tokio::test]
     async fn the_index_has_the_schema_dimension() {
-        let world = world().await;
-        assert_eq!(world.index.dimensions().await.unwrap(), DIMENSIONS);
+        let db = TestDatabase::new().await;
+        let index = PgVectorIndex::new(db.pool());
+        assert_eq!(index.dimensions().await.unwrap(), DIMENSIONS);
     }
 
     #[tokio::test]
-    async fn new_and_renamed_markets_are_pending_until_stored() {
-        let world = world().await;
-        let id = world.market("Rain").await;
-        let task = world.task(id).await;
+    async fn a_task_embeds_the_name_and_the_description_on_two_lines() {
+        let db = TestDatabase::new().await;
+        let new = NewMarket {
+            id: MarketId::new(),
+            creator_id: db.user("ann").await,
+            name: MarketName::parse("Rain").unwrap(),
+            description: Description::parse("about it").unwrap(),
+            status: MarketStatus::Open,
+            volume: Volume::ZERO,
+        };
+        let id = PgMarketRepository::new(db.pool())
+            .create(new, &[])
+            .await
+            .unwrap()
+            .id;
+        let pending = PgVectorIndex::new(db.pool()).pending(100).await.unwrap();
+        let task = pending.into_iter().find(|task| task.id == id).unwrap();
         assert_eq!((task.version, task.text.as_str()), (1, "Rain\nabout it"));
-        assert!(world.index.store(&task, &direction(0, 0.0)).await.unwrap());
-        assert!(world.index.pending(100).await.unwrap().is_empty());
-
-        let volume_only = MarketPatch {
-            volume: Some(Volume::from_cents(5).unwrap()),
-            ..MarketPatch::default()
-        };
-        world.markets.update(id, 1, volume_only, &[]).await.unwrap();
-        assert!(
-            world.index.pending(100).await.unwrap().is_empty(),
-            "volume does not stale"
-        );
-
-        let rename = MarketPatch {
-            name: Some(MarketName::parse("Snow").unwrap()),
-            ..MarketPatch::default()
-        };
-        world.markets.update(id, 2, rename, &[]).await.unwrap();
-        let task = world.task(id).await;
-        assert_eq!(task.text, "Snow\nabout it");
-        assert_eq!(
-            world.index.mark_all_stale().await.unwrap(),
-            0,
-            "already stale"
-        );
-    }
-
-    #[tokio::test]
-    async fn an_embedding_for_an_older_version_is_not_stored() {
-        let world = world().await;
-        let id = world.market("Rain").await;
-        let stale = world.task(id).await;
-        let rename = MarketPatch {
-            name: Some(MarketName::parse("Snow").unwrap()),
-            ..MarketPatch::default()
-        };
-        world.markets.update(id, 1, rename, &[]).await.unwrap();
-        assert!(!world.index.store(&stale, &direction(0, 0.0)).await.unwrap());
-        assert_eq!(
-            world.task(id).await.version,
-            2,
-            "still pending, at the new version"
-        );
-    }
-
-    #[tokio::test]
-    async fn nearest_ranks_by_cosine_and_forgets_deleted_markets() {
-        let world = world().await;
-        let mut ids = Vec::new();
-        for (name, tilt) in [("close", 0.1), ("closer", 0.0), ("far", 3.0)] {
-            let id = world.market(name).await;
-            let task = world.task(id).await;
-            world.index.store(&task, &direction(0, tilt)).await.unwrap();
-            ids.push(id);
-        }
-        let orthogonal = world.market("orthogonal").await;
-        let task = world.task(orthogonal).await;
-        world.index.store(&task, &direction(10, 0.0)).await.unwrap();
-
-        let nearest = world.index.nearest(&direction(0, 0.0), 10).await.unwrap();
-        let order: Vec<MarketId> = nearest.iter().map(|hit| hit.id).collect();
-        assert_eq!(order, vec![ids[1], ids[0], ids[2], orthogonal]);
-        assert!((nearest[0].score - 1.0).abs() < 1e-4, "{nearest:?}");
-        assert!(
-            nearest
-                .windows(2)
-                .all(|pair| pair[0].score >= pair[1].score)
-        );
-        assert!(nearest.iter().all(|hit| (0.0..=1.0).contains(&hit.score)));
-        assert!(nearest[3].score.abs() < 1e-4, "orthogonal scores 0");
-
-        world.markets.delete(ids[1], None).await.unwrap();
-        let after = world.index.nearest(&direction(0, 0.0), 10).await.unwrap();
-        assert!(
-            after.iter().all(|hit| hit.id != ids[1]),
-            "deleted market still found"
-        );
-        assert_eq!(
-            world
-                .index
-                .nearest(&direction(0, 0.0), 2)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
     }
 
     #[derive(QueryableByName)]
