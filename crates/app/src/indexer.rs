@@ -8,11 +8,11 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::settings::SearchSettings;
-use crate::wiring::AppSearchService;
+use crate::wiring::AppIndexService;
 
 /// Embeds pending markets in batches, forever: back to back while there is work, then every
 /// `index_interval_ms`. Failures are logged and retried on the next round.
-pub fn spawn(indexer: AppSearchService, settings: &SearchSettings) -> JoinHandle<()> {
+pub fn spawn(indexer: AppIndexService, settings: &SearchSettings) -> JoinHandle<()> {
     let (batch, idle) = (
         settings.index_batch,
         Duration::from_millis(settings.index_interval_ms),

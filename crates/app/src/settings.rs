@@ -319,11 +319,11 @@ where
 impl PolicySettings {
     /// The domain policy named `name`.
     pub fn policy(&self, name: &str) -> markets_domain::ratelimit::RatePolicy {
-        markets_domain::ratelimit::RatePolicy {
-            name: name.to_owned(),
-            limit: self.limit,
-            period: Duration::from_millis(self.period_ms),
-        }
+        markets_domain::ratelimit::RatePolicy::new(
+            name,
+            self.limit,
+            Duration::from_millis(self.period_ms),
+        )
     }
 }
 

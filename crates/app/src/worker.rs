@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::settings::JobSettings;
-use crate::wiring::AppSearchService;
+use crate::wiring::AppIndexService;
 
 /// Why a job's attempt failed.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ pub struct Handlers {
     /// Where notifications go.
     pub notifier: Arc<dyn Notifier>,
     /// The search indexer.
-    pub indexer: AppSearchService,
+    pub indexer: AppIndexService,
     /// The service's public address, for links in notifications.
     pub public_url: Url,
 }
@@ -60,6 +60,7 @@ impl Handlers {
                 .await
                 .map(drop)
                 .map_err(|error| JobError::Transient(report(&error))),
+            unknown => Err(JobError::Permanent(format!("no handler for {unknown}"))),
         }
     }
 
@@ -83,23 +84,24 @@ impl Handlers {
         else {
             return Ok(());
         };
-        let notice = MarketCreatedNotice {
-            idempotency_key: job.id.to_string(),
-            to: creator.email.into(),
-            to_name: creator.display_name.into(),
-            market_name: market.name.into(),
-            market_url: format!(
+        let notice = MarketCreatedNotice::new(
+            job.id.to_string(),
+            String::from(creator.email),
+            String::from(creator.display_name),
+            String::from(market.name),
+            format!(
                 "{}/markets/{}",
                 self.public_url.as_str().trim_end_matches('/'),
                 market.id
             ),
-        };
+        );
         self.notifier
             .market_created(&notice)
             .await
             .map_err(|error| match error {
                 NotifyError::Unavailable(_) => JobError::Transient(report(&error)),
                 NotifyError::Rejected(reason) => JobError::Permanent(reason),
+                other => JobError::Transient(report(&other)),
             })
     }
 }

@@ -82,10 +82,7 @@ impl TokenIssuer for JwtIssuer {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| TokenError::Signing(Box::new(error)))?;
-        Ok(AccessToken {
-            token,
-            expires_in: self.lifetime.as_secs(),
-        })
+        Ok(AccessToken::new(token, self.lifetime.as_secs()))
     }
 
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
@@ -99,13 +96,13 @@ impl TokenIssuer for JwtIssuer {
                 _ => TokenError::Malformed,
             })?;
         let claims = data.claims;
-        Ok(TokenClaims {
-            user_id: claims.sub.parse().map_err(|_| TokenError::Malformed)?,
-            role: claims.role.parse().map_err(|_| TokenError::Malformed)?,
-            token_id: claims.jti,
-            issued_at: timestamp(claims.iat)?,
-            expires_at: timestamp(claims.exp)?,
-        })
+        Ok(TokenClaims::new(
+            claims.sub.parse().map_err(|_| TokenError::Malformed)?,
+            claims.role.parse().map_err(|_| TokenError::Malformed)?,
+            claims.jti,
+            timestamp(claims.iat)?,
+            timestamp(claims.exp)?,
+        ))
     }
 }
 

@@ -60,10 +60,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The two jobs a new market schedules.
 fn jobs_for(id: MarketId) -> [NewJob; 2] {
-    JobKind::ALL.map(|kind| NewJob {
-        kind,
-        market_id: id,
-    })
+    JobKind::ALL.map(|kind| NewJob::new(kind, id))
 }
 
 /// A market created by `creator` with its two jobs.
@@ -152,10 +149,7 @@ pub async fn an_update_stores_its_jobs_only_if_it_applies<F: JobQueueFixture>(fi
         status: Some(MarketStatus::Closed),
         ..MarketPatch::default()
     };
-    let index = [NewJob {
-        kind: JobKind::IndexMarketEmbedding,
-        market_id: market.id,
-    }];
+    let index = [NewJob::new(JobKind::IndexMarketEmbedding, market.id)];
     let markets = fixture.markets();
 
     let missing = MarketId::new();

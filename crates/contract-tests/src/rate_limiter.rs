@@ -34,11 +34,7 @@ macro_rules! rate_limiter_contract {
 
 /// A policy named `name` of `limit` requests per `period`.
 pub fn policy(name: &str, limit: u32, period: Duration) -> RatePolicy {
-    RatePolicy {
-        name: name.to_owned(),
-        limit,
-        period,
-    }
+    RatePolicy::new(name.to_owned(), limit, period)
 }
 
 async fn check<F: RateLimiterFixture>(fixture: &F, policy: &RatePolicy, key: &str) -> RateDecision {

@@ -10,7 +10,7 @@
 use markets_domain::market::{
     Market, MarketId, MarketName, MarketPatch, MarketRepository, MarketStatus, Volume,
 };
-use markets_domain::search::{Embedding, IndexTask, VectorIndex};
+use markets_domain::search::{Embedding, IndexBacklog, IndexTask, VectorIndex};
 
 use crate::RepositoryFixture;
 use crate::repository::{market, user};
@@ -18,7 +18,7 @@ use crate::repository::{market, user};
 /// A vector index over fresh, empty storage, with the repositories that write that storage.
 pub trait VectorIndexFixture: RepositoryFixture {
     /// The index under test, over the same markets as [`RepositoryFixture::Markets`].
-    type Index: VectorIndex;
+    type Index: VectorIndex + IndexBacklog;
 
     /// The index.
     fn index(&self) -> &Self::Index;

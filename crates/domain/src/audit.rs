@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use crate::error::{RepositoryError, ValidationError};
 use crate::id::uuid_id;
-use crate::market::PageSize;
+use crate::paging::PageSize;
 use crate::permission::Role;
 use crate::user::UserId;
 
@@ -24,6 +24,7 @@ uuid_id!(
 
 /// What happened. The names are stable: operators filter and alert on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AuditAction {
     /// A login with an unknown email or a wrong password.
     LoginFailed,

@@ -21,6 +21,7 @@ pub fn report(error: &(dyn StdError + 'static)) -> String {
 ///
 /// Adapters map their driver errors into one of these two variants; no driver type crosses a port.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RepositoryError {
     /// The store could not be reached in time (no connection within the pool's wait timeout,
     /// connection refused, server shutting down). Callers answer "service unavailable".

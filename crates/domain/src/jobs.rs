@@ -18,6 +18,7 @@ uuid_id!(
 
 /// What a job does. Adding a kind is one variant here and one handler in the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum JobKind {
     /// Email the creator of a new market.
     NotifyMarketCreated,
@@ -57,6 +58,7 @@ impl FromStr for JobKind {
 
 /// Work to schedule, about one market.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewJob {
     /// What to do.
     pub kind: JobKind,
@@ -64,8 +66,16 @@ pub struct NewJob {
     pub market_id: MarketId,
 }
 
+impl NewJob {
+    /// `kind` of work about `market_id`.
+    pub fn new(kind: JobKind, market_id: MarketId) -> Self {
+        Self { kind, market_id }
+    }
+}
+
 /// A claimed job.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Job {
     /// Its id.
     pub id: JobId,
@@ -77,8 +87,21 @@ pub struct Job {
     pub attempt: u32,
 }
 
+impl Job {
+    /// Attempt number `attempt` of job `id`, as a queue hands it out.
+    pub fn new(id: JobId, kind: JobKind, market_id: MarketId, attempt: u32) -> Self {
+        Self {
+            id,
+            kind,
+            market_id,
+            attempt,
+        }
+    }
+}
+
 /// A job that failed every attempt, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadJob {
     /// Its id.
     pub id: JobId,
@@ -92,6 +115,27 @@ pub struct DeadJob {
     pub last_error: String,
     /// When it gave up.
     pub died_at: DateTime<Utc>,
+}
+
+impl DeadJob {
+    /// Job `id`, which gave up at `died_at` after `attempts` attempts, the last with `last_error`.
+    pub fn new(
+        id: JobId,
+        kind: JobKind,
+        market_id: MarketId,
+        attempts: u32,
+        last_error: String,
+        died_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            kind,
+            market_id,
+            attempts,
+            last_error,
+            died_at,
+        }
+    }
 }
 
 /// What to do with a failed attempt.
@@ -136,8 +180,25 @@ forward_through_arc!(JobQueue {
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
 });
 
+/// How a worker learns that jobs may have been queued, so it claims them at once instead of at
+/// its next poll. Wakeups are hints: a worker always claims after `wait` returns, finds nothing
+/// when the hint was wrong, and never relies on one arriving (a lost notification costs at most
+/// `timeout`).
+#[async_trait]
+pub trait JobWakeups: Send + Sync + fmt::Debug + 'static {
+    /// Returns when jobs may have been queued, or after `timeout`, whichever comes first. A
+    /// listener that has failed reconnects on a later call; meanwhile this waits out `timeout`,
+    /// so the worker degrades to polling rather than spinning or stopping.
+    async fn wait(&self, timeout: Duration);
+}
+
+forward_through_arc!(JobWakeups {
+    async fn wait(&self, timeout: Duration) -> ();
+});
+
 /// A market was created: tell its creator.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MarketCreatedNotice {
     /// Deduplication key: the same notice sent twice carries the same key (the job id).
     pub idempotency_key: String,
@@ -151,8 +212,29 @@ pub struct MarketCreatedNotice {
     pub market_url: String,
 }
 
+impl MarketCreatedNotice {
+    /// The notice for market `market_name` at `market_url`, to `to_name` at `to`, sent once per
+    /// `idempotency_key`.
+    pub fn new(
+        idempotency_key: impl Into<String>,
+        to: impl Into<String>,
+        to_name: impl Into<String>,
+        market_name: impl Into<String>,
+        market_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            idempotency_key: idempotency_key.into(),
+            to: to.into(),
+            to_name: to_name.into(),
+            market_name: market_name.into(),
+            market_url: market_url.into(),
+        }
+    }
+}
+
 /// Why a notification was not sent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NotifyError {
     /// Transient: connection refused, timeout, 4xx SMTP reply: worth retrying.
     #[error("notification could not be sent now")]
@@ -168,6 +250,10 @@ pub trait Notifier: Send + Sync + fmt::Debug + 'static {
     /// Tells a creator their market is live.
     async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError>;
 }
+
+forward_through_arc!(Notifier {
+    async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError>;
+});
 
 /// The delay before retry number `attempt` (from 1): `base * 2^(attempt-1)`, capped at `max`,
 /// with up to 25% taken off by `jitter` (a number in `0.0..1.0`) so that jobs that failed

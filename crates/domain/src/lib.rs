@@ -7,6 +7,7 @@
 //! - [`market`]: markets, their validated values, paging queries, the [`market::MarketRepository`] port
 //!   and the [`market::MarketService`].
 //! - [`user`]: users, emails, roles and the [`user::UserRepository`] port.
+//! - [`paging`]: offset paging shared by every list ([`paging::PageSize`], [`paging::Page`]).
 //! - [`permission`]: the role to permission table and the [`permission::Actor`] making a request.
 //! - [`auth`]: passwords, the [`auth::PasswordHasher`] port and the [`auth::AuthService`].
 //! - [`search`]: the [`search::EmbeddingProvider`] and [`search::VectorIndex`] ports.
@@ -26,6 +27,7 @@ pub mod error;
 mod id;
 pub mod jobs;
 pub mod market;
+pub mod paging;
 pub mod permission;
 pub mod ratelimit;
 pub mod search;

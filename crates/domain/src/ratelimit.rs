@@ -8,6 +8,7 @@ use crate::error::BoxError;
 /// A limit: at most `limit` requests per `period` for one key, refilled continuously (GCRA),
 /// with bursts of up to `limit`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct RatePolicy {
     /// The policy's name (`search`, `login`), part of every key it counts.
     pub name: String,
@@ -15,6 +16,17 @@ pub struct RatePolicy {
     pub limit: u32,
     /// The period.
     pub period: Duration,
+}
+
+impl RatePolicy {
+    /// At most `limit` requests per `period`, counted under `name`.
+    pub fn new(name: impl Into<String>, limit: u32, period: Duration) -> Self {
+        Self {
+            name: name.into(),
+            limit,
+            period,
+        }
+    }
 }
 
 impl RatePolicy {
@@ -26,6 +38,7 @@ impl RatePolicy {
 
 /// The outcome of counting one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RateDecision {
     /// Whether the request may go on.
     pub allowed: bool,
@@ -37,6 +50,25 @@ pub struct RateDecision {
     pub reset_after: Duration,
     /// When refused, until the next request would be allowed (`Retry-After`).
     pub retry_after: Duration,
+}
+
+impl RateDecision {
+    /// A decision: whether the request is `allowed`, with what the headers report.
+    pub fn new(
+        allowed: bool,
+        limit: u32,
+        remaining: u32,
+        reset_after: Duration,
+        retry_after: Duration,
+    ) -> Self {
+        Self {
+            allowed,
+            limit,
+            remaining,
+            reset_after,
+            retry_after,
+        }
+    }
 }
 
 /// The limiter could not decide (e.g. its store is unreachable).

@@ -1,6 +1,6 @@
-//! Semantic search: the ports that turn text into embeddings and find the nearest markets, and
-//! the [`SearchService`] that answers queries with them, falling back to the repository's text
-//! search, and keeps the index up to date.
+//! Semantic search: the ports that turn text into embeddings, find the nearest markets and hold
+//! the indexing backlog; the [`SearchService`] that answers queries with them, falling back to
+//! the repository's text search; and the [`IndexService`] that keeps the index up to date.
 
 use async_trait::async_trait;
 
@@ -44,6 +44,7 @@ impl Embedding {
 
 /// Why texts could not be embedded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmbeddingError {
     /// The provider could not be reached, timed out or kept failing after retries.
     #[error("embedding provider is currently unavailable")]
@@ -63,21 +64,14 @@ pub trait EmbeddingProvider: Send + Sync + std::fmt::Debug + 'static {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbeddingError>;
 }
 
-/// A shared provider is a provider, so the one chosen at run time can be an
-/// `Arc<dyn EmbeddingProvider>`.
-#[async_trait]
-impl<T: EmbeddingProvider + ?Sized> EmbeddingProvider for std::sync::Arc<T> {
-    fn dimensions(&self) -> usize {
-        (**self).dimensions()
-    }
-
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbeddingError> {
-        (**self).embed(texts).await
-    }
-}
+forward_through_arc!(EmbeddingProvider {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, EmbeddingError>;
+    fn dimensions(&self) -> usize;
+});
 
 /// A market's closeness to a query: `score` in `0.0..=1.0`, higher is closer.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ScoredMarket {
     /// The market.
     pub id: MarketId,
@@ -85,8 +79,16 @@ pub struct ScoredMarket {
     pub score: f32,
 }
 
+impl ScoredMarket {
+    /// Market `id` at closeness `score`.
+    pub fn new(id: MarketId, score: f32) -> Self {
+        Self { id, score }
+    }
+}
+
 /// A market whose embedding is missing or stale, with the text to embed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IndexTask {
     /// The market.
     pub id: MarketId,
@@ -96,13 +98,43 @@ pub struct IndexTask {
     pub text: String,
 }
 
-/// Stores market embeddings and finds the nearest ones. An embedding belongs to one version of
-/// a market: changing the name or description marks it stale until it is recomputed.
+impl IndexTask {
+    /// Embed `text` for market `id` at `version`.
+    pub fn new(id: MarketId, version: u64, text: impl Into<String>) -> Self {
+        Self {
+            id,
+            version,
+            text: text.into(),
+        }
+    }
+}
+
+/// Finds the markets whose embeddings are nearest a query's: the query side of the index.
+/// Implementations must pass `markets_contract_tests`' vector index suite.
 #[async_trait]
 pub trait VectorIndex: Send + Sync + std::fmt::Debug + 'static {
     /// How many dimensions stored embeddings have (the schema's), to check a provider against.
     async fn dimensions(&self) -> Result<usize, RepositoryError>;
 
+    /// The `limit` existing markets closest to `query`, best first.
+    async fn nearest(
+        &self,
+        query: &Embedding,
+        limit: usize,
+    ) -> Result<Vec<ScoredMarket>, RepositoryError>;
+}
+
+forward_through_arc!(VectorIndex {
+    async fn dimensions(&self) -> Result<usize, RepositoryError>;
+    async fn nearest(&self, query: &Embedding, limit: usize) -> Result<Vec<ScoredMarket>, RepositoryError>;
+});
+
+/// The markets waiting for an embedding, and where embeddings are stored: the indexing side of
+/// the index, apart from the query side so that a reader needs only [`VectorIndex`]. An
+/// embedding belongs to one version of a market: changing the name or description marks it
+/// stale until it is recomputed.
+#[async_trait]
+pub trait IndexBacklog: Send + Sync + std::fmt::Debug + 'static {
     /// Up to `limit` markets whose embedding is missing or stale, oldest change first.
     async fn pending(&self, limit: usize) -> Result<Vec<IndexTask>, RepositoryError>;
 
@@ -116,27 +148,18 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug + 'static {
 
     /// How many markets are pending.
     async fn pending_count(&self) -> Result<u64, RepositoryError>;
-
-    /// The `limit` existing markets closest to `query`, best first.
-    async fn nearest(
-        &self,
-        query: &Embedding,
-        limit: usize,
-    ) -> Result<Vec<ScoredMarket>, RepositoryError>;
 }
 
-forward_through_arc!(VectorIndex {
-    async fn dimensions(&self) -> Result<usize, RepositoryError>;
+forward_through_arc!(IndexBacklog {
     async fn pending(&self, limit: usize) -> Result<Vec<IndexTask>, RepositoryError>;
     async fn store(&self, task: &IndexTask, embedding: &Embedding) -> Result<bool, RepositoryError>;
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError>;
     async fn pending_count(&self) -> Result<u64, RepositoryError>;
-    async fn nearest(&self, query: &Embedding, limit: usize) -> Result<Vec<ScoredMarket>, RepositoryError>;
 });
 
 /// Answers searches semantically (embed the query, find the nearest markets, load them in one
 /// batch) and falls back to the repository's text search whenever any step fails, so a search
-/// only fails when the database does. Also embeds the markets the index reports as pending.
+/// only fails when the database does.
 #[derive(Debug, Clone)]
 pub struct SearchService<M, E, V> {
     markets: M,
@@ -146,6 +169,7 @@ pub struct SearchService<M, E, V> {
 
 /// Why the index could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IndexError {
     /// The embedding provider failed.
     #[error(transparent)]
@@ -251,6 +275,21 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
             })
             .collect())
     }
+}
+
+/// Keeps the index up to date: embeds the markets the backlog reports as pending, in batches,
+/// with one provider call per batch.
+#[derive(Debug, Clone)]
+pub struct IndexService<E, B> {
+    embedder: E,
+    backlog: B,
+}
+
+impl<E: EmbeddingProvider, B: IndexBacklog> IndexService<E, B> {
+    /// Builds the service on its ports.
+    pub fn new(embedder: E, backlog: B) -> Self {
+        Self { embedder, backlog }
+    }
 
     /// Embeds up to `batch` pending markets in one provider call and stores the embeddings;
     /// returns how many were pending (0 when the index is up to date).
@@ -258,26 +297,26 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
     /// # Errors
     /// If the provider or the index fails; the markets stay pending and a later call retries.
     pub async fn index_pending(&self, batch: usize) -> Result<usize, IndexError> {
-        let tasks = self.index.pending(batch).await?;
+        let tasks = self.backlog.pending(batch).await?;
         if tasks.is_empty() {
             return Ok(0);
         }
         let texts: Vec<String> = tasks.iter().map(|task| task.text.clone()).collect();
         let embeddings = self.embedder.embed(&texts).await?;
         for (task, embedding) in tasks.iter().zip(&embeddings) {
-            self.index.store(task, embedding).await?;
+            self.backlog.store(task, embedding).await?;
         }
         Ok(tasks.len())
     }
 
     /// Marks every market for re-embedding; `index_pending` then works through them.
     pub async fn reindex_all(&self) -> Result<u64, IndexError> {
-        Ok(self.index.mark_all_stale().await?)
+        Ok(self.backlog.mark_all_stale().await?)
     }
 
     /// How many markets wait for an embedding.
     pub async fn pending(&self) -> Result<u64, IndexError> {
-        Ok(self.index.pending_count().await?)
+        Ok(self.backlog.pending_count().await?)
     }
 }
 
@@ -320,22 +359,6 @@ mod tests {
     impl VectorIndex for Index {
         async fn dimensions(&self) -> Result<usize, RepositoryError> {
             Ok(4)
-        }
-
-        async fn pending(&self, _: usize) -> Result<Vec<IndexTask>, RepositoryError> {
-            Ok(Vec::new())
-        }
-
-        async fn store(&self, _: &IndexTask, _: &Embedding) -> Result<bool, RepositoryError> {
-            Ok(false)
-        }
-
-        async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
-            Ok(0)
-        }
-
-        async fn pending_count(&self) -> Result<u64, RepositoryError> {
-            Ok(0)
         }
 
         async fn nearest(

@@ -96,21 +96,21 @@ impl<C: Clock + Clone + Send + Sync + 'static> LocalRateLimiter<C> {
         Ok(match limiter.check_key(&key.to_owned()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
-                RateDecision {
-                    allowed: true,
-                    limit: policy.limit,
+                RateDecision::new(
+                    true,
+                    policy.limit,
                     remaining,
-                    reset_after: interval * policy.limit.saturating_sub(remaining),
-                    retry_after: std::time::Duration::ZERO,
-                }
+                    interval * policy.limit.saturating_sub(remaining),
+                    std::time::Duration::ZERO,
+                )
             }
-            Err(refused) => RateDecision {
-                allowed: false,
-                limit: policy.limit,
-                remaining: 0,
-                reset_after: policy.period,
-                retry_after: refused.wait_time_from(self.clock.now()),
-            },
+            Err(refused) => RateDecision::new(
+                false,
+                policy.limit,
+                0,
+                policy.period,
+                refused.wait_time_from(self.clock.now()),
+            ),
         })
     }
 }
@@ -132,11 +132,7 @@ mod tests {
     use std::time::Duration;
 
     fn policy(limit: u32, period: Duration) -> RatePolicy {
-        RatePolicy {
-            name: "test".into(),
-            limit,
-            period,
-        }
+        RatePolicy::new("test", limit, period)
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
             RepositoryError::Unavailable { service, .. } => {
                 RepositoryError::unavailable(service, error.clone())
             }
-            RepositoryError::Unexpected(_) => RepositoryError::unexpected(error.clone()),
+            _ => RepositoryError::unexpected(error.clone()),
         })
     }
 

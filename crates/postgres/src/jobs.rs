@@ -6,15 +6,13 @@ use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::StreamExt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, NewJob};
-use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use uuid::Uuid;
 
-use crate::error::{SERVICE, from_query};
+use crate::error::from_query;
 use crate::pool::PgPool;
 
 /// Jobs in the `jobs` table.
@@ -116,12 +114,12 @@ impl JobQueue for PgJobQueue {
         .map_err(from_query)?;
         rows.into_iter()
             .map(|row| {
-                Ok(Job {
-                    id: JobId::from(row.id),
-                    kind: kind(&row.kind)?,
-                    market_id: row.market_id.into(),
-                    attempt: attempt(row.attempts),
-                })
+                Ok(Job::new(
+                    JobId::from(row.id),
+                    kind(&row.kind)?,
+                    row.market_id.into(),
+                    attempt(row.attempts),
+                ))
             })
             .collect()
     }
@@ -189,14 +187,14 @@ impl JobQueue for PgJobQueue {
         .map_err(from_query)?;
         rows.into_iter()
             .map(|row| {
-                Ok(DeadJob {
-                    id: JobId::from(row.id),
-                    kind: kind(&row.kind)?,
-                    market_id: row.market_id.into(),
-                    attempts: attempt(row.attempts),
-                    last_error: row.last_error.unwrap_or_default(),
-                    died_at: row.updated_at,
-                })
+                Ok(DeadJob::new(
+                    JobId::from(row.id),
+                    kind(&row.kind)?,
+                    row.market_id.into(),
+                    attempt(row.attempts),
+                    row.last_error.unwrap_or_default(),
+                    row.updated_at,
+                ))
             })
             .collect()
     }
@@ -212,51 +210,5 @@ impl JobQueue for PgJobQueue {
         .await
         .map_err(from_query)?;
         Ok(retried as u64)
-    }
-}
-
-/// Waits for `NOTIFY jobs` on a connection of its own, so idle workers wake as soon as a job is
-/// enqueued anywhere; callers still poll as a safety net.
-pub struct JobListener {
-    connection: AsyncPgConnection,
-}
-
-impl std::fmt::Debug for JobListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobListener").finish_non_exhaustive()
-    }
-}
-
-impl JobListener {
-    /// Connects and listens.
-    ///
-    /// # Errors
-    /// If the database cannot be reached.
-    pub async fn connect(url: &SecretString) -> Result<Self, RepositoryError> {
-        let mut connection = AsyncPgConnection::establish(url.expose_secret())
-            .await
-            .map_err(|error| RepositoryError::unavailable(SERVICE, error))?;
-        diesel_async::SimpleAsyncConnection::batch_execute(&mut connection, "LISTEN jobs")
-            .await
-            .map_err(from_query)?;
-        Ok(Self { connection })
-    }
-
-    /// Waits until a job is enqueued (`Ok(true)`) or `timeout` passes (`Ok(false)`).
-    ///
-    /// # Errors
-    /// If the connection is lost: connect a new listener.
-    pub async fn wait(&mut self, timeout: Duration) -> Result<bool, RepositoryError> {
-        let notifications = self.connection.notifications_stream();
-        let mut notifications = std::pin::pin!(notifications);
-        match tokio::time::timeout(timeout, notifications.next()).await {
-            Err(_) => Ok(false),
-            Ok(Some(Ok(_))) => Ok(true),
-            Ok(Some(Err(error))) => Err(from_query(error)),
-            Ok(None) => Err(RepositoryError::unavailable(
-                SERVICE,
-                "the listening connection closed",
-            )),
-        }
     }
 }

@@ -24,12 +24,14 @@ pub mod testing;
 mod users;
 mod vectors;
 mod volume;
+mod wakeups;
 
 pub use audit::PgAuditLog;
-pub use jobs::{JobListener, PgJobQueue};
+pub use jobs::PgJobQueue;
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};
 pub use pool::{PgPool, PoolSettings, build_pool};
 pub use revocations::PgRevocations;
 pub use users::PgUserRepository;
 pub use vectors::{PgVectorIndex, Vector};
+pub use wakeups::{JobListener, PgJobWakeups};

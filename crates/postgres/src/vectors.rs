@@ -14,7 +14,7 @@ use diesel::sql_types::{BigInt, Float, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
-use markets_domain::search::{Embedding, IndexTask, ScoredMarket, VectorIndex};
+use markets_domain::search::{Embedding, IndexBacklog, IndexTask, ScoredMarket, VectorIndex};
 use std::io::Write;
 use uuid::Uuid;
 
@@ -104,6 +104,38 @@ impl VectorIndex for PgVectorIndex {
         usize::try_from(found.value).map_err(RepositoryError::unexpected)
     }
 
+    /// Cosine distance through the HNSW index; score = 1 - distance, clamped to `0..=1`.
+    async fn nearest(
+        &self,
+        query: &Embedding,
+        count: usize,
+    ) -> Result<Vec<ScoredMarket>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        // The planner underestimates the cost of detoasting every vector for a sequential scan
+        // and skips the HNSW index once most rows are embedded (94 ms instead of 4 ms on 10,000
+        // markets); the index is always right for a top-k query, so insist on it.
+        let rows = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                sql_query("SET LOCAL enable_seqscan = off")
+                    .execute(conn)
+                    .await?;
+                sql_query(NEAREST)
+                    .bind::<Vector, _>(VectorParam(query.as_slice()))
+                    .bind::<BigInt, _>(limit(count))
+                    .load::<Nearest>(conn)
+                    .await
+            })
+            .await
+            .map_err(from_query)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ScoredMarket::new(MarketId::from(row.id), row.score))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl IndexBacklog for PgVectorIndex {
     async fn pending(&self, batch: usize) -> Result<Vec<IndexTask>, RepositoryError> {
         let mut conn = self.pool.get().await?;
         let rows = sql_query(
@@ -116,10 +148,12 @@ impl VectorIndex for PgVectorIndex {
         .map_err(from_query)?;
         Ok(rows
             .into_iter()
-            .map(|row| IndexTask {
-                id: MarketId::from(row.id),
-                version: u64::try_from(row.version).unwrap_or_default(),
-                text: row.text,
+            .map(|row| {
+                IndexTask::new(
+                    MarketId::from(row.id),
+                    u64::try_from(row.version).unwrap_or_default(),
+                    row.text,
+                )
             })
             .collect())
     }
@@ -160,38 +194,6 @@ impl VectorIndex for PgVectorIndex {
             .await
             .map_err(from_query)?;
         u64::try_from(found.value).map_err(RepositoryError::unexpected)
-    }
-
-    /// Cosine distance through the HNSW index; score = 1 - distance, clamped to `0..=1`.
-    async fn nearest(
-        &self,
-        query: &Embedding,
-        count: usize,
-    ) -> Result<Vec<ScoredMarket>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
-        // The planner underestimates the cost of detoasting every vector for a sequential scan
-        // and skips the HNSW index once most rows are embedded (94 ms instead of 4 ms on 10,000
-        // markets); the index is always right for a top-k query, so insist on it.
-        let rows = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                sql_query("SET LOCAL enable_seqscan = off")
-                    .execute(conn)
-                    .await?;
-                sql_query(NEAREST)
-                    .bind::<Vector, _>(VectorParam(query.as_slice()))
-                    .bind::<BigInt, _>(limit(count))
-                    .load::<Nearest>(conn)
-                    .await
-            })
-            .await
-            .map_err(from_query)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ScoredMarket {
-                id: MarketId::from(row.id),
-                score: row.score,
-            })
-            .collect())
     }
 }
 

@@ -42,10 +42,7 @@ impl World {
             status: MarketStatus::Open,
             volume: Volume::ZERO,
         };
-        let jobs = JobKind::ALL.map(|kind| NewJob {
-            kind,
-            market_id: new.id,
-        });
+        let jobs = JobKind::ALL.map(|kind| NewJob::new(kind, new.id));
         self.markets.create(new, &jobs).await.unwrap().id
     }
 }

@@ -75,13 +75,13 @@ impl<F: RateLimiter> RedisRateLimiter<F> {
             return Err(Error::new(ErrorKind::Parse, "unexpected GCRA reply"));
         };
         let millis = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or_default());
-        Ok(RateDecision {
-            allowed: allowed == 1,
-            limit: policy.limit,
-            remaining: u32::try_from(remaining).unwrap_or_default(),
-            reset_after: millis(reset_ms),
-            retry_after: millis(retry_ms),
-        })
+        Ok(RateDecision::new(
+            allowed == 1,
+            policy.limit,
+            u32::try_from(remaining).unwrap_or_default(),
+            millis(reset_ms),
+            millis(retry_ms),
+        ))
     }
 }
 

@@ -87,13 +87,13 @@ mod tests {
             .with_ansi(false)
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
-        let notice = MarketCreatedNotice {
-            idempotency_key: "job-42".to_owned(),
-            to: "ada@example.com".to_owned(),
-            to_name: "Ada Lovelace".to_owned(),
-            market_name: "Analytical engines".to_owned(),
-            market_url: "https://markets.example.com/markets/42".to_owned(),
-        };
+        let notice = MarketCreatedNotice::new(
+            "job-42".to_owned(),
+            "ada@example.com".to_owned(),
+            "Ada Lovelace".to_owned(),
+            "Analytical engines".to_owned(),
+            "https://markets.example.com/markets/42".to_owned(),
+        );
         LogNotifier.market_created(&notice).await.unwrap();
         let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(log.contains(" INFO "), "{log}");

@@ -102,13 +102,13 @@ mod tests {
     use super::*;
 
     fn notice() -> MarketCreatedNotice {
-        MarketCreatedNotice {
-            idempotency_key: "job-1".to_owned(),
-            to: "ada@example.com".to_owned(),
-            to_name: "Ada Lovelace".to_owned(),
-            market_name: "Analytical engines".to_owned(),
-            market_url: "https://markets.example.com/markets/1".to_owned(),
-        }
+        MarketCreatedNotice::new(
+            "job-1".to_owned(),
+            "ada@example.com".to_owned(),
+            "Ada Lovelace".to_owned(),
+            "Analytical engines".to_owned(),
+            "https://markets.example.com/markets/1".to_owned(),
+        )
     }
 
     #[test]
@@ -135,20 +135,16 @@ mod tests {
             body.contains("https://markets.example.com/markets/1"),
             "{body}"
         );
-        let anonymous = MarketCreatedNotice {
-            to_name: " ".to_owned(),
-            ..notice()
-        };
+        let mut anonymous = notice();
+        anonymous.to_name = " ".to_owned();
         assert!(super::body(&anonymous).starts_with("Hello,\n"));
     }
 
     #[test]
     fn header_values_cannot_inject_headers() {
-        let notice = MarketCreatedNotice {
-            idempotency_key: "k\r\nBcc: eve@example.com".to_owned(),
-            market_name: "m\r\nBcc: eve@example.com".to_owned(),
-            ..notice()
-        };
+        let mut notice = notice();
+        notice.idempotency_key = "k\r\nBcc: eve@example.com".to_owned();
+        notice.market_name = "m\r\nBcc: eve@example.com".to_owned();
         let from: Mailbox = "Markets <noreply@example.com>".parse().unwrap();
         let formatted = market_created(&from, &notice).unwrap().formatted();
         let text = String::from_utf8(formatted).unwrap();

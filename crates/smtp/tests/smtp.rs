@@ -13,13 +13,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 fn notice(key: &str) -> MarketCreatedNotice {
-    MarketCreatedNotice {
-        idempotency_key: key.to_owned(),
-        to: "ada@example.com".to_owned(),
-        to_name: "Ada Lovelace".to_owned(),
-        market_name: "Analytical engines".to_owned(),
-        market_url: format!("https://markets.example.com/markets/{key}"),
-    }
+    MarketCreatedNotice::new(
+        key.to_owned(),
+        "ada@example.com".to_owned(),
+        "Ada Lovelace".to_owned(),
+        "Analytical engines".to_owned(),
+        format!("https://markets.example.com/markets/{key}"),
+    )
 }
 
 fn notifier(settings: &SmtpSettings) -> SmtpNotifier {
@@ -71,12 +71,10 @@ async fn a_notice_arrives_as_an_email_marked_with_its_key() {
 #[tokio::test]
 async fn names_outside_ascii_and_long_links_survive_the_encodings() {
     let sink = SmtpSink::start().await;
-    let notice = MarketCreatedNotice {
-        to_name: "Zoë Œuvre".to_owned(),
-        market_name: "Zürich café ☕".to_owned(),
-        market_url: format!("https://markets.example.com/markets/{}", "x".repeat(120)),
-        ..notice("job-utf8")
-    };
+    let mut notice = notice("job-utf8");
+    notice.to_name = "Zoë Œuvre".to_owned();
+    notice.market_name = "Zürich café ☕".to_owned();
+    notice.market_url = format!("https://markets.example.com/markets/{}", "x".repeat(120));
     notifier(&sink.settings())
         .market_created(&notice)
         .await
@@ -193,10 +191,8 @@ async fn an_invalid_recipient_is_rejected_without_connecting() {
         "@example.com",
         "ada lovelace@example.com",
     ] {
-        let invalid = MarketCreatedNotice {
-            to: to.to_owned(),
-            ..notice("a")
-        };
+        let mut invalid = notice("a");
+        invalid.to = to.to_owned();
         let error = notifier.market_created(&invalid).await.unwrap_err();
         assert!(
             matches!(error, NotifyError::Rejected(_)),

@@ -123,12 +123,12 @@ impl JobQueue for SqliteJobQueue {
             .map_err(from_query)?;
         rows.into_iter()
             .map(|row| {
-                Ok(Job {
-                    id: JobId::from(row.id.0),
-                    kind: kind(&row.kind)?,
-                    market_id: row.market_id.0.into(),
-                    attempt: attempt(row.attempts),
-                })
+                Ok(Job::new(
+                    JobId::from(row.id.0),
+                    kind(&row.kind)?,
+                    row.market_id.0.into(),
+                    attempt(row.attempts),
+                ))
             })
             .collect()
     }
@@ -215,14 +215,14 @@ impl JobQueue for SqliteJobQueue {
             .map_err(from_query)?;
         rows.into_iter()
             .map(|row| {
-                Ok(DeadJob {
-                    id: JobId::from(row.id.0),
-                    kind: kind(&row.kind)?,
-                    market_id: row.market_id.0.into(),
-                    attempts: attempt(row.attempts),
-                    last_error: row.last_error.unwrap_or_default(),
-                    died_at: row.updated_at.0,
-                })
+                Ok(DeadJob::new(
+                    JobId::from(row.id.0),
+                    kind(&row.kind)?,
+                    row.market_id.0.into(),
+                    attempt(row.attempts),
+                    row.last_error.unwrap_or_default(),
+                    row.updated_at.0,
+                ))
             })
             .collect()
     }

@@ -485,10 +485,7 @@ mod tests {
                     status: MarketStatus::Open,
                     volume: Volume::ZERO,
                 };
-                let jobs = JobKind::ALL.map(|kind| NewJob {
-                    kind,
-                    market_id: market.id,
-                });
+                let jobs = JobKind::ALL.map(|kind| NewJob::new(kind, market.id));
                 markets.create(market, &jobs).await
             })
         });

@@ -28,10 +28,7 @@ async fn fifty_markets() -> TestDatabase {
             status: MarketStatus::Open,
             volume: Volume::ZERO,
         };
-        let jobs = JobKind::ALL.map(|kind| NewJob {
-            kind,
-            market_id: new.id,
-        });
+        let jobs = JobKind::ALL.map(|kind| NewJob::new(kind, new.id));
         markets.create(new, &jobs).await.unwrap();
     }
     db

@@ -6,7 +6,7 @@
 use markets_domain::market::{
     Description, MarketId, MarketName, MarketRepository, MarketStatus, NewMarket, Volume,
 };
-use markets_domain::search::{Embedding, VectorIndex};
+use markets_domain::search::{Embedding, IndexBacklog, VectorIndex};
 use markets_sqlite::testing::TestDatabase;
 use markets_sqlite::{SqliteMarketRepository, SqlitePool, SqliteVectorIndex};
 

@@ -47,11 +47,11 @@ pub async fn create_admin(
     display_name: &str,
     password: PasswordSource,
 ) -> anyhow::Result<()> {
-    let registration = Registration {
-        email: Email::parse(email)?,
-        display_name: DisplayName::parse(display_name)?,
-        password: Password::parse(&password.read()?)?,
-    };
+    let registration = Registration::new(
+        Email::parse(email)?,
+        Password::parse(&password.read()?)?,
+        DisplayName::parse(display_name)?,
+    );
     migrate(settings).await?;
     let services = Services::build(settings).await?;
     let admin = services

@@ -14,7 +14,9 @@ use crate::wiring::Services;
 /// If the database or the embedding provider fails (what is done stays done).
 pub async fn reindex(settings: &Settings, services: &Services, resume: bool) -> anyhow::Result<()> {
     let indexer = &services.indexer;
-    indexer
+    // Queries and indexing embed with the same provider, so the query side's check holds for both.
+    services
+        .search
         .check_dimensions()
         .await
         .context("the embedding provider does not fit the database's vector column")?;

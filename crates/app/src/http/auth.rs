@@ -28,11 +28,7 @@ impl RegisterRequest {
             password.as_ref().err(),
             display_name.as_ref().err(),
         ])?;
-        Ok(Registration {
-            email: email?,
-            password: password?,
-            display_name: display_name?,
-        })
+        Ok(Registration::new(email?, password?, display_name?))
     }
 }
 

@@ -183,6 +183,7 @@ impl From<RepositoryError> for AppError {
         match error {
             RepositoryError::Unavailable { service, .. } => Self::Unavailable(service),
             RepositoryError::Unexpected(source) => Self::Internal(source),
+            other => Self::Internal(Box::new(other)),
         }
     }
 }
@@ -196,8 +197,10 @@ impl From<MarketError> for AppError {
                 Self::Forbidden("You do not have permission to do this".into())
             }
             MarketError::Resolved(_) => Self::BadRequest(error.to_string()),
+            MarketError::Contended(_) => Self::Conflict(error.to_string()),
             MarketError::Invalid(error) => error.into(),
             MarketError::Repository(error) => error.into(),
+            other => Self::Internal(Box::new(other)),
         }
     }
 }
@@ -217,6 +220,7 @@ impl From<AuthError> for AppError {
             AuthError::Hashing(error) => Self::Internal(Box::new(error)),
             AuthError::Signing(error) => Self::Internal(Box::new(error)),
             AuthError::Repository(error) => error.into(),
+            other => Self::Internal(Box::new(other)),
         }
     }
 }

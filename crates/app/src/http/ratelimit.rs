@@ -184,13 +184,13 @@ mod tests {
 
     #[test]
     fn refusals_round_retry_after_up() {
-        let decision = RateDecision {
-            allowed: false,
-            limit: 10,
-            remaining: 0,
-            reset_after: Duration::from_millis(59_100),
-            retry_after: Duration::from_millis(5_900),
-        };
+        let decision = RateDecision::new(
+            false,
+            10,
+            0,
+            Duration::from_millis(59_100),
+            Duration::from_millis(5_900),
+        );
         let response = refusal(&decision);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers().get("retry-after").unwrap(), "6");

@@ -102,7 +102,8 @@ pub fn token_rejected(req: &HttpRequest, reason: &TokenError) {
         TokenError::BadSignature => "bad_signature",
         TokenError::WrongAlgorithm => "wrong_alg",
         TokenError::Revoked => "revoked",
-        TokenError::Malformed | TokenError::Signing(_) => "malformed",
+        TokenError::UnknownUser => "unknown_user",
+        _ => "malformed",
     };
     tracing::info!(
         target: "security",

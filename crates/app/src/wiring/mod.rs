@@ -6,7 +6,9 @@ use markets_domain::cache::Cache;
 use markets_domain::jobs::{JobQueue, Notifier};
 use markets_domain::market::{MarketRepository, MarketService};
 use markets_domain::ratelimit::{RateLimiter, RatePolicy};
-use markets_domain::search::{EmbeddingProvider, SearchService, VectorIndex};
+use markets_domain::search::{
+    EmbeddingProvider, IndexBacklog, IndexService, SearchService, VectorIndex,
+};
 use markets_domain::user::UserRepository;
 use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
@@ -31,6 +33,8 @@ pub type AppMarketService = MarketService<Arc<dyn MarketRepository>, Arc<dyn Cac
 /// The search service as this binary wires it.
 pub type AppSearchService =
     SearchService<Arc<dyn MarketRepository>, Arc<dyn EmbeddingProvider>, Arc<dyn VectorIndex>>;
+/// The indexing service as this binary wires it.
+pub type AppIndexService = IndexService<Arc<dyn EmbeddingProvider>, Arc<dyn IndexBacklog>>;
 /// The auth service as this binary wires it.
 pub type AppAuthService =
     AuthService<Arc<dyn UserRepository>, Argon2Hasher, JwtIssuer, Arc<dyn TokenRevocations>>;
@@ -49,7 +53,7 @@ pub struct Services {
     /// Search, with an embedder tuned for answering quickly.
     pub search: AppSearchService,
     /// The same, with an embedder that retries, for the indexer.
-    pub indexer: AppSearchService,
+    pub indexer: AppIndexService,
     /// When search last had to fall back, for readiness and log throttling.
     pub search_health: Arc<SearchHealth>,
     /// Which embedder is active (`local` or `openai`), for the start-up line.
@@ -140,11 +144,7 @@ impl Services {
             Duration::from_secs(settings.auth.token_lifetime_secs),
         );
         let embedders = embedders(settings)?;
-        let indexer = SearchService::new(
-            ports.markets.clone(),
-            embedders.indexing,
-            ports.index.clone(),
-        );
+        let indexer = IndexService::new(embedders.indexing, ports.backlog.clone());
         let handlers = Handlers {
             markets: ports.markets.clone(),
             users: ports.users.clone(),

@@ -6,7 +6,7 @@ use markets_domain::audit::AuditLog;
 use markets_domain::auth::TokenRevocations;
 use markets_domain::jobs::JobQueue;
 use markets_domain::market::MarketRepository;
-use markets_domain::search::VectorIndex;
+use markets_domain::search::{IndexBacklog, VectorIndex};
 use markets_domain::user::UserRepository;
 use markets_local::SingleFlight;
 use markets_postgres::{
@@ -39,8 +39,10 @@ pub struct StoreAdapters {
     pub markets: Arc<dyn MarketRepository>,
     /// Users.
     pub users: Arc<dyn UserRepository>,
-    /// Market embeddings.
+    /// Market embeddings, to search them.
     pub index: Arc<dyn VectorIndex>,
+    /// The markets waiting for an embedding, and where embeddings are stored.
+    pub backlog: Arc<dyn IndexBacklog>,
     /// The job outbox.
     pub jobs: Arc<dyn JobQueue>,
     /// Revoked tokens, durably.
@@ -80,22 +82,30 @@ impl Store {
     /// The storage ports over this pool.
     pub fn adapters(&self) -> StoreAdapters {
         match self {
-            Self::Postgres(pool) => StoreAdapters {
-                markets: Arc::new(SingleFlight::new(PgMarketRepository::new(pool.clone()))),
-                users: Arc::new(PgUserRepository::new(pool.clone())),
-                index: Arc::new(PgVectorIndex::new(pool.clone())),
-                jobs: Arc::new(PgJobQueue::new(pool.clone())),
-                revocations: Arc::new(PgRevocations::new(pool.clone())),
-                audit: Arc::new(PgAuditLog::new(pool.clone())),
-            },
-            Self::Sqlite(pool) => StoreAdapters {
-                markets: Arc::new(SingleFlight::new(SqliteMarketRepository::new(pool.clone()))),
-                users: Arc::new(SqliteUserRepository::new(pool.clone())),
-                index: Arc::new(SqliteVectorIndex::new(pool.clone())),
-                jobs: Arc::new(SqliteJobQueue::new(pool.clone())),
-                revocations: Arc::new(SqliteRevocations::new(pool.clone())),
-                audit: Arc::new(SqliteAuditLog::new(pool.clone())),
-            },
+            Self::Postgres(pool) => {
+                let index = Arc::new(PgVectorIndex::new(pool.clone()));
+                StoreAdapters {
+                    markets: Arc::new(SingleFlight::new(PgMarketRepository::new(pool.clone()))),
+                    users: Arc::new(PgUserRepository::new(pool.clone())),
+                    index: index.clone(),
+                    backlog: index,
+                    jobs: Arc::new(PgJobQueue::new(pool.clone())),
+                    revocations: Arc::new(PgRevocations::new(pool.clone())),
+                    audit: Arc::new(PgAuditLog::new(pool.clone())),
+                }
+            }
+            Self::Sqlite(pool) => {
+                let index = Arc::new(SqliteVectorIndex::new(pool.clone()));
+                StoreAdapters {
+                    markets: Arc::new(SingleFlight::new(SqliteMarketRepository::new(pool.clone()))),
+                    users: Arc::new(SqliteUserRepository::new(pool.clone())),
+                    index: index.clone(),
+                    backlog: index,
+                    jobs: Arc::new(SqliteJobQueue::new(pool.clone())),
+                    revocations: Arc::new(SqliteRevocations::new(pool.clone())),
+                    audit: Arc::new(SqliteAuditLog::new(pool.clone())),
+                }
+            }
         }
     }
 

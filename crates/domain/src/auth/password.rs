@@ -77,7 +77,7 @@ pub struct HashError(#[source] pub BoxError);
 
 /// Hashes and verifies passwords. Implementations must keep slow hashing off the async executor.
 #[async_trait]
-pub trait PasswordHasher: Send + Sync + 'static {
+pub trait PasswordHasher: Send + Sync + fmt::Debug + 'static {
     /// Hashes `password` with a fresh salt.
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
 
@@ -88,3 +88,9 @@ pub trait PasswordHasher: Send + Sync + 'static {
     /// so that unknown emails and wrong passwords take the same time.
     fn dummy_hash(&self) -> &PasswordHash;
 }
+
+forward_through_arc!(PasswordHasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
+    async fn verify(&self, candidate: &str, hash: &PasswordHash) -> Result<bool, HashError>;
+    fn dummy_hash(&self) -> &PasswordHash;
+});

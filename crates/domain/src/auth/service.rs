@@ -13,6 +13,7 @@ use crate::user::{
 
 /// Why an auth use case failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The email is already registered.
     #[error("Email is already registered")]
@@ -60,6 +61,7 @@ impl From<CreateUserError> for AuthError {
 
 /// A validated registration request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Registration {
     /// Normalised email.
     pub email: Email,
@@ -67,6 +69,17 @@ pub struct Registration {
     pub password: Password,
     /// The name to show.
     pub display_name: DisplayName,
+}
+
+impl Registration {
+    /// A registration of `email` with `password`, shown as `display_name`.
+    pub fn new(email: Email, password: Password, display_name: DisplayName) -> Self {
+        Self {
+            email,
+            password,
+            display_name,
+        }
+    }
 }
 
 /// An authenticated request's user, as currently stored, and the token it presented.
@@ -175,7 +188,7 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
             .users
             .find_by_id(claims.user_id)
             .await?
-            .ok_or(AuthError::InvalidToken(TokenError::Malformed))?;
+            .ok_or(AuthError::InvalidToken(TokenError::UnknownUser))?;
         Ok(Session { user, claims })
     }
 

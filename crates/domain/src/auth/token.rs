@@ -9,11 +9,19 @@ use crate::user::{User, UserId};
 
 /// A signed access token and how long it lives. `Debug` does not show the token.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AccessToken {
     /// The bearer token to send as `Authorization: Bearer <token>`.
     pub token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
+}
+
+impl AccessToken {
+    /// `token`, valid for `expires_in` seconds.
+    pub fn new(token: String, expires_in: u64) -> Self {
+        Self { token, expires_in }
+    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -28,6 +36,7 @@ impl fmt::Debug for AccessToken {
 /// What a verified token says. The role is the one at issue time: callers must not trust it
 /// for authorisation, and read the user's current role instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenClaims {
     /// The user the token was issued to (`sub`).
     pub user_id: UserId,
@@ -41,8 +50,29 @@ pub struct TokenClaims {
     pub expires_at: DateTime<Utc>,
 }
 
+impl TokenClaims {
+    /// The claims of token `token_id`, issued to `user_id` with `role`, valid from `issued_at`
+    /// until `expires_at`.
+    pub fn new(
+        user_id: UserId,
+        role: Role,
+        token_id: String,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            user_id,
+            role,
+            token_id,
+            issued_at,
+            expires_at,
+        }
+    }
+}
+
 /// Why a token was refused. Each reason is worth telling apart in the logs; clients all get 401.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Past its expiry.
     #[error("token has expired")]
@@ -59,13 +89,16 @@ pub enum TokenError {
     /// Not a well-formed token, or missing a required claim.
     #[error("token is malformed")]
     Malformed,
+    /// The token is authentic, but the user it was issued to no longer exists.
+    #[error("token's user no longer exists")]
+    UnknownUser,
     /// Issuing failed (e.g. the signing key is unusable).
     #[error("token could not be signed")]
     Signing(#[source] BoxError),
 }
 
 /// Issues and verifies access tokens (e.g. JWT HS256).
-pub trait TokenIssuer: Send + Sync + 'static {
+pub trait TokenIssuer: Send + Sync + fmt::Debug + 'static {
     /// A fresh token for `user`, with a new unique id.
     ///
     /// # Errors
@@ -78,3 +111,8 @@ pub trait TokenIssuer: Send + Sync + 'static {
     /// The reason the token is refused.
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
 }
+
+forward_through_arc!(TokenIssuer {
+    fn issue(&self, user: &User) -> Result<AccessToken, TokenError>;
+    fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
+});

@@ -8,10 +8,11 @@ mod search;
 mod service;
 mod values;
 
+/// Offset paging lives in [`crate::paging`]; re-exported where lists of markets use it.
+pub use crate::paging::{Page, PageRequest, PageSize};
 pub use model::{Creator, Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
 pub use query::{
-    KeysetPage, KeysetPosition, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest,
-    PageSize, SortField, SortKey,
+    KeysetPage, KeysetPosition, KeysetRequest, MarketFilter, MarketSort, SortField, SortKey,
 };
 pub use repository::{CreateMarketError, MarketRepository};
 pub use search::{ScoredSummary, SearchLimit, SearchMode, SearchQuery, SearchResults};

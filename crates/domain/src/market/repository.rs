@@ -3,16 +3,18 @@
 use async_trait::async_trait;
 
 use super::model::{Market, MarketPatch, MarketSummary, NewMarket};
-use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
+use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort};
 use super::search::{ScoredSummary, SearchLimit, SearchQuery};
 use super::values::MarketId;
 use crate::audit::AuditEvent;
 use crate::error::RepositoryError;
 use crate::jobs::NewJob;
+use crate::paging::{Page, PageRequest};
 use crate::user::UserId;
 
 /// Why a market could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateMarketError {
     /// The creator named in the new market does not exist.
     #[error("creator {0} does not exist")]

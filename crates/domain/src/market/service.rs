@@ -1,19 +1,20 @@
 //! The market use cases: who may create, change and delete markets, and on which rules.
 
 use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
-use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, Page, PageRequest};
-use super::query::{PageSize, SortField};
+use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
 use super::values::{MarketId, MarketStatus};
 use crate::audit::AuditEvent;
 use crate::cache::{Cache, CacheStatus};
 use crate::error::{RepositoryError, ValidationError};
 use crate::jobs::{JobKind, NewJob};
+use crate::paging::{Page, PageRequest, PageSize};
 use crate::permission::{Actor, Permission};
 use crate::user::UserId;
 
 /// Why a market use case failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MarketError {
     /// No market has this id.
     #[error("Market with id {0} not found")]
@@ -27,6 +28,11 @@ pub enum MarketError {
     /// The market is resolved and can no longer change.
     #[error("Market with id {0} is resolved and can no longer be changed")]
     Resolved(MarketId),
+    /// The market changed under every one of the update's attempts to apply its patch to the
+    /// version it had checked (optimistic concurrency lost, again and again): the caller may
+    /// retry. Not a failure of the store.
+    #[error("Market with id {0} kept changing under this update; retry")]
+    Contended(MarketId),
     /// The input breaks a rule that its types cannot express (e.g. an empty patch).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -217,10 +223,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
                 return Ok(updated);
             }
         }
-        Err(
-            RepositoryError::unavailable("database", "the market keeps changing under this update")
-                .into(),
-        )
+        Err(MarketError::Contended(id))
     }
 
     /// How often an update re-checks a market that keeps changing before giving up.

@@ -10,6 +10,7 @@ use crate::user::Email;
 
 /// Why a user could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateUserError {
     /// Another user already has this email (compared case-insensitively).
     #[error("email is already registered")]

@@ -119,10 +119,7 @@ impl Matrix {
         scored.sort_unstable_by(best_first);
         scored
             .into_iter()
-            .map(|(score, row)| ScoredMarket {
-                id: self.ids[row],
-                score: score.clamp(0.0, 1.0),
-            })
+            .map(|(score, row)| ScoredMarket::new(self.ids[row], score.clamp(0.0, 1.0)))
             .collect()
     }
 }

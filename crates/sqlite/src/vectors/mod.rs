@@ -21,7 +21,7 @@ use diesel::sql_query;
 use diesel::sql_types::{BigInt, Binary, Text};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
-use markets_domain::search::{Embedding, IndexTask, ScoredMarket, VectorIndex};
+use markets_domain::search::{Embedding, IndexBacklog, IndexTask, ScoredMarket, VectorIndex};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use self::matrix::Matrix;
@@ -195,6 +195,42 @@ impl VectorIndex for SqliteVectorIndex {
         dimensions(&settings)
     }
 
+    /// Exact cosine similarity over every stored embedding; score = cosine clamped to `0..=1`
+    /// (PostgreSQL's `1 - cosine distance`).
+    async fn nearest(
+        &self,
+        query: &Embedding,
+        limit: usize,
+    ) -> Result<Vec<ScoredMarket>, RepositoryError> {
+        let query = query.clone();
+        let memory = Arc::clone(&self.memory);
+        self.pool
+            .run(move |conn| {
+                let stored = settings(conn).map_err(from_query)?;
+                check(dimensions(&stored)?, &query)?;
+                {
+                    let matrix = memory.read().unwrap_or_else(PoisonError::into_inner);
+                    if matrix.generation == Some(stored.generation) {
+                        return Ok(matrix.nearest(query.as_slice(), limit));
+                    }
+                }
+                let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
+                // Another search may have reloaded while this one waited for the lock.
+                if matrix.generation != Some(stored.generation) {
+                    // The stale copy is never searched again: freed before the new one is
+                    // built, a reload peaks at one copy, not two. Should the load fail, the
+                    // empty copy (no generation) is reloaded by the next search.
+                    *matrix = Matrix::default();
+                    *matrix = load(conn)?;
+                }
+                Ok(matrix.nearest(query.as_slice(), limit))
+            })
+            .await?
+    }
+}
+
+#[async_trait]
+impl IndexBacklog for SqliteVectorIndex {
     async fn pending(&self, batch: usize) -> Result<Vec<IndexTask>, RepositoryError> {
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
         let rows = self
@@ -211,10 +247,12 @@ impl VectorIndex for SqliteVectorIndex {
             .map_err(from_query)?;
         Ok(rows
             .into_iter()
-            .map(|row| IndexTask {
-                id: MarketId::from(row.id.0),
-                version: u64::try_from(row.version).unwrap_or_default(),
-                text: row.text,
+            .map(|row| {
+                IndexTask::new(
+                    MarketId::from(row.id.0),
+                    u64::try_from(row.version).unwrap_or_default(),
+                    row.text,
+                )
             })
             .collect())
     }
@@ -307,38 +345,5 @@ impl VectorIndex for SqliteVectorIndex {
             .await?
             .map_err(from_query)?;
         u64::try_from(found.value).map_err(RepositoryError::unexpected)
-    }
-
-    /// Exact cosine similarity over every stored embedding; score = cosine clamped to `0..=1`
-    /// (PostgreSQL's `1 - cosine distance`).
-    async fn nearest(
-        &self,
-        query: &Embedding,
-        limit: usize,
-    ) -> Result<Vec<ScoredMarket>, RepositoryError> {
-        let query = query.clone();
-        let memory = Arc::clone(&self.memory);
-        self.pool
-            .run(move |conn| {
-                let stored = settings(conn).map_err(from_query)?;
-                check(dimensions(&stored)?, &query)?;
-                {
-                    let matrix = memory.read().unwrap_or_else(PoisonError::into_inner);
-                    if matrix.generation == Some(stored.generation) {
-                        return Ok(matrix.nearest(query.as_slice(), limit));
-                    }
-                }
-                let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
-                // Another search may have reloaded while this one waited for the lock.
-                if matrix.generation != Some(stored.generation) {
-                    // The stale copy is never searched again: freed before the new one is
-                    // built, a reload peaks at one copy, not two. Should the load fail, the
-                    // empty copy (no generation) is reloaded by the next search.
-                    *matrix = Matrix::default();
-                    *matrix = load(conn)?;
-                }
-                Ok(matrix.nearest(query.as_slice(), limit))
-            })
-            .await?
     }
 }

@@ -1,5 +1,14 @@
 //! In-memory fakes of the ports, for unit tests of services here and in dependent crates.
 //! Enabled by the `testing` feature; the fakes pass the same contract suites as real adapters.
+//!
+//! [`InMemoryStore`] is every storage port at once (markets, users, the audit trail and the job
+//! outbox, in [`jobs`]), so a test sees what one write stored across all of them.
+
+mod jobs;
+mod ratelimit;
+
+pub use jobs::RecordingNotifier;
+pub use ratelimit::BudgetLimiter;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -24,12 +33,13 @@ use crate::permission::Role;
 use crate::user::{
     CreateUserError, Email, NewUser, RoleChange, User, UserAccount, UserId, UserRepository,
 };
+use jobs::QueuedJob;
 
 #[derive(Debug, Default)]
 struct State {
     users: HashMap<UserId, UserAccount>,
     markets: HashMap<MarketId, Market>,
-    jobs: Vec<NewJob>,
+    jobs: Vec<QueuedJob>,
     audit: Vec<AuditEvent>,
 }
 
@@ -47,7 +57,7 @@ impl InMemoryStore {
 
     /// The jobs scheduled so far, in order.
     pub fn jobs(&self) -> Vec<NewJob> {
-        self.state().jobs.clone()
+        self.state().jobs.iter().map(|queued| queued.job).collect()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -131,7 +141,7 @@ impl MarketRepository for InMemoryStore {
             version: 1,
         };
         state.markets.insert(market.id, market.clone());
-        state.jobs.extend_from_slice(jobs);
+        state.jobs.extend(jobs.iter().copied().map(QueuedJob::new));
         Ok(market)
     }
 
@@ -202,7 +212,7 @@ impl MarketRepository for InMemoryStore {
         if current != Some(expected_version) {
             return Ok(None);
         }
-        state.jobs.extend_from_slice(jobs);
+        state.jobs.extend(jobs.iter().copied().map(QueuedJob::new));
         let Some(market) = state.markets.get_mut(&id) else {
             return Ok(None);
         };
