@@ -133,7 +133,7 @@ impl JobQueue for InMemoryStore {
                 _ => None,
             })
             .collect();
-        dead.sort_by(|a, b| b.died_at.cmp(&a.died_at));
+        dead.sort_by_key(|job| std::cmp::Reverse(job.died_at));
         dead.truncate(limit);
         Ok(dead)
     }

@@ -1,0 +1,47 @@
+//! Housekeeping loops that a serving process runs beside its requests.
+
+use chrono::Utc;
+use markets_domain::audit::AuditLog;
+use markets_domain::error::report;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// How often the audit trail is purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes audit events older than `retention_days`, at once and then hourly; never when it is
+/// 0 (keep everything), in which case the task ends at once.
+pub fn purge_audit_trail(trail: Arc<dyn AuditLog>, retention_days: u32) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if retention_days == 0 {
+            return;
+        }
+        let mut hourly = tokio::time::interval(PURGE_EVERY);
+        loop {
+            hourly.tick().await;
+            let cutoff = Utc::now() - chrono::Duration::days(retention_days.into());
+            match trail.purge_older_than(cutoff).await {
+                Ok(0) => {}
+                Ok(purged) => info!(purged, retention_days, "audit trail purged"),
+                Err(error) => {
+                    warn!(error = %report(&error), "purging the audit trail failed; will retry")
+                }
+            }
+        }
+    })
+}
+
+/// Runs `task` every `period`, the first time after one period: e.g. forgetting idle
+/// rate-limit keys every minute, so a flood of distinct clients cannot grow an in-process
+/// limiter without bound.
+pub fn every(period: Duration, task: impl Fn() + Send + 'static) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            ticks.tick().await;
+            task();
+        }
+    })
+}

@@ -1,0 +1,67 @@
+//! The maintenance loops: the audit purge keeps what is within the retention and nothing when
+//! told to keep everything, and periodic tasks run on their period.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use markets_application::maintenance::{every, purge_audit_trail};
+use markets_domain::audit::{AuditAction, AuditEvent, AuditLog};
+use markets_domain::paging::PageSize;
+use markets_domain::testing::InMemoryStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::eventually;
+
+async fn store_with_old_and_new_events() -> InMemoryStore {
+    let store = InMemoryStore::new();
+    let mut old = AuditEvent::new(AuditAction::Logout);
+    old.at -= chrono::Duration::days(91);
+    store.append(&old).await.unwrap();
+    store
+        .append(&AuditEvent::new(AuditAction::Registered))
+        .await
+        .unwrap();
+    store
+}
+
+async fn actions(store: &InMemoryStore) -> Vec<AuditAction> {
+    let page = store.page(None, PageSize::DEFAULT).await.unwrap();
+    page.events.iter().map(|event| event.action).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_purge_deletes_only_events_past_the_retention() {
+    let store = store_with_old_and_new_events().await;
+    let purger = purge_audit_trail(Arc::new(store.clone()), 90);
+    eventually("the old event is purged", || async {
+        actions(&store).await == [AuditAction::Registered]
+    })
+    .await;
+    purger.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retention_of_zero_keeps_everything() {
+    let store = store_with_old_and_new_events().await;
+    purge_audit_trail(Arc::new(store.clone()), 0).await.unwrap();
+    assert_eq!(actions(&store).await.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_tasks_run_once_per_period() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let task = every(Duration::from_secs(60), move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "not before the first period"
+    );
+    tokio::time::sleep(Duration::from_secs(122)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    task.abort();
+}

@@ -1,0 +1,164 @@
+//! The job worker over the in-memory outbox: jobs run once and complete, transient failures are
+//! retried, hopeless ones and exhausted ones are parked dead, and shutdown gives back what it
+//! could not finish without counting the attempt.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use async_trait::async_trait;
+use markets_application::handlers::JobHandlers;
+use markets_application::wakeups::Polling;
+use markets_application::worker::{Worker, WorkerSettings};
+use markets_domain::jobs::{JobKind, JobQueue, MarketCreatedNotice, Notifier, NotifyError};
+use markets_domain::testing::{InMemoryStore, RecordingNotifier};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::{eventually, handlers, indexer, market, user};
+use tokio::sync::watch;
+
+fn settings() -> WorkerSettings {
+    WorkerSettings {
+        poll_interval: Duration::from_millis(50),
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_secs(1),
+        shutdown_grace: Duration::from_millis(100),
+        ..WorkerSettings::default()
+    }
+}
+
+/// Runs a worker over `store` until the returned sender says stop.
+fn start(
+    store: &InMemoryStore,
+    handlers: JobHandlers,
+    settings: WorkerSettings,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = watch::channel(false);
+    let worker = Worker::new(store.clone(), Polling, handlers, settings);
+    (stop, tokio::spawn(worker.run(stopped)))
+}
+
+async fn stop(worker: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
+    worker.0.send(true).unwrap();
+    worker.1.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_market_notifies_its_creator_once_and_every_job_completes() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    let id = market(&store, &ann, "Will it rain?").await;
+    assert_eq!(store.jobs().len(), 2, "the market scheduled two jobs");
+    let notifier = RecordingNotifier::default();
+    let worker = start(&store, handlers(&store, &notifier), settings());
+    eventually("every job completed", || async { store.jobs().is_empty() }).await;
+    let sent = notifier.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "ann@example.com");
+    assert_eq!(sent[0].market_name, "Will it rain?");
+    assert_eq!(
+        sent[0].market_url,
+        format!("https://markets.example.com/markets/{id}")
+    );
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_is_retried_until_it_succeeds() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let notifier = RecordingNotifier::default();
+    notifier.fail_next(NotifyError::Unavailable("relay down".into()));
+    notifier.fail_next(NotifyError::Unavailable("relay down".into()));
+    let worker = start(&store, handlers(&store, &notifier), settings());
+    eventually("the retry succeeded", || async { store.jobs().is_empty() }).await;
+    assert_eq!(notifier.sent().len(), 1, "sent once, on the third attempt");
+    assert!(store.dead(10).await.unwrap().is_empty());
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_notification_is_parked_dead_without_retrying() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let notifier = RecordingNotifier::default();
+    notifier.fail_next(NotifyError::Rejected("no such mailbox".into()));
+    let worker = start(&store, handlers(&store, &notifier), settings());
+    eventually("the job is dead", || async {
+        !store.dead(10).await.unwrap().is_empty()
+    })
+    .await;
+    let dead = store.dead(10).await.unwrap();
+    assert_eq!(dead[0].kind, JobKind::NotifyMarketCreated);
+    assert_eq!(dead[0].attempts, 1, "a permanent failure is not retried");
+    assert_eq!(dead[0].last_error, "no such mailbox");
+    assert!(notifier.sent().is_empty());
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_past_the_last_attempt_park_the_job_dead() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let notifier = RecordingNotifier::default();
+    for _ in 0..3 {
+        notifier.fail_next(NotifyError::Unavailable("relay down".into()));
+    }
+    let settings = WorkerSettings {
+        max_attempts: 2,
+        ..settings()
+    };
+    let worker = start(&store, handlers(&store, &notifier), settings);
+    eventually("the job is dead", || async {
+        !store.dead(10).await.unwrap().is_empty()
+    })
+    .await;
+    let dead = store.dead(10).await.unwrap();
+    assert_eq!(dead[0].attempts, 2);
+    assert!(dead[0].last_error.contains("relay down"), "{dead:?}");
+    assert!(notifier.sent().is_empty());
+    stop(worker).await;
+}
+
+/// A notifier that never answers, and says when it was called.
+#[derive(Debug, Default)]
+struct Stuck(AtomicBool);
+
+#[async_trait]
+impl Notifier for Stuck {
+    async fn market_created(&self, _: &MarketCreatedNotice) -> Result<(), NotifyError> {
+        self.0.store(true, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let stuck = Arc::new(Stuck::default());
+    let handlers = JobHandlers::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        stuck.clone(),
+        indexer(Arc::new(support::EmptyBacklog)),
+        "https://markets.example.com",
+    );
+    let worker = start(&store, handlers, settings());
+    eventually("the notification is running", || async {
+        stuck.0.load(Ordering::SeqCst)
+    })
+    .await;
+    stop(worker).await;
+    let released = store.claim(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(released.len(), 1, "released at once, not after its lease");
+    assert_eq!(released[0].kind, JobKind::NotifyMarketCreated);
+    assert_eq!(
+        released[0].attempt, 1,
+        "the interrupted attempt did not count"
+    );
+}
