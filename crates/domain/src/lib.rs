@@ -2,7 +2,10 @@
 //! the application reaches storage, caches and embedding models.
 //!
 //! This crate performs no I/O and depends on no runtime or framework, so other services can import
-//! its types and port traits, and adapters (Postgres, Redis, OpenAI, ...) implement them.
+//! its types and port traits, and adapters (Postgres, Redis, OpenAI, ...) implement them. Every
+//! port is `Debug` and implemented for `Arc<T>`; the enums and structs that will grow are
+//! `#[non_exhaustive]`, built with constructors, so importers survive additions. The use cases
+//! that need a runtime (the job worker, the login flow, ...) live in `markets-application`.
 //!
 //! - [`market`]: markets, their validated values, paging queries, the [`market::MarketRepository`] port
 //!   and the [`market::MarketService`].
@@ -10,10 +13,13 @@
 //! - [`paging`]: offset paging shared by every list ([`paging::PageSize`], [`paging::Page`]).
 //! - [`permission`]: the role to permission table and the [`permission::Actor`] making a request.
 //! - [`auth`]: passwords, the [`auth::PasswordHasher`] port and the [`auth::AuthService`].
-//! - [`search`]: the [`search::EmbeddingProvider`] and [`search::VectorIndex`] ports.
+//! - [`search`]: the [`search::EmbeddingProvider`], [`search::VectorIndex`] (queries) and
+//!   [`search::IndexBacklog`] (indexing) ports, the [`search::SearchService`] and the
+//!   [`search::IndexService`].
 //! - [`cache`]: the [`cache::Cache`] port, with versioned entries.
 //! - [`ratelimit`]: rate-limit policies and the [`ratelimit::RateLimiter`] port.
-//! - [`jobs`]: durable background jobs: the [`jobs::JobQueue`] and [`jobs::Notifier`] ports.
+//! - [`jobs`]: durable background jobs: the [`jobs::JobQueue`], [`jobs::JobWakeups`] and
+//!   [`jobs::Notifier`] ports.
 //! - [`audit`]: security-relevant events and the [`audit::AuditLog`] port.
 #![deny(missing_docs)]
 
