@@ -1,4 +1,7 @@
-//! Length-checked text, the shared rule behind names, descriptions and display names.
+//! Checked text, the shared rules behind names, descriptions, display names and emails: no NUL,
+//! nothing invisible or reordering, lengths in characters, names in one Unicode form.
+
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::ValidationError;
 
@@ -13,6 +16,69 @@ pub(crate) fn without_nul(field: &'static str, raw: &str) -> Result<(), Validati
         ));
     }
     Ok(())
+}
+
+/// Which control characters a field keeps: none in a one-line field, line breaks and tabs in
+/// free text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One line: names, display names, emails.
+    Line,
+    /// Free text: descriptions.
+    Paragraphs,
+}
+
+/// Characters that show nothing yet change what text means to a reader: bidirectional controls
+/// (which can make `txt.exe` read as `exe.txt`) and zero-width characters (which make two equal
+/// looking names differ).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Refuses NUL (with its own message), control characters other than what `layout` keeps, and
+/// invisible characters: text a user sees should be the text that is stored.
+pub(crate) fn visible(
+    field: &'static str,
+    raw: &str,
+    layout: Layout,
+) -> Result<(), ValidationError> {
+    without_nul(field, raw)?;
+    let kept = |c: char| layout == Layout::Paragraphs && matches!(c, '\n' | '\r' | '\t');
+    match raw
+        .chars()
+        .find(|&c| (c.is_control() && !kept(c)) || is_invisible(c))
+    {
+        Some(c) => Err(ValidationError::new(
+            field,
+            format!(
+                "must not contain control, bidirectional-control or zero-width characters \
+                 (found U+{:04X})",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A one-line name: visible, in Unicode normalisation form C (so that one name typed two ways
+/// is stored one way), trimmed, `min..=max` characters long.
+pub(crate) fn name_within(
+    field: &'static str,
+    raw: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, ValidationError> {
+    visible(field, raw, Layout::Line)?;
+    let composed: String = raw.nfc().collect();
+    trimmed_within(field, &composed, min, max)
 }
 
 /// Trims `raw` and checks its length in characters lies in `min..=max` and that it holds no
@@ -85,3 +151,45 @@ macro_rules! validated_text {
 }
 
 pub(crate) use validated_text;
+
+#[cfg(test)]
+mod tests {
+    use crate::market::{Description, MarketName};
+    use crate::user::{DisplayName, Email};
+
+    #[test]
+    fn names_refuse_controls_bidi_controls_and_zero_width_characters() {
+        for sneaky in [
+            "Rain\u{202E}exe.txt",
+            "Ra\u{200B}in",
+            "Rain\u{2066}",
+            "Tab\there",
+            "Bell\u{7}",
+            "C1\u{85}",
+            "\u{FEFF}Rain",
+        ] {
+            let name = MarketName::parse(sneaky).map_err(|e| e.field);
+            assert_eq!(name, Err("name"), "{sneaky:?}");
+            let display = DisplayName::parse(sneaky).map_err(|e| e.field);
+            assert_eq!(display, Err("display_name"), "{sneaky:?}");
+        }
+        assert!(Email::parse("ann\u{200D}@example.com").is_err());
+        assert!(MarketName::parse("Will BTC beat $100k? ¿Sí? 北京").is_ok());
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_and_tabs_only() {
+        assert!(Description::parse("Line one\r\nLine two\n\tindented").is_ok());
+        assert!(Description::parse("escape \u{1B}[31m").is_err());
+        assert!(Description::parse("hidden \u{200F} mark").is_err());
+    }
+
+    #[test]
+    fn names_are_stored_in_normalisation_form_c() {
+        let decomposed = MarketName::parse("Cafe\u{301} au lait").unwrap();
+        assert_eq!(decomposed.as_str(), "Caf\u{E9} au lait");
+        assert_eq!(decomposed, MarketName::parse("Caf\u{E9} au lait").unwrap());
+        let display = DisplayName::parse("  Zoe\u{308} ").unwrap();
+        assert_eq!(display.as_str(), "Zo\u{EB}");
+    }
+}

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use crate::error::ValidationError;
 use crate::id::uuid_id;
-use crate::text::{trimmed_within, validated_text, without_nul};
+use crate::text::{Layout, name_within, validated_text, visible};
 
 uuid_id!(
     /// Identifies a market.
@@ -14,19 +14,21 @@ uuid_id!(
 );
 
 validated_text!(
-    /// A market's name: 1 to 200 characters after trimming, no NUL.
+    /// A market's name: 1 to 200 characters after trimming, in Unicode form NFC, with no
+    /// control, bidirectional-control or zero-width character.
     MarketName,
-    |raw| trimmed_within("name", raw, 1, 200)
+    |raw| name_within("name", raw, 1, 200)
 );
 
 validated_text!(
-    /// A market's description: up to 5000 characters, kept as written (no trimming), no NUL.
+    /// A market's description: up to 5000 characters, kept as written (no trimming); line
+    /// breaks and tabs are its only control characters, and it holds nothing invisible.
     Description,
     |raw| bounded_description(raw)
 );
 
 fn bounded_description(raw: &str) -> Result<String, ValidationError> {
-    without_nul("description", raw)?;
+    visible("description", raw, Layout::Paragraphs)?;
     if raw.chars().count() > Description::MAX_CHARS {
         return Err(ValidationError::new(
             "description",

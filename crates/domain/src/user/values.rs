@@ -2,7 +2,7 @@
 
 use crate::error::ValidationError;
 use crate::id::uuid_id;
-use crate::text::{trimmed_within, validated_text, without_nul};
+use crate::text::{Layout, name_within, validated_text, visible};
 
 uuid_id!(
     /// Identifies a user.
@@ -13,20 +13,21 @@ validated_text!(
     /// An email address, trimmed and lower-cased so that uniqueness is case-insensitive.
     ///
     /// Validation is deliberately structural (one `@`, a non-empty local part, a dotted domain of
-    /// letters, digits and hyphens, no spaces or NUL, at most 254 characters); whether it
+    /// letters, digits and hyphens, no spaces, control or invisible characters, at most 254 characters); whether it
     /// receives mail is for a confirmation email to find out.
     Email,
     |raw| normalise_email(raw)
 );
 
 validated_text!(
-    /// The name shown for a user: 1 to 80 characters after trimming, no NUL.
+    /// The name shown for a user: 1 to 80 characters after trimming, in Unicode form NFC, with
+    /// no control, bidirectional-control or zero-width character.
     DisplayName,
-    |raw| trimmed_within("display_name", raw, 1, 80)
+    |raw| name_within("display_name", raw, 1, 80)
 );
 
 fn normalise_email(raw: &str) -> Result<String, ValidationError> {
-    without_nul("email", raw)?;
+    visible("email", raw, Layout::Line)?;
     let email = raw.trim().to_lowercase();
     let invalid = || ValidationError::new("email", "must be a valid email address");
     if email.chars().count() > 254 || email.chars().any(char::is_whitespace) {
