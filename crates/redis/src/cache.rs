@@ -39,8 +39,8 @@ end
 return written
 ";
 
-/// How to reach Redis and how to use it.
-#[derive(Debug, Clone)]
+/// How to reach Redis and how to use it. Its `Debug` hides the URL's credentials.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `redis://[:password@]host:port[/db]`.
     pub url: String,
@@ -50,6 +50,30 @@ pub struct RedisSettings {
     pub ttl: Duration,
     /// The most any command may take before it counts as failed.
     pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &without_credentials(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("ttl", &self.ttl)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+/// `url` with its user and password (`scheme://user:password@host`) replaced by `***`, so that
+/// settings can be logged.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[authority_end..]),
+        None => url.to_owned(),
+    }
 }
 
 /// Markets cached in Redis. Cheap to clone: clones share the connection.
@@ -163,5 +187,30 @@ impl Cache for RedisCache {
                 .set::<(), _, _>(self.key(id), REMOVED, expire, None, false),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let settings = RedisSettings {
+            url: "redis://default:s3cret@cache.internal:6379/2".into(),
+            key_prefix: "markets:v1:".into(),
+            ttl: Duration::from_secs(300),
+            command_timeout: Duration::from_millis(100),
+        };
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(
+            debug.contains("redis://***@cache.internal:6379/2"),
+            "{debug}"
+        );
+        assert_eq!(
+            without_credentials("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }
