@@ -5,13 +5,14 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
+use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::{Instrument, Span, error, info, info_span};
 
+use super::client_ip::ClientIp;
 use super::error::AppError;
 
 /// The header carrying the request id, in both directions.
@@ -20,18 +21,6 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The id of the request being served, in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
-
-/// The client's address (the real one behind trusted proxies), resolved once per request by
-/// [`request_id`] for the log span, the per-IP rate limits and the security events.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl ClientIp {
-    /// The address resolved for `req`, if it is known.
-    pub fn of(req: &HttpRequest) -> Option<IpAddr> {
-        req.extensions().get::<Self>().and_then(|ip| ip.0)
-    }
-}
 
 /// A caller's id is kept when it is 1 to 128 characters of `[A-Za-z0-9._:-]`: enough for
 /// UUIDs and trace ids, nothing that could forge a log line or a header.
@@ -195,7 +184,7 @@ fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: I
 fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
     let services = req.app_data::<actix_web::web::Data<crate::wiring::Services>>();
     let trusted = services.map_or(&[][..], |services| &services.trusted_proxies[..]);
-    super::ratelimit::client_ip(req.request(), trusted)
+    ClientIp::resolve(req.request(), trusted)
 }
 
 /// The user agent, bounded so a client cannot flood the log line.

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+pub mod client_ip;
 pub mod cors;
 mod cursor;
 mod dto;

@@ -16,8 +16,9 @@ use markets_domain::error::report;
 use markets_domain::user::UserId;
 use std::future::{Ready, ready};
 
+use super::client_ip::ClientIp;
 use super::error::AppError;
-use super::middleware::{ClientIp, RequestId};
+use super::middleware::RequestId;
 use crate::wiring::Services;
 
 /// Where a request came from: what every security event records about it.
