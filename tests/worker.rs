@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_app::settings::Settings;
-use markets_app::wiring::Services;
+use markets_app::wiring::{Components, Infrastructure};
 use markets_domain::jobs::JobQueue;
 use markets_domain::market::{Description, MarketDraft, MarketName, MarketStatus, Volume};
 use markets_domain::permission::{Actor, Role};
@@ -21,7 +21,7 @@ struct World {
     db: TestDatabase,
     sink: SmtpSink,
     settings: Settings,
-    services: Services,
+    components: Components,
     actor: Actor,
 }
 
@@ -51,7 +51,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
     let db = TestDatabase::new().await;
     let sink = SmtpSink::start().await;
     let settings = Settings::load_from(&vars(&db, &sink, extra)).unwrap();
-    let services = Services::build(&settings).await.unwrap();
+    let components = Components::build(&settings).await.unwrap();
     let actor = Actor::User {
         id: db.user("creator").await,
         role: Role::User,
@@ -60,7 +60,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
         db,
         sink,
         settings,
-        services,
+        components,
         actor,
     }
 }
@@ -76,8 +76,9 @@ impl World {
                 status: MarketStatus::Open,
                 volume: Volume::ZERO,
             };
-            self.services
-                .markets
+            self.components
+                .state
+                .markets()
                 .create(&self.actor, draft)
                 .await
                 .unwrap();
@@ -89,7 +90,7 @@ impl World {
     /// Runs an in-process worker until the returned sender says stop.
     fn start_worker(&self) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
         let (stop, stopped) = watch::channel(false);
-        let worker = self.services.worker(&self.settings);
+        let worker = self.components.infra.worker(&self.settings.jobs);
         (stop, tokio::spawn(worker.run(stopped)))
     }
 }
@@ -116,10 +117,10 @@ async fn notifications(sink: &SmtpSink, count: usize) -> Vec<ReceivedMail> {
 }
 
 /// Waits until some job is dead, and returns the dead jobs.
-async fn dead_jobs(services: &Services) -> Vec<markets_domain::jobs::DeadJob> {
+async fn dead_jobs(infra: &Infrastructure) -> Vec<markets_domain::jobs::DeadJob> {
     let any_dead = async {
         loop {
-            let dead = services.jobs.dead(10).await.unwrap();
+            let dead = infra.jobs().dead(10).await.unwrap();
             if !dead.is_empty() {
                 return dead;
             }
@@ -131,9 +132,9 @@ async fn dead_jobs(services: &Services) -> Vec<markets_domain::jobs::DeadJob> {
         .expect("no job died")
 }
 
-async fn queue_is_empty(services: &Services) -> bool {
-    services
-        .jobs
+async fn queue_is_empty(infra: &Infrastructure) -> bool {
+    infra
+        .jobs()
         .claim(100, Duration::ZERO)
         .await
         .unwrap()
@@ -160,7 +161,10 @@ async fn every_new_market_notifies_its_creator_once() {
         assert!(mail.body().contains(name.as_str()), "{}", mail.body());
         assert!(mail.body().contains("https://markets.example.com/markets/"));
     }
-    assert!(queue_is_empty(&world.services).await, "every job is done");
+    assert!(
+        queue_is_empty(&world.components.infra).await,
+        "every job is done"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +179,7 @@ async fn transient_failures_are_retried_and_hopeless_jobs_parked_for_operators()
     // Three refusals exhaust the attempts: the job is dead, and stays so.
     world.sink.reject_next(3, 451);
     world.create_markets(1).await;
-    let dead = dead_jobs(&world.services).await;
+    let dead = dead_jobs(&world.components.infra).await;
     assert_eq!(dead[0].attempts, 3);
     assert!(
         dead[0].last_error.contains("could not be sent"),
@@ -184,11 +188,29 @@ async fn transient_failures_are_retried_and_hopeless_jobs_parked_for_operators()
     );
 
     // An operator retries it: it goes through.
-    assert_eq!(world.services.jobs.retry_dead(None).await.unwrap(), 1);
+    assert_eq!(
+        world
+            .components
+            .infra
+            .jobs()
+            .retry_dead(None)
+            .await
+            .unwrap(),
+        1
+    );
     notifications(&world.sink, 2).await;
     let _ = stop.send(true);
     worker.await.unwrap();
-    assert!(world.services.jobs.dead(10).await.unwrap().is_empty());
+    assert!(
+        world
+            .components
+            .infra
+            .jobs()
+            .dead(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -197,7 +219,7 @@ async fn a_permanent_refusal_is_not_retried() {
     world.sink.reject_next(1, 550);
     world.create_markets(1).await;
     let (stop, worker) = world.start_worker();
-    let dead = dead_jobs(&world.services).await;
+    let dead = dead_jobs(&world.components.infra).await;
     let _ = stop.send(true);
     worker.await.unwrap();
     assert_eq!(dead[0].attempts, 1, "a 5xx reply is final");

@@ -103,8 +103,9 @@ async fn a_slow_reader_cannot_write_back_an_old_version() {
 
     // A reader that missed the cache has read the row...
     let stale = app
-        .services
-        .handlers
+        .components
+        .infra
+        .ports()
         .markets
         .find_by_id(id)
         .await

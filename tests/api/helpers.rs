@@ -8,7 +8,7 @@
 use actix_web::dev::ServerHandle;
 use markets_app::settings::Settings;
 use markets_app::startup::Application;
-use markets_app::wiring::Services;
+use markets_app::wiring::Components;
 use markets_auth::HashingSettings;
 use markets_domain::permission::Role;
 use markets_domain::user::{UserId, UserRepository};
@@ -62,8 +62,8 @@ pub struct TestApp {
     pub store: TestStore,
     /// The Redis the app uses (under a key prefix of its own), if any.
     redis: Option<RedisSettings>,
-    /// The services the app runs on, to drive background work (indexing) from tests.
-    pub services: Services,
+    /// The components the app runs on, to drive background work (indexing) from tests.
+    pub components: Components,
     handle: ServerHandle,
 }
 
@@ -135,8 +135,8 @@ impl TestApp {
             parallelism: 1,
             max_concurrent: 4,
         };
-        let services = Services::build(&settings).await.unwrap();
-        let application = Application::build(&settings, services.clone()).unwrap();
+        let components = Components::build(&settings).await.unwrap();
+        let application = Application::build(&settings, &components).unwrap();
         let base = format!("http://{}", application.address());
         let handle = application.handle();
         tokio::spawn(application.run_until_stopped());
@@ -145,7 +145,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             redis,
-            services,
+            components,
             handle,
         }
     }
@@ -160,7 +160,15 @@ impl TestApp {
     /// Runs the search indexer until nothing is pending (what `serve`'s background indexer
     /// does on its own), so that searches see every market.
     pub async fn settle(&self) {
-        while self.services.indexer.index_pending(64).await.unwrap() > 0 {}
+        while self
+            .components
+            .infra
+            .indexer()
+            .index_pending(64)
+            .await
+            .unwrap()
+            > 0
+        {}
     }
 
     /// Sends `method path` with an optional bearer token and JSON body.
@@ -202,7 +210,7 @@ impl TestApp {
 
     /// Sets a user's role directly in the database (as `markets create-admin` or an admin would).
     pub async fn set_role(&self, id: UserId, role: Role) {
-        let users = &self.services.handlers.users;
+        let users = &self.components.infra.ports().users;
         users.update_role(id, role, None).await.unwrap().unwrap();
     }
 

@@ -2,7 +2,7 @@
 
 use markets_app::settings::Settings;
 use markets_app::startup::Application;
-use markets_app::wiring::Services;
+use markets_app::wiring::Components;
 use markets_redis::testing::shared_settings;
 use serde_json::json;
 use std::collections::HashMap;
@@ -28,8 +28,8 @@ async fn an_unreachable_database_is_503_service_unavailable() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let settings = Settings::load_from(&vars).unwrap();
-    let application =
-        Application::build(&settings, Services::build(&settings).await.unwrap()).unwrap();
+    let components = Components::build(&settings).await.unwrap();
+    let application = Application::build(&settings, &components).unwrap();
     let base = format!("http://{}", application.address());
     let handle = application.handle();
     tokio::spawn(application.run_until_stopped());

@@ -5,6 +5,7 @@ use markets_app::cli::{Cli, Command};
 use markets_app::commands::{self, create_admin::PasswordSource};
 use markets_app::settings::Settings;
 use markets_app::telemetry;
+use markets_app::wiring::Components;
 use std::process::ExitCode;
 
 #[actix_web::main]
@@ -26,20 +27,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { no_migrate } => commands::serve(settings, !no_migrate).await,
         Command::Migrate => commands::migrate(&settings).await,
         Command::Worker => {
-            let services = markets_app::wiring::Services::build(&settings).await?;
-            commands::worker(&settings, &services).await
+            let components = Components::build(&settings).await?;
+            commands::worker(&settings, &components.infra).await
         }
         Command::Jobs { command } => {
-            let services = markets_app::wiring::Services::build(&settings).await?;
-            commands::jobs(&services, command).await
+            let components = Components::build(&settings).await?;
+            commands::jobs(components.infra.jobs().as_ref(), command).await
         }
         Command::Reindex { resume } => {
-            let services = markets_app::wiring::Services::build(&settings).await?;
-            commands::reindex(&settings, &services, resume).await
+            let components = Components::build(&settings).await?;
+            commands::reindex(&settings, &components, resume).await
         }
         Command::WarmCache => {
-            let services = markets_app::wiring::Services::build(&settings).await?;
-            let warmed = commands::warm_cache(&settings, &services).await?;
+            let components = Components::build(&settings).await?;
+            let warmed = commands::warm_cache(&settings, components.state.markets()).await?;
             println!("{warmed}");
             Ok(())
         }

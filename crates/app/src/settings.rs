@@ -564,25 +564,6 @@ impl Settings {
         settings.timeout = Duration::from_millis(smtp.timeout_ms);
         settings
     }
-
-    /// The SQLite pool settings.
-    pub fn sqlite(&self) -> markets_sqlite::SqliteSettings {
-        markets_sqlite::SqliteSettings {
-            max_size: self.database.pool_size,
-            wait_timeout: Duration::from_millis(self.database.wait_timeout_ms),
-            ..markets_sqlite::SqliteSettings::default()
-        }
-    }
-
-    /// The Postgres pool settings.
-    pub fn pool(&self) -> markets_postgres::PoolSettings {
-        markets_postgres::PoolSettings {
-            url: self.database.url.clone(),
-            max_size: self.database.pool_size,
-            wait_timeout: Duration::from_millis(self.database.wait_timeout_ms),
-            connect_timeout: Duration::from_millis(self.database.connect_timeout_ms),
-        }
-    }
 }
 
 fn parse_environment(name: &str) -> Result<Environment, SettingsError> {

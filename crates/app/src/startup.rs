@@ -1,4 +1,5 @@
-//! Building the HTTP server from settings and services, shared by `serve` and the tests.
+//! Building the HTTP server from settings and the wired components, shared by `serve` and the
+//! tests.
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use crate::http;
 use crate::settings::Settings;
-use crate::wiring::Services;
+use crate::wiring::Components;
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -18,11 +19,13 @@ pub struct Application {
 
 impl Application {
     /// Binds `settings.server.bind_addr` (port 0 picks a free port) and builds the server on
-    /// `services`. Pools and clients are built once, outside the per-worker factory.
+    /// `components`: handlers get the application state, the readiness probe and the store (for
+    /// `/metrics`), each as `web::Data`. Pools and clients are built once, outside the
+    /// per-worker factory, and shared by every worker's clones.
     ///
     /// # Errors
     /// If the address cannot be bound.
-    pub fn build(settings: &Settings, services: Services) -> std::io::Result<Self> {
+    pub fn build(settings: &Settings, components: &Components) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.server.bind_addr)?;
         let address = listener.local_addr()?;
         let limits = http::RoutePolicies {
@@ -31,11 +34,15 @@ impl Application {
         };
         // Installed before the first request is counted.
         crate::telemetry::metrics_handle();
-        let services = web::Data::new(services);
+        let state = web::Data::new(components.state.clone());
+        let readiness = web::Data::from(components.infra.readiness().clone());
+        let store = web::Data::new(components.infra.store().clone());
         let cors = settings.cors.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(services.clone())
+                .app_data(state.clone())
+                .app_data(readiness.clone())
+                .app_data(store.clone())
                 .wrap(from_fn(http::middleware::bounded_headers))
                 .wrap(http::cors::cors(&cors))
                 .wrap(from_fn(http::middleware::request_id))

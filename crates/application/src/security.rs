@@ -8,6 +8,7 @@
 //! ([`SecurityEvents::refused`]), whichever layer refused.
 
 use markets_domain::audit::{AuditAction, AuditEvent, AuditLog};
+use markets_domain::auth::TokenError;
 use markets_domain::error::report;
 use markets_domain::user::UserId;
 use std::sync::Arc;
@@ -98,6 +99,27 @@ pub fn log(event: &AuditEvent) {
         target_type = event.target_type.as_deref(),
         target_id = event.target_id.as_deref(),
         details = ?event.details,
+        "security event"
+    );
+}
+
+/// Logs a refused token with why it was refused (`auth.token_rejected`). Not kept in the trail:
+/// anyone can send garbage tokens, and a flood of them must not fill the table.
+pub fn token_rejected(context: &RequestContext, reason: &TokenError) {
+    let reason = match reason {
+        TokenError::Expired => "expired",
+        TokenError::BadSignature => "bad_signature",
+        TokenError::WrongAlgorithm => "wrong_alg",
+        TokenError::Revoked => "revoked",
+        TokenError::UnknownUser => "unknown_user",
+        _ => "malformed",
+    };
+    tracing::info!(
+        target: "security",
+        event = "auth.token_rejected",
+        reason,
+        request_id = context.request_id,
+        client_ip = context.ip.as_deref().unwrap_or("unknown"),
         "security event"
     );
 }

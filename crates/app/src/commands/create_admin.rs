@@ -9,7 +9,7 @@ use tracing::info;
 
 use crate::commands::migrate;
 use crate::settings::Settings;
-use crate::wiring::Services;
+use crate::wiring::Components;
 
 /// Where the new administrator's password comes from.
 #[derive(Debug)]
@@ -53,9 +53,10 @@ pub async fn create_admin(
         DisplayName::parse(display_name)?,
     );
     migrate(settings).await?;
-    let services = Services::build(settings).await?;
-    let admin = services
-        .auth
+    let components = Components::build(settings).await?;
+    let admin = components
+        .state
+        .auth()
         .register(registration, Role::Admin)
         .await
         .map_err(|error| match error {

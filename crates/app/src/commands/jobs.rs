@@ -7,15 +7,15 @@ use tracing::info;
 
 use crate::cli::JobsCommand;
 use crate::settings::Settings;
-use crate::wiring::Services;
+use crate::wiring::Infrastructure;
 
 /// Runs the worker until SIGTERM or SIGINT, then shuts it down gracefully.
 ///
 /// # Errors
-/// If the services cannot be built.
-pub async fn worker(settings: &Settings, services: &Services) -> anyhow::Result<()> {
+/// If the worker panics.
+pub async fn worker(settings: &Settings, infra: &Infrastructure) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(services.worker(settings).run(stopped));
+    let worker = tokio::spawn(infra.worker(&settings.jobs).run(stopped));
     info!("job worker running");
     shutdown_signal().await;
     info!("shutdown signal received: stopping the job worker");
@@ -43,11 +43,11 @@ async fn shutdown_signal() {
 ///
 /// # Errors
 /// On a malformed id or an unreachable database.
-pub async fn jobs(services: &Services, command: JobsCommand) -> anyhow::Result<()> {
+pub async fn jobs(queue: &dyn JobQueue, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List { dead } => {
             anyhow::ensure!(dead, "only `markets jobs list --dead` is supported");
-            for job in services.jobs.dead(1000).await? {
+            for job in queue.dead(1000).await? {
                 println!(
                     "{}\t{}\tmarket {}\t{} attempts\tdied {}\t{}",
                     job.id, job.kind, job.market_id, job.attempts, job.died_at, job.last_error
@@ -60,7 +60,7 @@ pub async fn jobs(services: &Services, command: JobsCommand) -> anyhow::Result<(
                 (Some(raw), false) => Some(raw.parse().context("not a job id")?),
                 (None, false) => anyhow::bail!("name a job id or pass --all-dead"),
             };
-            let retried = services.jobs.retry_dead(id).await?;
+            let retried = queue.retry_dead(id).await?;
             println!("{retried}");
         }
     }

@@ -5,18 +5,23 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
 use crate::settings::Settings;
-use crate::wiring::Services;
+use crate::wiring::Components;
 
 /// Marks every market stale (unless resuming), then embeds the pending ones batch by batch,
 /// showing progress. Stopping half-way loses nothing: the rest stay pending.
 ///
 /// # Errors
 /// If the database or the embedding provider fails (what is done stays done).
-pub async fn reindex(settings: &Settings, services: &Services, resume: bool) -> anyhow::Result<()> {
-    let indexer = &services.indexer;
+pub async fn reindex(
+    settings: &Settings,
+    components: &Components,
+    resume: bool,
+) -> anyhow::Result<()> {
+    let indexer = components.infra.indexer();
     // Queries and indexing embed with the same provider, so the query side's check holds for both.
-    services
-        .search
+    components
+        .state
+        .search()
         .check_dimensions()
         .await
         .context("the embedding provider does not fit the database's vector column")?;
@@ -38,7 +43,7 @@ pub async fn reindex(settings: &Settings, services: &Services, resume: bool) -> 
     progress.finish();
     info!(
         markets = total,
-        embeddings = services.embeddings,
+        embeddings = components.infra.embeddings(),
         "reindexed"
     );
     Ok(())

@@ -11,7 +11,7 @@ use super::envelope::{self, Meta};
 use super::error::{AppError, ErrorBody};
 use super::extract::{CanAdmin, Require};
 use super::params::page_size;
-use crate::wiring::Services;
+use crate::wiring::AppState;
 
 /// Paging of the audit trail.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -69,7 +69,7 @@ impl From<AuditEvent> for AuditEventResponse {
     )
 )]
 pub async fn list(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     _admin: Require<CanAdmin>,
     params: web::Query<AuditParams>,
 ) -> Result<HttpResponse, AppError> {
@@ -81,7 +81,7 @@ pub async fn list(
     let limit = page_size("limit", params.limit.as_deref());
     AppError::reject_invalid([before.as_ref().err(), limit.as_ref().err()])?;
     let (before, limit) = (before?, limit?);
-    let page = services.audit.page(before, limit).await?;
+    let page = state.audit().page(before, limit).await?;
     let next_cursor = page.next().map(cursor::encode_audit);
     let items: Vec<AuditEventResponse> = page.events.into_iter().map(Into::into).collect();
     Ok(envelope::page(items, Meta::Cursor { next_cursor }))

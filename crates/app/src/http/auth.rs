@@ -2,8 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use markets_application::login::LoginError;
 use markets_domain::audit::AuditAction;
-use markets_domain::auth::{AuthError, Password, Registration};
+use markets_domain::auth::{Password, Registration};
 use markets_domain::permission::Role;
 use markets_domain::user::{DisplayName, Email};
 
@@ -12,8 +13,8 @@ use super::envelope;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, JsonBody};
 use super::ratelimit;
-use super::security::{self, RequestContext};
-use crate::wiring::Services;
+use super::security::Context;
+use crate::wiring::AppState;
 
 impl RegisterRequest {
     /// The registration this body describes; every invalid field is reported at once.
@@ -43,16 +44,16 @@ impl RegisterRequest {
     )
 )]
 pub async fn register(
-    services: web::Data<Services>,
-    context: RequestContext,
+    state: web::Data<AppState>,
+    Context(context): Context,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, AppError> {
     let registration = body.into_registration()?;
-    let user = services.auth.register(registration, Role::User).await?;
+    let user = state.auth().register(registration, Role::User).await?;
     let event = context
         .event(AuditAction::Registered, Some(user.id))
         .on("user", user.id);
-    security::record(&services, event).await;
+    state.events().record(event).await;
     Ok(envelope::respond(
         StatusCode::CREATED,
         UserResponse::from(user),
@@ -70,38 +71,18 @@ pub async fn register(
     )
 )]
 pub async fn login(
-    services: web::Data<Services>,
-    context: RequestContext,
+    state: web::Data<AppState>,
+    Context(context): Context,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, AppError> {
-    // Per email as well as per IP: guessing one account's password from many addresses is
-    // still limited. Unparseable emails share one key (they cannot log in anyway).
-    let account = Email::parse(&body.email).map_or_else(|_| "invalid".to_owned(), String::from);
-    let per_email = ratelimit::decide(
-        &services,
-        &services.login_policy,
-        &format!("email:{account}"),
-    )
-    .await;
-    if let Some(decision) = per_email.filter(|decision| !decision.allowed) {
-        return Ok(ratelimit::refusal(&decision));
-    }
-    let token = match services.auth.login(&body.email, &body.password).await {
-        Err(AuthError::InvalidCredentials { account }) => {
-            // The email may name no account: only a masked form of it is kept. The caller is
-            // anonymous either way; an existing account is the target. The response is the same
-            // in both cases, and so is the work done here, so neither reveals which it was.
-            let event = context
-                .event(AuditAction::LoginFailed, None)
-                .with("email", security::mask_email(&body.email));
-            let event = match account {
-                Some(id) => event.on("user", id),
-                None => event,
-            };
-            security::record(&services, event).await;
-            return Err(AuthError::InvalidCredentials { account }.into());
-        }
-        outcome => outcome?,
+    let token = match state
+        .login()
+        .login(&body.email, &body.password, &context)
+        .await
+    {
+        Ok(token) => token,
+        Err(LoginError::Throttled(decision)) => return Ok(ratelimit::refusal(&decision)),
+        Err(LoginError::Auth(error)) => return Err(error.into()),
     };
     Ok(envelope::ok(TokenResponse {
         access_token: token.token,
@@ -120,12 +101,12 @@ pub async fn login(
     )
 )]
 pub async fn logout(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     Authenticated(session): Authenticated,
-    context: RequestContext,
+    Context(context): Context,
 ) -> Result<HttpResponse, AppError> {
-    services.auth.logout(&session).await?;
+    state.auth().logout(&session).await?;
     let event = context.event(AuditAction::Logout, Some(session.user.id));
-    security::record(&services, event).await;
+    state.events().record(event).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -13,8 +13,10 @@ use std::marker::PhantomData;
 
 use super::error::AppError;
 use super::json;
-use super::security::{self, CallerId};
-use crate::wiring::Services;
+use markets_application::security::token_rejected;
+
+use super::security::{CallerId, context_of};
+use crate::wiring::AppState;
 
 /// The caller of any route: anonymous without an `Authorization` header, else the session its
 /// bearer token opens. A header that is present but invalid is refused (401) even on public
@@ -61,19 +63,20 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
-        let services = req.app_data::<web::Data<Services>>().cloned();
+        let state = req.app_data::<web::Data<AppState>>().cloned();
         let req = req.clone();
         Box::pin(async move {
             let token =
-                token.inspect_err(|_| security::token_rejected(&req, &TokenError::Malformed));
+                token.inspect_err(|_| token_rejected(&context_of(&req), &TokenError::Malformed));
             let Some(token) = token? else {
                 return Ok(Caller { session: None });
             };
-            let services =
-                services.ok_or_else(|| AppError::Internal("services are not registered".into()))?;
-            let session = services.auth.session(&token).await.inspect_err(|error| {
+            let state = state.ok_or_else(|| {
+                AppError::Internal("the application state is not registered".into())
+            })?;
+            let session = state.auth().session(&token).await.inspect_err(|error| {
                 if let AuthError::InvalidToken(reason) = error {
-                    security::token_rejected(&req, reason);
+                    token_rejected(&context_of(&req), reason);
                 }
             })?;
             req.extensions_mut().insert(CallerId(session.user.id));

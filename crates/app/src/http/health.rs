@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::wiring::Services;
+use crate::wiring::{Checks, ReadinessProbe, Store};
 
 /// Readiness: each dependency's state and the overall verdict.
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,16 +36,12 @@ pub async fn live() -> HttpResponse {
         (status = 200, description = "Ready (`ok`) or serving without the cache (`degraded`)", body = Readiness),
         (status = 503, description = "The database is down", body = Readiness),
     ))]
-pub async fn ready(services: web::Data<Services>) -> HttpResponse {
-    let [database_up, cache_up] = services
-        .readiness
-        .get_or(|| async {
-            let (database, cache) =
-                futures_util::join!(services.store.ping(), services.cache.ping());
-            [database, cache]
-        })
-        .await;
-    let embeddings_up = !services.search_health.degraded();
+pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
+    let Checks {
+        database: database_up,
+        cache: cache_up,
+        embeddings: embeddings_up,
+    } = probe.check().await;
     let state = |up: bool| if up { "up" } else { "down" };
     let readiness = Readiness {
         status: match (database_up, cache_up && embeddings_up) {
@@ -69,8 +65,8 @@ pub async fn ready(services: web::Data<Services>) -> HttpResponse {
 /// Prometheus text: requests, latencies, pool, cache, search, rate limits, jobs, build.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
+pub async fn metrics(store: web::Data<Store>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::telemetry::render_metrics(&services.store))
+        .body(crate::telemetry::render_metrics(&store))
 }

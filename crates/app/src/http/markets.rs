@@ -24,8 +24,8 @@ use super::envelope::{self, Meta};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, Caller, CanDelete, CanWrite, JsonBody, Require};
 use super::params::{number, page_size};
-use super::security::{self, RequestContext};
-use crate::wiring::Services;
+use super::security::Context;
+use crate::wiring::AppState;
 
 /// The header telling how a search was answered.
 pub const X_SEARCH_MODE: &str = "x-search-mode";
@@ -143,14 +143,14 @@ impl ListParams {
     )
 )]
 pub async fn list(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     _caller: Caller,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, AppError> {
     let (filter, sort, paging) = params.parse()?;
     match paging {
         Paging::Offset(request) => {
-            let page = services.markets.list(filter, sort, request).await?;
+            let page = state.markets().list(filter, sort, request).await?;
             let meta = Meta::Offset {
                 page: page.request.page(),
                 page_size: page.request.size().get(),
@@ -161,7 +161,7 @@ pub async fn list(
             Ok(envelope::page(items, meta))
         }
         Paging::Keyset(request) => {
-            let page = services.markets.list_after(filter, request).await?;
+            let page = state.markets().list_after(filter, request).await?;
             let next_cursor = page
                 .next
                 .map(|position| cursor::encode(position, sort, filter));
@@ -185,17 +185,17 @@ pub async fn list(
     )
 )]
 pub async fn search(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     _caller: Caller,
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, AppError> {
     let (query, limit) = params.parse()?;
-    let results = services.search.search(&query, limit).await?;
+    let results = state.search().search(&query, limit).await?;
     metrics::counter!("search_requests_total", "mode" => results.mode.as_str()).increment(1);
     let log_fallback = results
         .fallback_cause
         .as_ref()
-        .filter(|_| services.search_health.fell_back());
+        .filter(|_| state.search_health().fell_back());
     if let Some(cause) = log_fallback {
         warn!(%cause, "semantic search unavailable, answering with text search (logged at most once a minute)");
     }
@@ -222,13 +222,13 @@ pub async fn search(
     )
 )]
 pub async fn get(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     _caller: Caller,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     tracing::Span::current().record("market_id", tracing::field::display(id));
-    let (market, cache) = services.markets.get(id).await?;
+    let (market, cache) = state.markets().get(id).await?;
     metrics::counter!("cache_requests_total", "result" => cache.as_str().to_lowercase())
         .increment(1);
     let mut response = envelope::ok(MarketResponse::from(market));
@@ -252,12 +252,12 @@ pub async fn get(
     )
 )]
 pub async fn create(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     caller: Require<CanWrite>,
     JsonBody(body): JsonBody<CreateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
     let draft = body.into_draft()?;
-    let market = services.markets.create(&caller.actor(), draft).await?;
+    let market = state.markets().create(&caller.actor(), draft).await?;
     let location = format!("/api/v1/markets/{}", market.id);
     let mut response = envelope::respond(StatusCode::CREATED, MarketResponse::from(market));
     if let Ok(value) = location.parse() {
@@ -341,7 +341,7 @@ impl UpdateMarketRequest {
     )
 )]
 pub async fn update(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     Authenticated(session): Authenticated,
     id: web::Path<MarketId>,
     JsonBody(body): JsonBody<UpdateMarketRequest>,
@@ -349,7 +349,7 @@ pub async fn update(
     let patch = body.into_patch()?;
     let id = id.into_inner();
     tracing::Span::current().record("market_id", tracing::field::display(id));
-    let market = services.markets.update(&session.actor(), id, patch).await?;
+    let market = state.markets().update(&session.actor(), id, patch).await?;
     Ok(envelope::ok(MarketResponse::from(market)))
 }
 
@@ -366,9 +366,9 @@ pub async fn update(
     )
 )]
 pub async fn delete(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     caller: Require<CanDelete>,
-    context: RequestContext,
+    Context(context): Context,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
@@ -376,7 +376,7 @@ pub async fn delete(
     let event = context
         .event(AuditAction::MarketDeleted, Some(caller.session.user.id))
         .on("market", id);
-    services.markets.delete(&caller.actor(), id, &event).await?;
-    security::log(&event);
+    state.markets().delete(&caller.actor(), id, &event).await?;
+    markets_application::security::log(&event);
     Ok(HttpResponse::NoContent().finish())
 }

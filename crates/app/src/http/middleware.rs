@@ -14,6 +14,7 @@ use tracing::{Instrument, Span, error, info, info_span};
 
 use super::client_ip::ClientIp;
 use super::error::AppError;
+use crate::wiring::AppState;
 
 /// The header carrying the request id, in both directions.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -182,8 +183,8 @@ fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: I
 
 /// The client's address, believing forwarding headers from the configured trusted proxies only.
 fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
-    let services = req.app_data::<actix_web::web::Data<crate::wiring::Services>>();
-    let trusted = services.map_or(&[][..], |services| &services.trusted_proxies[..]);
+    let state = req.app_data::<actix_web::web::Data<AppState>>();
+    let trusted = state.map_or(&[][..], |state| state.trusted_proxies());
     ClientIp::resolve(req.request(), trusted)
 }
 

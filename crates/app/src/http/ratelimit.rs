@@ -9,11 +9,10 @@ use actix_web::{Error, ResponseError, web};
 use markets_domain::ratelimit::{RateDecision, RatePolicy};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
 
 use super::client_ip::ClientIp;
 use super::error::AppError;
-use crate::wiring::Services;
+use crate::wiring::AppState;
 
 /// Seconds, rounded up: a client told "0" would retry at once.
 fn ceil_secs(duration: Duration) -> u64 {
@@ -42,24 +41,6 @@ pub fn refusal(decision: &RateDecision) -> actix_web::HttpResponse {
     response
 }
 
-/// Counts `key` against `policy`; a limiter that cannot decide lets the request through.
-pub async fn decide(services: &Services, policy: &RatePolicy, key: &str) -> Option<RateDecision> {
-    match services.limiter.check(policy, key).await {
-        Ok(decision) => {
-            if !decision.allowed {
-                metrics::counter!("rate_limit_rejections_total", "policy" => policy.name.clone())
-                    .increment(1);
-                info!(policy = %policy.name, "request refused by rate limit");
-            }
-            Some(decision)
-        }
-        Err(error) => {
-            warn!(%error, policy = %policy.name, "rate limiter failed; letting the request through");
-            None
-        }
-    }
-}
-
 /// Middleware applying `policy` per client IP: refused requests get 429 without reaching the
 /// handler; every response of the route carries the rate-limit headers.
 pub async fn per_client_ip(
@@ -67,12 +48,12 @@ pub async fn per_client_ip(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let services = req.app_data::<web::Data<Services>>().cloned();
-    let decision = match &services {
-        Some(services) => {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let decision = match &state {
+        Some(state) => {
             let ip = ClientIp::of(req.request());
             let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
-            decide(services, &policy, &key).await
+            state.limits().decide(&policy, &key).await
         }
         None => None,
     };

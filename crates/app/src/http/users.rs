@@ -8,8 +8,8 @@ use super::dto::{ChangeRoleRequest, UserResponse};
 use super::envelope;
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, CanAdmin, JsonBody, Require};
-use super::security::{self, RequestContext};
-use crate::wiring::Services;
+use super::security::Context;
+use crate::wiring::AppState;
 
 /// The caller's own user.
 #[utoipa::path(
@@ -37,9 +37,9 @@ pub async fn me(Authenticated(session): Authenticated) -> HttpResponse {
     )
 )]
 pub async fn change_role(
-    services: web::Data<Services>,
+    state: web::Data<AppState>,
     admin: Require<CanAdmin>,
-    context: RequestContext,
+    Context(context): Context,
     id: web::Path<UserId>,
     JsonBody(body): JsonBody<ChangeRoleRequest>,
 ) -> Result<HttpResponse, AppError> {
@@ -48,10 +48,10 @@ pub async fn change_role(
         .event(AuditAction::RoleChanged, Some(admin.session.user.id))
         .on("user", id)
         .with("role", body.role.as_str());
-    let change = services
-        .auth
+    let change = state
+        .auth()
         .change_role(&admin.actor(), id, body.role, &event)
         .await?;
-    security::log(&event.with_previous_role(change.previous));
+    markets_application::security::log(&event.with_previous_role(change.previous));
     Ok(envelope::ok(UserResponse::from(change.user)))
 }

@@ -1,14 +1,20 @@
-//! Constructor injection: the concrete adapters are named here, once.
+//! Constructor injection: the concrete adapters are named here, once, and what they make is
+//! split in two: [`AppState`], what requests need, and [`Infrastructure`], what the process
+//! operates beside them (pools, queues, background work).
 
+use ipnet::IpNet;
+use markets_application::handlers::{Indexer, JobHandlers};
+use markets_application::limits::RateLimits;
+use markets_application::login::LoginFlow;
+use markets_application::security::SecurityEvents;
+use markets_application::worker::{Worker, WorkerSettings};
 use markets_auth::{Argon2Hasher, JwtIssuer};
+use markets_domain::audit::AuditLog;
 use markets_domain::auth::{AuthService, TokenRevocations};
 use markets_domain::cache::Cache;
-use markets_domain::jobs::{JobQueue, Notifier};
+use markets_domain::jobs::{JobQueue, JobWakeups, Notifier};
 use markets_domain::market::{MarketRepository, MarketService};
-use markets_domain::ratelimit::{RateLimiter, RatePolicy};
-use markets_domain::search::{
-    EmbeddingProvider, IndexBacklog, IndexService, SearchService, VectorIndex,
-};
+use markets_domain::search::{EmbeddingProvider, IndexService, SearchService, VectorIndex};
 use markets_domain::user::UserRepository;
 use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
@@ -17,14 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
-use crate::settings::{EmbeddingChoice, NotifyBackend, Settings};
-use crate::worker::{Handlers, Worker};
+use crate::settings::{EmbeddingChoice, JobSettings, NotifyBackend, Settings};
 
 mod probes;
 mod shared;
 mod store;
 
-pub use probes::{ProbeCache, SearchHealth};
+pub use probes::{Checks, ReadinessProbe, SearchHealth};
 pub use shared::{CacheBackend, Shared};
 pub use store::{Store, StoreAdapters, is_sqlite};
 
@@ -33,59 +38,167 @@ pub type AppMarketService = MarketService<Arc<dyn MarketRepository>, Arc<dyn Cac
 /// The search service as this binary wires it.
 pub type AppSearchService =
     SearchService<Arc<dyn MarketRepository>, Arc<dyn EmbeddingProvider>, Arc<dyn VectorIndex>>;
-/// The indexing service as this binary wires it.
-pub type AppIndexService = IndexService<Arc<dyn EmbeddingProvider>, Arc<dyn IndexBacklog>>;
 /// The auth service as this binary wires it.
 pub type AppAuthService =
     AuthService<Arc<dyn UserRepository>, Argon2Hasher, JwtIssuer, Arc<dyn TokenRevocations>>;
+/// The login flow as this binary wires it.
+pub type AppLoginFlow =
+    LoginFlow<Arc<dyn UserRepository>, Argon2Hasher, JwtIssuer, Arc<dyn TokenRevocations>>;
+/// The job worker as this binary wires it.
+pub type AppWorker = Worker<Arc<dyn JobQueue>, Arc<dyn JobWakeups>>;
 
-/// The services and the infrastructure handles the HTTP layer needs.
+/// What requests need, handed to handlers, extractors and middleware as `web::Data<AppState>`:
+/// the use cases and the request-time policies around them. Nothing here is for operating the
+/// process (pools, queues, background work): that is [`Infrastructure`], which handlers never see.
 #[derive(Debug, Clone)]
-pub struct Services {
-    /// Market use cases.
-    pub markets: AppMarketService,
-    /// Registration and login.
-    pub auth: AppAuthService,
-    /// The database, for readiness checks, metrics and shutdown.
-    pub store: Store,
-    /// The cache, for readiness checks.
-    pub cache: CacheBackend,
-    /// Search, with an embedder tuned for answering quickly.
-    pub search: AppSearchService,
-    /// The same, with an embedder that retries, for the indexer.
-    pub indexer: AppIndexService,
-    /// When search last had to fall back, for readiness and log throttling.
-    pub search_health: Arc<SearchHealth>,
-    /// Which embedder is active (`local` or `openai`), for the start-up line.
-    pub embeddings: &'static str,
-    /// The job queue (the outbox).
-    pub jobs: Arc<dyn JobQueue>,
-    /// What the jobs need.
-    pub handlers: Handlers,
-    /// Rate limits (shared through Redis, or per instance).
-    pub limiter: Arc<dyn RateLimiter>,
-    /// The in-process limiter (the fallback of the shared one), swept on a timer.
-    pub local_limiter: Arc<LocalRateLimiter>,
-    /// Proxies whose forwarding headers are believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// The login policy, applied per email by the login handler.
-    pub login_policy: RatePolicy,
-    /// The last readiness check, reused for a second.
-    pub readiness: Arc<ProbeCache>,
-    /// The audit trail of security-relevant events.
-    pub audit: Arc<dyn markets_domain::audit::AuditLog>,
+pub struct AppState {
+    markets: AppMarketService,
+    auth: AppAuthService,
+    login: AppLoginFlow,
+    search: AppSearchService,
+    limits: RateLimits,
+    events: SecurityEvents,
+    audit: Arc<dyn AuditLog>,
+    trusted_proxies: Arc<[IpNet]>,
+    search_health: Arc<SearchHealth>,
 }
 
-impl Services {
-    /// A job worker on these services.
-    pub fn worker(&self, settings: &Settings) -> Worker {
+impl AppState {
+    /// Market use cases.
+    pub fn markets(&self) -> &AppMarketService {
+        &self.markets
+    }
+
+    /// Registration, sessions, logout and roles.
+    pub fn auth(&self) -> &AppAuthService {
+        &self.auth
+    }
+
+    /// Login: the per-email throttle, authentication and the failed-login audit.
+    pub fn login(&self) -> &AppLoginFlow {
+        &self.login
+    }
+
+    /// Search, with an embedder tuned for answering quickly (one attempt within the budget).
+    pub fn search(&self) -> &AppSearchService {
+        &self.search
+    }
+
+    /// Rate-limit decisions: shared through Redis, or per instance.
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    /// Where security events are logged and recorded.
+    pub fn events(&self) -> &SecurityEvents {
+        &self.events
+    }
+
+    /// The audit trail, for administrators to read.
+    pub fn audit(&self) -> &Arc<dyn AuditLog> {
+        &self.audit
+    }
+
+    /// Proxies whose forwarding headers are believed when resolving a client's address.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+
+    /// When search last had to fall back, so that the cause is logged at most once a minute.
+    pub fn search_health(&self) -> &SearchHealth {
+        &self.search_health
+    }
+}
+
+/// What the process runs beside the requests: the database pool, the cache client and the
+/// readiness probe over them, the job queue and what its jobs need, the indexer, and the
+/// in-process limiter that must be swept. Commands and `serve`'s background tasks use these.
+#[derive(Debug, Clone)]
+pub struct Infrastructure {
+    store: Store,
+    ports: StoreAdapters,
+    cache: CacheBackend,
+    readiness: Arc<ReadinessProbe>,
+    handlers: JobHandlers,
+    wakeups: Arc<dyn JobWakeups>,
+    local_limiter: Arc<LocalRateLimiter>,
+    indexer: Indexer,
+    embeddings: &'static str,
+}
+
+impl Infrastructure {
+    /// The database, for metrics, migrations and shutdown.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The storage ports over the database, for commands that work on the data directly.
+    pub fn ports(&self) -> &StoreAdapters {
+        &self.ports
+    }
+
+    /// The cache, for the start-up line.
+    pub fn cache(&self) -> &CacheBackend {
+        &self.cache
+    }
+
+    /// What `/health/ready` checks, with its last result.
+    pub fn readiness(&self) -> &Arc<ReadinessProbe> {
+        &self.readiness
+    }
+
+    /// The job queue (the outbox), for `markets jobs`.
+    pub fn jobs(&self) -> &Arc<dyn JobQueue> {
+        &self.ports.jobs
+    }
+
+    /// The in-process limiter (the shared one's fallback), to be swept on a timer.
+    pub fn local_limiter(&self) -> &Arc<LocalRateLimiter> {
+        &self.local_limiter
+    }
+
+    /// Indexing, with an embedder that retries with backoff: never used for queries.
+    pub fn indexer(&self) -> &Indexer {
+        &self.indexer
+    }
+
+    /// Which embedder is active (`local` or `openai`), for the start-up line.
+    pub fn embeddings(&self) -> &'static str {
+        self.embeddings
+    }
+
+    /// A job worker on this queue, paced by `settings`.
+    pub fn worker(&self, settings: &JobSettings) -> AppWorker {
         Worker::new(
-            self.jobs.clone(),
+            self.ports.jobs.clone(),
+            self.wakeups.clone(),
             self.handlers.clone(),
-            settings.jobs.clone(),
-            self.store.wakeups(settings),
+            worker_settings(settings),
         )
     }
+}
+
+/// The worker's pacing, from the `[jobs]` settings.
+fn worker_settings(settings: &JobSettings) -> WorkerSettings {
+    WorkerSettings {
+        concurrency: settings.concurrency,
+        lease: Duration::from_secs(settings.lease_secs),
+        poll_interval: Duration::from_millis(settings.poll_interval_ms),
+        max_attempts: settings.max_attempts,
+        retry_base: Duration::from_millis(settings.retry_base_ms),
+        retry_max: Duration::from_millis(settings.retry_max_ms),
+        shutdown_grace: Duration::from_secs(settings.shutdown_grace_secs),
+    }
+}
+
+/// Everything [`Components::build`] wires: the state requests need and the infrastructure
+/// beside them. A plain pair: each command takes the half, or the parts, it uses.
+#[derive(Debug, Clone)]
+pub struct Components {
+    /// What requests need.
+    pub state: AppState,
+    /// What the process operates.
+    pub infra: Infrastructure,
 }
 
 fn notifier(settings: &Settings) -> anyhow::Result<Arc<dyn Notifier>> {
@@ -121,7 +234,7 @@ fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
     }
 }
 
-impl Services {
+impl Components {
     /// Builds every adapter and service.
     ///
     /// # Errors
@@ -145,31 +258,49 @@ impl Services {
         );
         let embedders = embedders(settings)?;
         let indexer = IndexService::new(embedders.indexing, ports.backlog.clone());
-        let handlers = Handlers {
-            markets: ports.markets.clone(),
-            users: ports.users.clone(),
-            notifier: notifier(settings)?,
-            indexer: indexer.clone(),
-            public_url: settings.notify.public_url.clone(),
+        let handlers = JobHandlers::new(
+            ports.markets.clone(),
+            ports.users.clone(),
+            notifier(settings)?,
+            indexer.clone(),
+            settings.notify.public_url.as_str(),
+        );
+        let search_health = Arc::<SearchHealth>::default();
+        let auth = AuthService::new(ports.users.clone(), hasher, tokens, shared.revocations);
+        let limits = RateLimits::new(shared.limiter);
+        let events = SecurityEvents::new(ports.audit.clone());
+        let state = AppState {
+            search: SearchService::new(ports.markets.clone(), embedders.query, ports.index.clone()),
+            markets: MarketService::new(ports.markets.clone(), shared.cache),
+            login: LoginFlow::new(
+                auth.clone(),
+                limits.clone(),
+                settings.rate_limit.login.policy("login"),
+                events.clone(),
+            ),
+            auth,
+            limits,
+            events,
+            audit: ports.audit.clone(),
+            trusted_proxies: settings.rate_limit.trusted_proxies.clone().into(),
+            search_health: search_health.clone(),
         };
-        Ok(Self {
-            limiter: shared.limiter,
-            local_limiter,
-            trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
-            login_policy: settings.rate_limit.login.policy("login"),
-            readiness: Arc::default(),
-            audit: ports.audit,
-            search: SearchService::new(ports.markets.clone(), embedders.query, ports.index),
-            indexer,
-            jobs: ports.jobs,
-            handlers,
-            search_health: Arc::default(),
-            embeddings: embedders.name,
-            markets: MarketService::new(ports.markets, shared.cache),
-            auth: AuthService::new(ports.users, hasher, tokens, shared.revocations),
+        let infra = Infrastructure {
+            readiness: Arc::new(ReadinessProbe::new(
+                store.clone(),
+                shared.backend.clone(),
+                search_health,
+            )),
+            wakeups: store.wakeups(settings),
             store,
+            ports,
             cache: shared.backend,
-        })
+            handlers,
+            local_limiter,
+            indexer,
+            embeddings: embedders.name,
+        };
+        Ok(Self { state, infra })
     }
 }
 

@@ -1,24 +1,75 @@
-//! Readiness and search-health state shared by the handlers.
+//! What `/health/ready` checks, and the search-health record it shares with the search handler.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::shared::CacheBackend;
+use super::store::Store;
+
+/// The states `/health/ready` reports; `true` is up.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// The database answers.
+    pub database: bool,
+    /// The cache answers (an in-process cache always does).
+    pub cache: bool,
+    /// Search has not had to fall back to text search within the last minute.
+    pub embeddings: bool,
+}
+
+/// The readiness check: the database and the cache are pinged concurrently (each bounded by its
+/// client's timeout) and their result reused for a second; the embedder is judged by
+/// search's recent fallbacks, since probing a paid API on every probe would cost money.
+#[derive(Debug)]
+pub struct ReadinessProbe {
+    store: Store,
+    cache: CacheBackend,
+    search_health: Arc<SearchHealth>,
+    last: ProbeCache,
+}
+
+impl ReadinessProbe {
+    /// A probe of `store` and `cache`, reading the embedder's state from `search_health`.
+    pub fn new(store: Store, cache: CacheBackend, search_health: Arc<SearchHealth>) -> Self {
+        Self {
+            store,
+            cache,
+            search_health,
+            last: ProbeCache::default(),
+        }
+    }
+
+    /// The dependencies' states now (the database's and the cache's from the last second).
+    pub async fn check(&self) -> Checks {
+        let [database, cache] = self
+            .last
+            .get_or(|| async {
+                let (database, cache) = futures_util::join!(self.store.ping(), self.cache.ping());
+                [database, cache]
+            })
+            .await;
+        Checks {
+            database,
+            cache,
+            embeddings: !self.search_health.degraded(),
+        }
+    }
+}
 
 /// Readiness results (database, cache) reused for [`ProbeCache::TTL`], so a flood of probes
 /// costs the dependencies one check a second; concurrent probes wait for the one running.
 #[derive(Debug, Default)]
-pub struct ProbeCache {
+struct ProbeCache {
     last: tokio::sync::Mutex<Option<(std::time::Instant, [bool; 2])>>,
 }
 
 impl ProbeCache {
     /// How long a result is reused.
-    pub const TTL: Duration = Duration::from_secs(1);
+    const TTL: Duration = Duration::from_secs(1);
 
     /// The cached result, or `check`'s if the cached one is older than the TTL.
-    pub async fn get_or<F: Future<Output = [bool; 2]>>(
-        &self,
-        check: impl FnOnce() -> F,
-    ) -> [bool; 2] {
+    async fn get_or<F: Future<Output = [bool; 2]>>(&self, check: impl FnOnce() -> F) -> [bool; 2] {
         let mut last = self.last.lock().await;
         if let Some((at, result)) = *last
             && at.elapsed() < Self::TTL

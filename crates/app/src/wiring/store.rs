@@ -2,16 +2,17 @@
 //! deployments of several instances, or an embedded SQLite file (`sqlite:`, the default) that
 //! needs no server at all. Either way the same ports come out, as trait objects.
 
+use markets_application::wakeups::Polling;
 use markets_domain::audit::AuditLog;
 use markets_domain::auth::TokenRevocations;
-use markets_domain::jobs::JobQueue;
+use markets_domain::jobs::{JobQueue, JobWakeups};
 use markets_domain::market::MarketRepository;
 use markets_domain::search::{IndexBacklog, VectorIndex};
 use markets_domain::user::UserRepository;
 use markets_local::SingleFlight;
 use markets_postgres::{
-    PgAuditLog, PgJobQueue, PgMarketRepository, PgPool, PgRevocations, PgUserRepository,
-    PgVectorIndex,
+    PgAuditLog, PgJobQueue, PgJobWakeups, PgMarketRepository, PgPool, PgRevocations,
+    PgUserRepository, PgVectorIndex,
 };
 use markets_sqlite::{
     SqliteAuditLog, SqliteJobQueue, SqliteMarketRepository, SqlitePool, SqliteRevocations,
@@ -19,9 +20,9 @@ use markets_sqlite::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::settings::Settings;
-use crate::worker::Wakeups;
 
 /// A connection pool to one of the supported databases.
 #[derive(Debug, Clone)]
@@ -56,6 +57,25 @@ pub fn is_sqlite(url: &SecretString) -> bool {
     url.expose_secret().starts_with("sqlite:")
 }
 
+/// The SQLite pool's settings, from `[database]`.
+fn sqlite_settings(settings: &Settings) -> markets_sqlite::SqliteSettings {
+    markets_sqlite::SqliteSettings {
+        max_size: settings.database.pool_size,
+        wait_timeout: Duration::from_millis(settings.database.wait_timeout_ms),
+        ..markets_sqlite::SqliteSettings::default()
+    }
+}
+
+/// The PostgreSQL pool's settings, from `[database]`.
+fn pool_settings(settings: &Settings) -> markets_postgres::PoolSettings {
+    markets_postgres::PoolSettings {
+        url: settings.database.url.clone(),
+        max_size: settings.database.pool_size,
+        wait_timeout: Duration::from_millis(settings.database.wait_timeout_ms),
+        connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+    }
+}
+
 impl Store {
     /// A pool for the configured database. Nothing is contacted yet for PostgreSQL; the SQLite
     /// file (and its folder) is created if missing and opened at once.
@@ -65,9 +85,9 @@ impl Store {
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
         Ok(if is_sqlite(&settings.database.url) {
             let url = settings.database.url.expose_secret();
-            Self::Sqlite(SqlitePool::connect_with(url, &settings.sqlite()).await?)
+            Self::Sqlite(SqlitePool::connect_with(url, &sqlite_settings(settings)).await?)
         } else {
-            Self::Postgres(markets_postgres::build_pool(&settings.pool())?)
+            Self::Postgres(markets_postgres::build_pool(&pool_settings(settings))?)
         })
     }
 
@@ -138,10 +158,10 @@ impl Store {
 
     /// How job workers learn of new jobs: PostgreSQL's `LISTEN`, or polling for SQLite (whose
     /// writers all live in this process and are few).
-    pub fn wakeups(&self, settings: &Settings) -> Wakeups {
+    pub fn wakeups(&self, settings: &Settings) -> Arc<dyn JobWakeups> {
         match self {
-            Self::Postgres(_) => Wakeups::Listen(settings.database.url.clone()),
-            Self::Sqlite(_) => Wakeups::Poll,
+            Self::Postgres(_) => Arc::new(PgJobWakeups::new(settings.database.url.clone())),
+            Self::Sqlite(_) => Arc::new(Polling),
         }
     }
 
