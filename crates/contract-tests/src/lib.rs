@@ -9,6 +9,7 @@
 //!   writes schedule the jobs in their own transaction (the outbox);
 //! - [`audit_log_contract!`] ([`AuditLogFixture`]): audit logs, beside the repositories whose
 //!   changes write their events to them;
+//! - [`token_revocations_contract!`] ([`TokenRevocationsFixture`]): token revocations;
 //! - [`cache_contract!`] ([`CacheFixture`]), [`embedding_contract!`] ([`EmbeddingFixture`]) and
 //!   [`rate_limiter_contract!`] ([`RateLimiterFixture`]): caches, embedding providers and rate
 //!   limiters.
@@ -68,6 +69,7 @@ pub mod embedding;
 pub mod job_queue;
 pub mod rate_limiter;
 pub mod repository;
+pub mod token_revocations;
 pub mod vector_index;
 
 pub use audit_log::AuditLogFixture;
@@ -76,6 +78,7 @@ pub use embedding::EmbeddingFixture;
 pub use job_queue::JobQueueFixture;
 pub use rate_limiter::RateLimiterFixture;
 pub use repository::RepositoryFixture;
+pub use token_revocations::TokenRevocationsFixture;
 pub use vector_index::VectorIndexFixture;
 
 /// The body of every suite's macro: one `#[test]` per case of module `$suite`, each running the
