@@ -14,6 +14,9 @@
 //!   [`rate_limiter_contract!`] ([`RateLimiterFixture`]): caches, embedding providers and rate
 //!   limiters.
 //!
+//! A store (one database behind all of the first five ports) runs them all with one line,
+//! [`store_contract!`].
+//!
 //! Every adapter of a port runs the port's suite; so can other teams with their own adapters.
 //! A suite is a set of `pub async fn` cases, each taking a fresh fixture (isolated storage). Its
 //! macro turns each case into a plain `#[test]` that builds the fixture and runs the case on a
@@ -80,6 +83,43 @@ pub use rate_limiter::RateLimiterFixture;
 pub use repository::RepositoryFixture;
 pub use token_revocations::TokenRevocationsFixture;
 pub use vector_index::VectorIndexFixture;
+
+/// Generates every store suite ([`repository_contract!`], [`vector_index_contract!`],
+/// [`job_queue_contract!`], [`audit_log_contract!`], [`token_revocations_contract!`]) on fixtures
+/// from `$make`, whose type implements all their fixture traits.
+///
+/// A store implements all of these ports over one database, so one line proves it whole, and a
+/// suite added here reaches every store. Each suite's tests go in a module named after the
+/// suite (`repository::user_email_is_unique`, ...), so equal case names in two suites cannot
+/// clash; the calling module must not have items of those five names.
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        $crate::__suites_in_modules!($make;
+            repository: repository_contract,
+            vector_index: vector_index_contract,
+            job_queue: job_queue_contract,
+            audit_log: audit_log_contract,
+            token_revocations: token_revocations_contract,
+        );
+    };
+}
+
+/// The body of [`store_contract!`]: each `$suite` macro on fixtures from `$make`, in a module
+/// `$module` that sees the caller's items (the fixture function first of all).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suites_in_modules {
+    ($make:expr; $($module:ident: $suite:ident),+ $(,)?) => {
+        $(
+            mod $module {
+                use super::*;
+
+                $crate::$suite!($make);
+            }
+        )+
+    };
+}
 
 /// The body of every suite's macro: one `#[test]` per case of module `$suite`, each running the
 /// case on a fixture from `$make` on its own runtime.
