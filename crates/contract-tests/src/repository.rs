@@ -27,16 +27,6 @@ pub trait RepositoryFixture: Send + Sync + 'static {
     fn users(&self) -> &Self::Users;
 }
 
-/// Runs a contract case to completion on a fresh single-threaded runtime.
-#[doc(hidden)]
-pub fn run<F: std::future::Future<Output = ()>>(case: F) {
-    crate::__private::tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the contract case")
-        .block_on(case);
-}
-
 /// Generates one `#[test]` per repository contract case, each on a fixture from `$make`
 /// (an expression evaluating to a future of a [`RepositoryFixture`]).
 #[macro_export]

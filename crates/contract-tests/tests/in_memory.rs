@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    AuditLogFixture, CacheFixture, RepositoryFixture, audit_log_contract, cache_contract,
-    repository_contract,
+    AuditLogFixture, CacheFixture, RepositoryFixture, TokenRevocationsFixture, audit_log_contract,
+    cache_contract, repository_contract, token_revocations_contract,
 };
-use markets_domain::testing::{InMemoryCache, InMemoryStore};
+use markets_domain::testing::{InMemoryCache, InMemoryRevocations, InMemoryStore};
 
 struct Fixture(InMemoryStore);
 
@@ -61,4 +61,24 @@ mod cache {
     }
 
     cache_contract!(fixture());
+}
+
+struct RevocationsOnly(InMemoryRevocations);
+
+impl TokenRevocationsFixture for RevocationsOnly {
+    type Revocations = InMemoryRevocations;
+
+    fn revocations(&self) -> &InMemoryRevocations {
+        &self.0
+    }
+}
+
+mod token_revocations {
+    use super::*;
+
+    async fn fixture() -> RevocationsOnly {
+        RevocationsOnly(InMemoryRevocations::default())
+    }
+
+    token_revocations_contract!(fixture());
 }

@@ -16,11 +16,9 @@
 #![deny(missing_docs)]
 
 mod cache;
-mod hash;
 mod hashing;
 mod ratelimit;
 mod single_flight;
-mod tokens;
 
 pub use cache::{MokaCache, MokaCacheSettings};
 pub use hashing::{DEFAULT_DIMENSIONS, HashingEmbedder};

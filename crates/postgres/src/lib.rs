@@ -1,5 +1,8 @@
-//! PostgreSQL adapters for the markets ports (markets, users, the pgvector index): diesel-async
-//! over a deadpool pool, with the workspace's migrations embedded.
+//! PostgreSQL adapters for the markets ports: the market and user repositories, the pgvector
+//! index, the job queue (its `jobs` table is the outbox that market writes fill in their own
+//! transaction; a [`JobListener`] wakes idle workers), the audit log and the token revocations.
+//! diesel-async over a bounded deadpool pool, with the workspace's migrations embedded and run
+//! under an advisory lock. The `testing` feature adds a freshly migrated database per test.
 //!
 //! ```no_run
 //! # async fn wire(settings: markets_postgres::PoolSettings) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,14 +1,14 @@
-//! The Postgres adapters pass the repository, vector index and job queue and audit log contracts, each case on
-//! its own database.
+//! The Postgres adapters pass every store contract (repositories, vector index, job queue, audit
+//! log, token revocations), each case on its own database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    AuditLogFixture, JobQueueFixture, RepositoryFixture, VectorIndexFixture, audit_log_contract,
-    job_queue_contract, repository_contract, vector_index_contract,
+    AuditLogFixture, JobQueueFixture, RepositoryFixture, TokenRevocationsFixture,
+    VectorIndexFixture, store_contract,
 };
 use markets_postgres::testing::TestDatabase;
 use markets_postgres::{
-    PgAuditLog, PgJobQueue, PgMarketRepository, PgUserRepository, PgVectorIndex,
+    PgAuditLog, PgJobQueue, PgMarketRepository, PgRevocations, PgUserRepository, PgVectorIndex,
 };
 
 struct Fixture {
@@ -17,6 +17,7 @@ struct Fixture {
     index: PgVectorIndex,
     queue: PgJobQueue,
     audit: PgAuditLog,
+    revocations: PgRevocations,
     _database: TestDatabase,
 }
 
@@ -57,6 +58,14 @@ impl AuditLogFixture for Fixture {
     }
 }
 
+impl TokenRevocationsFixture for Fixture {
+    type Revocations = PgRevocations;
+
+    fn revocations(&self) -> &PgRevocations {
+        &self.revocations
+    }
+}
+
 async fn fixture() -> Fixture {
     let database = TestDatabase::new().await;
     Fixture {
@@ -65,26 +74,9 @@ async fn fixture() -> Fixture {
         index: PgVectorIndex::new(database.pool()),
         queue: PgJobQueue::new(database.pool()),
         audit: PgAuditLog::new(database.pool()),
+        revocations: PgRevocations::new(database.pool()),
         _database: database,
     }
 }
 
-repository_contract!(fixture());
-
-mod vector_index {
-    use super::*;
-
-    vector_index_contract!(fixture());
-}
-
-mod job_queue {
-    use super::*;
-
-    job_queue_contract!(fixture());
-}
-
-mod audit_log {
-    use super::*;
-
-    audit_log_contract!(fixture());
-}
+store_contract!(fixture());

@@ -1,14 +1,21 @@
-//! The Redis adapters pass the cache and rate limiter contracts on a real Redis, each case under
-//! its own key prefix.
+//! The Redis adapters pass the cache, rate limiter and token revocations contracts on a real
+//! Redis, each case under its own key prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use markets_contract_tests::{
-    CacheFixture, RateLimiterFixture, cache_contract, rate_limiter_contract,
+    CacheFixture, RateLimiterFixture, TokenRevocationsFixture, cache_contract,
+    rate_limiter_contract, token_revocations_contract,
 };
+use markets_domain::RepositoryError;
+use markets_domain::auth::TokenRevocations;
 use markets_domain::ratelimit::{RateDecision, RateLimitError, RateLimiter, RatePolicy};
+use markets_domain::testing::InMemoryRevocations;
 use markets_redis::testing::shared_settings;
-use markets_redis::{RedisCache, RedisConnection, RedisRateLimiter};
+use markets_redis::{
+    RedisCache, RedisConnection, RedisRateLimiter, RedisRevocations, RedisSettings,
+};
 
 struct Fixture(RedisCache);
 
@@ -21,15 +28,23 @@ impl CacheFixture for Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let cache = RedisCache::connect(&shared_settings()).unwrap();
-    cache
-        .ping()
-        .await
-        .expect("Redis is up (scripts/services.sh up)");
-    Fixture(cache)
+    let (connection, settings) = connected().await;
+    Fixture(RedisCache::new(&connection, &settings))
 }
 
 cache_contract!(fixture());
+
+/// A connection to the shared test Redis, once it answers, with settings of a key prefix of
+/// its own.
+async fn connected() -> (RedisConnection, RedisSettings) {
+    let settings = shared_settings();
+    let connection = RedisConnection::connect(&settings).unwrap();
+    RedisCache::new(&connection, &settings)
+        .ping()
+        .await
+        .expect("Redis is up (scripts/services.sh up)");
+    (connection, settings)
+}
 
 /// A fallback that never decides, so a case can only pass on Redis's answers.
 #[derive(Debug)]
@@ -58,14 +73,57 @@ mod rate_limiter {
     use super::*;
 
     async fn fixture() -> Limiter {
-        let settings = shared_settings();
-        let connection = RedisConnection::connect(&settings).unwrap();
-        RedisCache::new(&connection, &settings)
-            .ping()
-            .await
-            .expect("Redis is up (scripts/services.sh up)");
+        let (connection, settings) = connected().await;
         Limiter(RedisRateLimiter::new(&connection, &settings, NoFallback))
     }
 
     rate_limiter_contract!(fixture());
+}
+
+/// The durable record behind Redis: it keeps revocations (for `active` and for refilling Redis)
+/// but never answers a check, so a case can only pass on Redis's answers.
+#[derive(Debug, Clone, Default)]
+struct RecordOnly(InMemoryRevocations);
+
+#[async_trait]
+impl TokenRevocations for RecordOnly {
+    async fn revoke(
+        &self,
+        token_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        self.0.revoke(token_id, expires_at).await
+    }
+
+    async fn is_revoked(&self, _: &str) -> Result<bool, RepositoryError> {
+        Err(RepositoryError::unexpected(
+            "Redis did not answer: no fallback for checks here",
+        ))
+    }
+
+    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError> {
+        self.0.active().await
+    }
+}
+
+struct Revocations(RedisRevocations<RecordOnly>);
+
+impl TokenRevocationsFixture for Revocations {
+    type Revocations = RedisRevocations<RecordOnly>;
+
+    fn revocations(&self) -> &RedisRevocations<RecordOnly> {
+        &self.0
+    }
+}
+
+mod token_revocations {
+    use super::*;
+
+    async fn fixture() -> Revocations {
+        let (connection, settings) = connected().await;
+        let durable = RecordOnly::default();
+        Revocations(RedisRevocations::new(&connection, &settings, durable))
+    }
+
+    token_revocations_contract!(fixture());
 }

@@ -1,14 +1,15 @@
-//! The SQLite adapters pass the repository, vector index and job queue and audit log contracts, each case on
-//! its own database file.
+//! The SQLite adapters pass every store contract (repositories, vector index, job queue, audit
+//! log, token revocations), each case on its own database file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    AuditLogFixture, JobQueueFixture, RepositoryFixture, VectorIndexFixture, audit_log_contract,
-    job_queue_contract, repository_contract, vector_index_contract,
+    AuditLogFixture, JobQueueFixture, RepositoryFixture, TokenRevocationsFixture,
+    VectorIndexFixture, store_contract,
 };
 use markets_sqlite::testing::TestDatabase;
 use markets_sqlite::{
-    SqliteAuditLog, SqliteJobQueue, SqliteMarketRepository, SqliteUserRepository, SqliteVectorIndex,
+    SqliteAuditLog, SqliteJobQueue, SqliteMarketRepository, SqliteRevocations,
+    SqliteUserRepository, SqliteVectorIndex,
 };
 
 struct Fixture {
@@ -17,6 +18,7 @@ struct Fixture {
     index: SqliteVectorIndex,
     queue: SqliteJobQueue,
     audit: SqliteAuditLog,
+    revocations: SqliteRevocations,
     _database: TestDatabase,
 }
 
@@ -57,6 +59,14 @@ impl AuditLogFixture for Fixture {
     }
 }
 
+impl TokenRevocationsFixture for Fixture {
+    type Revocations = SqliteRevocations;
+
+    fn revocations(&self) -> &SqliteRevocations {
+        &self.revocations
+    }
+}
+
 async fn fixture() -> Fixture {
     let database = TestDatabase::new().await;
     Fixture {
@@ -65,26 +75,9 @@ async fn fixture() -> Fixture {
         index: SqliteVectorIndex::new(database.pool()),
         queue: SqliteJobQueue::new(database.pool()),
         audit: SqliteAuditLog::new(database.pool()),
+        revocations: SqliteRevocations::new(database.pool()),
         _database: database,
     }
 }
 
-repository_contract!(fixture());
-
-mod vector_index {
-    use super::*;
-
-    vector_index_contract!(fixture());
-}
-
-mod job_queue {
-    use super::*;
-
-    job_queue_contract!(fixture());
-}
-
-mod audit_log {
-    use super::*;
-
-    audit_log_contract!(fixture());
-}
+store_contract!(fixture());

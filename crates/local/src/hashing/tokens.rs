@@ -19,7 +19,7 @@ const NGRAM: usize = 3;
 
 /// The words of `text`: lower-cased runs of letters and digits (any script), stop words dropped.
 /// A text made only of stop words keeps them, so "Who?" still differs from "The?".
-pub(crate) fn words(text: &str) -> Vec<String> {
+pub(super) fn words(text: &str) -> Vec<String> {
     let all: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
@@ -35,7 +35,7 @@ pub(crate) fn words(text: &str) -> Vec<String> {
 
 /// The character trigrams of `word` padded with boundary markers: "rain" gives "<ra", "rai",
 /// "ain", "in>"; a one-letter word gives its single padded trigram.
-pub(crate) fn ngrams(word: &str) -> Vec<String> {
+pub(super) fn ngrams(word: &str) -> Vec<String> {
     let padded: Vec<char> = std::iter::once(START)
         .chain(word.chars())
         .chain(std::iter::once(END))

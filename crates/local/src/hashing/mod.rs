@@ -1,11 +1,16 @@
-//! [`HashingEmbedder`]: embeddings from hashed words and character trigrams.
+//! [`HashingEmbedder`]: embeddings from hashed words and character trigrams. Its two steps
+//! live beside it and serve nothing else: `tokens` turns text into features, `hash` hashes
+//! them stably.
+
+mod hash;
+mod tokens;
 
 use async_trait::async_trait;
 use markets_domain::ValidationError;
 use markets_domain::search::{Embedding, EmbeddingError, EmbeddingProvider};
 
-use crate::hash::hash;
-use crate::tokens::{ngrams, words};
+use hash::hash;
+use tokens::{ngrams, words};
 
 /// The dimensions of [`HashingEmbedder::default`]: those of the `vector(1536)` column, so its
 /// embeddings can be stored where an embeddings API's would be.

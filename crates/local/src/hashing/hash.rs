@@ -8,7 +8,7 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// finaliser. FNV-1a alone spreads its low bits poorly over short inputs; the finaliser mixes
 /// every input bit into every output bit, so both the bucket (low bits, taken modulo the
 /// dimensions) and the sign (top bit) are well spread.
-pub(crate) fn hash(parts: &[&[u8]]) -> u64 {
+pub(super) fn hash(parts: &[&[u8]]) -> u64 {
     let mut state = FNV_OFFSET_BASIS;
     for byte in parts.iter().flat_map(|part| part.iter()) {
         state ^= u64::from(*byte);
