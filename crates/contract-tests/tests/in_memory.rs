@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::{
-    AuditLogFixture, CacheFixture, RepositoryFixture, TokenRevocationsFixture, audit_log_contract,
-    cache_contract, repository_contract, token_revocations_contract,
+    AuditLogFixture, CacheFixture, JobQueueFixture, RepositoryFixture, TokenRevocationsFixture,
+    audit_log_contract, cache_contract, job_queue_contract, repository_contract,
+    token_revocations_contract,
 };
 use markets_domain::testing::{InMemoryCache, InMemoryRevocations, InMemoryStore};
 
@@ -41,6 +42,21 @@ mod audit_log {
     use super::*;
 
     audit_log_contract!(fixture());
+}
+
+impl JobQueueFixture for Fixture {
+    type Queue = InMemoryStore;
+
+    fn queue(&self) -> &InMemoryStore {
+        &self.0
+    }
+}
+
+/// The store's outbox is a queue too: what the application's worker tests run on.
+mod job_queue {
+    use super::*;
+
+    job_queue_contract!(fixture());
 }
 
 struct CacheOnly(InMemoryCache);
