@@ -7,7 +7,7 @@ use markets_domain::user::{DisplayName, Email};
 use std::io::BufRead;
 use tracing::info;
 
-use crate::commands::migrate;
+use super::migrate::migrate;
 use crate::settings::Settings;
 use crate::wiring::Components;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::commands::{migrate, warm_on_start};
+use super::migrate::migrate;
+use super::warm_cache::warm_on_start;
 use crate::settings::Settings;
 use crate::startup::Application;
 use crate::wiring::{AppAuthService, Components};
