@@ -141,7 +141,7 @@ async fn warm_cache_loads_the_markets_with_most_volume_in_one_call() {
     command
         .arg("warm-cache")
         .env("REDIS_URL", &settings.url)
-        .env("MARKETS__CACHE__KEY_PREFIX", &settings.key_prefix);
+        .env("MARKETS__REDIS__KEY_PREFIX", &settings.key_prefix);
     let output = run(command);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "100");

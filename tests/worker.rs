@@ -32,7 +32,7 @@ fn vars(db: &TestDatabase, sink: &SmtpSink, extra: &[(&str, &str)]) -> HashMap<S
         ("APP_ENV", "test"),
         ("DATABASE_URL", db.settings().url.expose_secret()),
         ("REDIS_URL", redis.url.as_str()),
-        ("MARKETS__CACHE__KEY_PREFIX", redis.key_prefix.as_str()),
+        ("MARKETS__REDIS__KEY_PREFIX", redis.key_prefix.as_str()),
         ("MARKETS__NOTIFY__BACKEND", "smtp"),
         ("MARKETS__NOTIFY__PUBLIC_URL", "https://markets.example.com"),
         ("MARKETS__NOTIFY__SMTP__HOST", "127.0.0.1"),

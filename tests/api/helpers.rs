@@ -110,7 +110,7 @@ impl TestApp {
         let redis_vars = redis.iter().flat_map(|redis| {
             [
                 ("REDIS_URL", redis.url.as_str()),
-                ("MARKETS__CACHE__KEY_PREFIX", redis.key_prefix.as_str()),
+                ("MARKETS__REDIS__KEY_PREFIX", redis.key_prefix.as_str()),
             ]
         });
         let vars: HashMap<String, String> = [

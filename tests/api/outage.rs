@@ -16,7 +16,7 @@ async fn an_unreachable_database_is_503_service_unavailable() {
     let redis = shared_settings();
     let vars: HashMap<String, String> = [
         ("REDIS_URL", redis.url.as_str()),
-        ("MARKETS__CACHE__KEY_PREFIX", redis.key_prefix.as_str()),
+        ("MARKETS__REDIS__KEY_PREFIX", redis.key_prefix.as_str()),
         ("APP_ENV", "test"),
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/markets"),
         ("BIND_ADDR", "127.0.0.1:0"),

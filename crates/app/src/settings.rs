@@ -52,15 +52,14 @@ pub struct Settings {
     pub server: ServerSettings,
     /// PostgreSQL.
     pub database: DatabaseSettings,
-    /// Redis, if any.
-    #[serde(default)]
-    pub redis: RedisSettings,
+    /// Redis, if any, and how the cache, rate limits and revocations use it.
+    pub redis: RedisConfig,
     /// The market cache.
     pub cache: CacheSettings,
     /// Tokens and passwords.
     pub auth: AuthSettings,
     /// The OpenAI-compatible embeddings API.
-    pub openai: OpenAiSettings,
+    pub openai: OpenAiConfig,
     /// Semantic search and its index.
     pub search: SearchSettings,
     /// The background job worker.
@@ -115,12 +114,21 @@ pub struct DatabaseSettings {
     pub migrate_on_start: bool,
 }
 
-/// Redis.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Redis: one client for the cache, the rate limits and the token revocations. (Named apart from
+/// `markets_redis::RedisSettings`, the client's own settings, which [`Settings::redis_client`]
+/// makes from this and `[cache]`.)
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// Connection URL (`REDIS_URL`). Unset: the cache and rate limits live in this process.
+pub struct RedisConfig {
+    /// Connection URL (`REDIS_URL`). Unset: the cache, rate limits and revocations live in this
+    /// process.
     pub url: Option<SecretString>,
+    /// Prepended to every key (cache entries, rate-limit counts, revocations), so deployments
+    /// can share one Redis.
+    pub key_prefix: String,
+    /// Per-command timeout in milliseconds: past it, a cache read falls through to the database,
+    /// a rate-limit check to this process's own counts and a revocation check to the database.
+    pub timeout_ms: u64,
 }
 
 /// The market cache.
@@ -129,10 +137,6 @@ pub struct RedisSettings {
 pub struct CacheSettings {
     /// Entry lifetime in seconds (`CACHE_TTL_SECONDS`).
     pub ttl_secs: u64,
-    /// Key namespace.
-    pub key_prefix: String,
-    /// Per-command timeout in milliseconds.
-    pub timeout_ms: u64,
     /// Whether `serve` warms the cache.
     pub warm_on_start: bool,
     /// How many markets warming loads (1 to 100).
@@ -151,10 +155,11 @@ pub struct AuthSettings {
     pub password_hashing: markets_auth::HashingSettings,
 }
 
-/// The embeddings API.
+/// The embeddings API. (Named apart from `markets_openai::OpenAiSettings`, the client's own
+/// settings, which the wiring makes from this.)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OpenAiSettings {
+pub struct OpenAiConfig {
     /// API key (`OPENAI_API_KEY`); without one, search embeds locally.
     pub api_key: Option<SecretString>,
     /// Base URL (`OPENAI_BASE_URL`), for any OpenAI-compatible server.
@@ -530,14 +535,15 @@ impl Settings {
         Ok(())
     }
 
-    /// The Redis client's settings, if a Redis is configured.
-    pub fn redis_cache(&self) -> Option<markets_redis::RedisSettings> {
+    /// The Redis client's settings, shared by the cache, the rate limiter and the revocations,
+    /// if a Redis is configured. The entry lifetime is the cache's (`cache.ttl_secs`).
+    pub fn redis_client(&self) -> Option<markets_redis::RedisSettings> {
         let url = self.redis.url.as_ref()?;
         Some(markets_redis::RedisSettings {
             url: url.expose_secret().to_owned(),
-            key_prefix: self.cache.key_prefix.clone(),
+            key_prefix: self.redis.key_prefix.clone(),
             ttl: Duration::from_secs(self.cache.ttl_secs),
-            command_timeout: Duration::from_millis(self.cache.timeout_ms),
+            command_timeout: Duration::from_millis(self.redis.timeout_ms),
         })
     }
 
@@ -648,6 +654,25 @@ mod tests {
             ),
             (7, 3)
         );
+    }
+
+    #[test]
+    fn the_redis_client_settings_come_from_redis_and_the_ttl_from_cache() {
+        let settings = load(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("MARKETS__REDIS__KEY_PREFIX", "t:"),
+            ("MARKETS__REDIS__TIMEOUT_MS", "250"),
+            ("CACHE_TTL_SECONDS", "42"),
+        ])
+        .unwrap();
+        let client = settings.redis_client().unwrap();
+        assert_eq!(client.key_prefix, "t:");
+        assert_eq!(client.command_timeout, Duration::from_millis(250));
+        assert_eq!(client.ttl, Duration::from_secs(42));
+        assert!(load(&[]).unwrap().redis_client().is_none());
+        // The keys' old home is refused, not silently ignored.
+        let moved = load(&[("MARKETS__CACHE__KEY_PREFIX", "t:")]).unwrap_err();
+        assert!(moved.to_string().contains("key_prefix"), "{moved}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Shared {
         durable: Arc<dyn TokenRevocations>,
         local: Arc<LocalRateLimiter>,
     ) -> anyhow::Result<Self> {
-        let Some(redis_settings) = settings.redis_cache() else {
+        let Some(redis_settings) = settings.redis_client() else {
             return Ok(Self {
                 cache: Arc::new(MokaCache::new(MokaCacheSettings {
                     ttl: std::time::Duration::from_secs(settings.cache.ttl_secs),
