@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-use crate::error::{SERVICE, from_query};
+use crate::error::{SERVICE, from_connect, from_query};
 
 /// Waits for `NOTIFY jobs` on a connection of its own, so idle workers wake as soon as a job is
 /// enqueued anywhere; callers still poll as a safety net.
@@ -32,7 +32,7 @@ impl JobListener {
     pub async fn connect(url: &SecretString) -> Result<Self, RepositoryError> {
         let mut connection = AsyncPgConnection::establish(url.expose_secret())
             .await
-            .map_err(|error| RepositoryError::unavailable(SERVICE, error))?;
+            .map_err(from_connect)?;
         diesel_async::SimpleAsyncConnection::batch_execute(&mut connection, "LISTEN jobs")
             .await
             .map_err(from_query)?;
