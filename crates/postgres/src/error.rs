@@ -453,4 +453,122 @@ mod tests {
             ConnectionError::BadConnection("the database system is starting up".to_owned())
         )));
     }
+
+    /// The two real cases, on PostgreSQL: a session the server ended, and a statement it refused.
+    mod on_the_server {
+        use super::*;
+        use crate::schema::users;
+        use crate::testing::{TestDatabase, backend_pid};
+        use diesel::prelude::*;
+        use diesel::sql_types::Bool;
+        use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+        use std::time::Duration;
+
+        /// Waits until session `pid` is inside `pg_sleep`, so that it is killed mid-statement.
+        async fn wait_until_sleeping(conn: &mut AsyncPgConnection, pid: i32) {
+            for _ in 0..500 {
+                let sleeping: bool = diesel::select(diesel::dsl::sql::<Bool>(&format!(
+                    "EXISTS (SELECT FROM pg_stat_activity \
+                     WHERE pid = {pid} AND wait_event = 'PgSleep')"
+                )))
+                .get_result(conn)
+                .await
+                .unwrap();
+                if sleeping {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("session {pid} never started sleeping");
+        }
+
+        #[tokio::test]
+        async fn a_query_on_a_connection_the_server_terminated_is_an_outage() {
+            let db = TestDatabase::new().await;
+            let mut conn = db.pool().get().await.unwrap();
+            let pid = backend_pid(&mut conn).await;
+            db.terminate(pid).await;
+
+            let error = conn.batch_execute("SELECT 1").await.unwrap_err();
+            // Usually the connection's task has already seen the server hang up, and the query
+            // is refused as `UnableToSendCommand` ("connection closed"); had the task not run yet,
+            // it would read the server's FATAL 57P01 and hand the query that. Either is an outage.
+            let shown = format!("{error:?}");
+            let mapped = from_query(error);
+            assert!(is_unavailable(&mapped), "{shown} became {mapped:?}");
+            assert_eq!(mapped.to_string(), "database is currently unavailable");
+        }
+
+        #[tokio::test]
+        async fn a_query_running_when_the_server_terminates_its_session_is_an_outage() {
+            let db = TestDatabase::new().await;
+            let pool = db.pool();
+            let mut conn = pool.get().await.unwrap();
+            let mut watcher = pool.get().await.unwrap();
+            let pid = backend_pid(&mut conn).await;
+
+            let (slept, ()) = tokio::join!(conn.batch_execute("SELECT pg_sleep(30)"), async {
+                wait_until_sleeping(&mut watcher, pid).await;
+                db.terminate(pid).await;
+            });
+            let error = slept.unwrap_err();
+            // The case from the incident: the server's FATAL answers the statement, and
+            // diesel-async files 57P01 under `Unknown` without its code.
+            assert!(
+                matches!(
+                    &error,
+                    DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                        if info.message() == "terminating connection due to administrator command"
+                ),
+                "{error:?}"
+            );
+            let mapped = from_query(error);
+            assert!(is_unavailable(&mapped), "{mapped:?}");
+        }
+
+        #[tokio::test]
+        async fn ordinary_sql_errors_stay_unexpected_and_leave_the_connection_working() {
+            let db = TestDatabase::new().await;
+            let mut conn = db.pool().get().await.unwrap();
+
+            let error = conn.batch_execute("SELEC 1").await.unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    DieselError::DatabaseError(DatabaseErrorKind::Unknown, _)
+                ),
+                "{error:?}"
+            );
+            let mapped = from_query(error);
+            assert!(
+                matches!(mapped, RepositoryError::Unexpected(_)),
+                "{mapped:?}"
+            );
+
+            let insert = |email: &'static str| {
+                diesel::insert_into(users::table).values((
+                    users::id.eq(uuid::Uuid::new_v4()),
+                    users::email.eq(email),
+                    users::display_name.eq("Twice"),
+                    users::password_hash.eq("x"),
+                ))
+            };
+            insert("twice@example.com")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let error = insert("TWICE@example.com")
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            assert!(is_unique_violation(&error, "users_email_key"), "{error:?}");
+            let mapped = from_query(error);
+            assert!(
+                matches!(mapped, RepositoryError::Unexpected(_)),
+                "{mapped:?}"
+            );
+
+            conn.batch_execute("SELECT 1").await.unwrap();
+        }
+    }
 }

@@ -97,3 +97,31 @@ impl JobWakeups for PgJobWakeups {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TestDatabase, backend_pid};
+
+    #[tokio::test]
+    async fn a_listener_whose_session_the_server_ends_reports_the_database_unavailable() {
+        let db = TestDatabase::new().await;
+        let mut listener = JobListener::connect(&db.settings().url).await.unwrap();
+        let pid = backend_pid(&mut listener.connection).await;
+        db.terminate(pid).await;
+
+        // The FATAL 57P01 arrives while nothing runs on the connection: it ends the notification
+        // stream as an error, which counts as an outage so that the caller reconnects.
+        let error = listener.wait(Duration::from_secs(5)).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RepositoryError::Unavailable {
+                    service: "database",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}
