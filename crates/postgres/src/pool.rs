@@ -69,9 +69,13 @@ pub struct PoolSettings {
 /// # Errors
 /// Only if the pool configuration itself is invalid.
 pub fn build_pool(settings: &PoolSettings) -> Result<PgPool, BuildError> {
-    // `Fast` recycling checks a returned connection's transaction state but sends no test query:
-    // a round trip saved on every checkout. A connection the server dropped fails its next
-    // query (mapped to "database unavailable") and is then discarded as broken.
+    // `Fast` recycling sends no test query: a round trip saved on every checkout. The checkout
+    // still discards what diesel-async counts as broken: a connection left inside a transaction
+    // or with a failed transaction manager, and one whose client is closed. Each connection's
+    // background task reads its socket all the time, so a session the server ended while idle
+    // (a restart, `pg_terminate_backend`) is found closed and replaced before anyone uses it.
+    // Only a connection that dies while checked out fails a query (mapped to "database
+    // unavailable"), and it is replaced at its next checkout.
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
@@ -93,7 +97,7 @@ mod tests {
     use super::*;
     use crate::PgUserRepository;
     use crate::schema::users;
-    use crate::testing::TestDatabase;
+    use crate::testing::{TestDatabase, backend_pid};
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl};
     use markets_domain::user::{UserId, UserRepository};
@@ -176,6 +180,27 @@ mod tests {
             "{error:?}"
         );
         assert_eq!(error.to_string(), "database is currently unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced_at_checkout() {
+        let db = TestDatabase::new().await;
+        let pool = tiny(db.settings());
+        let mut conn = pool.get().await.unwrap();
+        let killed = backend_pid(&mut conn).await;
+        drop(conn);
+        db.terminate(killed).await;
+        // The server's FATAL reaches the connection's background task, which closes the client;
+        // a moment lets that task run before the next checkout looks.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        // The only slot holds the dead connection: the checkout's recycle check finds it closed,
+        // discards it and opens another, so the caller never sees the old session.
+        let mut conn = pool.get().await.unwrap();
+        assert_ne!(backend_pid(&mut conn).await, killed);
+        drop(conn);
+        let users = PgUserRepository::new(pool.clone());
+        assert_eq!(users.find_by_id(UserId::new()).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! The server is the one `DATABASE_URL` names, or `postgres://postgres@127.0.0.1:5433/postgres`
 //! (what `scripts/services.sh up` starts). It must have pgvector.
 
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use secrecy::SecretString;
@@ -123,6 +123,56 @@ impl TestDatabase {
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
     }
+
+    /// Ends the server session `pid` as an administrator or a fast shutdown would (the server
+    /// sends FATAL 57P01 and closes the socket), and waits until that backend has exited: how a
+    /// restart looks to the connections it cuts.
+    ///
+    /// # Panics
+    /// If the server cannot be reached, or the session is unknown or still there after 5 s.
+    pub async fn terminate(&self, pid: i32) {
+        let ended = async {
+            let mut admin = AsyncPgConnection::establish(self.server.as_str()).await?;
+            // With a timeout, pg_terminate_backend waits for the backend to exit (PostgreSQL 14+).
+            let ended = sql_query("SELECT pg_terminate_backend($1, 5000) AS ended")
+                .bind::<Integer, _>(pid)
+                .get_result::<Terminated>(&mut admin)
+                .await?;
+            TestResult::Ok(ended.ended)
+        };
+        match ended.await {
+            Ok(true) => {}
+            Ok(false) => panic!("server session {pid} did not end"),
+            Err(error) => panic!("cannot terminate server session {pid}: {error}"),
+        }
+    }
+}
+
+/// The server process serving `conn` (`pg_backend_pid()`), e.g. to [`TestDatabase::terminate`]
+/// it.
+///
+/// # Panics
+/// If the query fails.
+pub async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
+    match sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<BackendPid>(conn)
+        .await
+    {
+        Ok(row) => row.pid,
+        Err(error) => panic!("cannot read the backend pid: {error}"),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Terminated {
+    #[diesel(sql_type = Bool)]
+    ended: bool,
+}
+
+#[derive(QueryableByName)]
+struct BackendPid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
 }
 
 impl Drop for TestDatabase {

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-use crate::error::{SERVICE, from_query};
+use crate::error::{SERVICE, from_connect, from_query};
 
 /// Waits for `NOTIFY jobs` on a connection of its own, so idle workers wake as soon as a job is
 /// enqueued anywhere; callers still poll as a safety net.
@@ -32,7 +32,7 @@ impl JobListener {
     pub async fn connect(url: &SecretString) -> Result<Self, RepositoryError> {
         let mut connection = AsyncPgConnection::establish(url.expose_secret())
             .await
-            .map_err(|error| RepositoryError::unavailable(SERVICE, error))?;
+            .map_err(from_connect)?;
         diesel_async::SimpleAsyncConnection::batch_execute(&mut connection, "LISTEN jobs")
             .await
             .map_err(from_query)?;
@@ -95,5 +95,33 @@ impl JobWakeups for PgJobWakeups {
             *listener = None;
             tokio::time::sleep(timeout).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TestDatabase, backend_pid};
+
+    #[tokio::test]
+    async fn a_listener_whose_session_the_server_ends_reports_the_database_unavailable() {
+        let db = TestDatabase::new().await;
+        let mut listener = JobListener::connect(&db.settings().url).await.unwrap();
+        let pid = backend_pid(&mut listener.connection).await;
+        db.terminate(pid).await;
+
+        // The FATAL 57P01 arrives while nothing runs on the connection: it ends the notification
+        // stream as an error, which counts as an outage so that the caller reconnects.
+        let error = listener.wait(Duration::from_secs(5)).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RepositoryError::Unavailable {
+                    service: "database",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 }
