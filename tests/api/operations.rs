@@ -123,3 +123,32 @@ async fn readiness_follows_the_database_out_and_back() {
     cable.restore();
     assert_eq!(readiness_until(&app, 200).await["status"], "ok");
 }
+
+#[tokio::test]
+async fn invented_methods_share_one_label_and_add_no_series() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    for n in 0..1000 {
+        let method = reqwest::Method::from_bytes(format!("JUNK{n}").as_bytes()).unwrap();
+        let url = format!("{}/api/v1/markets", app.base);
+        let response = client.request(method, url).send().await.unwrap();
+        assert_eq!(response.status(), 405);
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let standard = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other",
+    ];
+    let mut labels: Vec<&str> = text
+        .split("method=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    assert!(
+        labels.iter().all(|label| standard.contains(label)),
+        "a client-chosen method became a label: {labels:?}"
+    );
+    assert!(labels.contains(&"other"), "{labels:?}");
+    assert!(!text.contains("JUNK"), "a raw method reached /metrics");
+}

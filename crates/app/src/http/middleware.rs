@@ -2,8 +2,8 @@
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
@@ -84,7 +84,7 @@ pub async fn request_id(
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(ClientIp(ip));
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let span = info_span!(
         "request",
         request_id = %String::from_utf8_lossy(id.as_bytes()),
@@ -107,7 +107,7 @@ pub async fn request_id(
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
             let status = response.status();
-            record(&span, &method, &route, status, started);
+            record(&span, method, &route, status, started);
             match response.response().error() {
                 Some(failure) if status.is_server_error() => {
                     span.in_scope(|| error!(error = %failure, "request failed"));
@@ -121,7 +121,7 @@ pub async fn request_id(
         Err(_) => AppError::Internal("handler panicked".into()).into(),
     };
     let status = error.as_response_error().status_code();
-    record(&span, &method, "unmatched", status, started);
+    record(&span, method, "unmatched", status, started);
     span.in_scope(|| error!(error = %error, "request failed"));
     Err(Tagged { error, id }.into())
 }
@@ -164,6 +164,26 @@ fn harden(headers: &mut actix_web::http::header::HeaderMap, id: HeaderValue) {
         actix_web::http::header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+}
+
+/// The method as a metric and log label: the standard methods by name, any other token as
+/// `other`. Any token is a valid method to actix, so a raw method would let a client mint label
+/// values, each a new series that the registry keeps for ever.
+fn method_label(method: &Method) -> &'static str {
+    [
+        ("GET", Method::GET),
+        ("HEAD", Method::HEAD),
+        ("POST", Method::POST),
+        ("PUT", Method::PUT),
+        ("PATCH", Method::PATCH),
+        ("DELETE", Method::DELETE),
+        ("OPTIONS", Method::OPTIONS),
+        ("TRACE", Method::TRACE),
+        ("CONNECT", Method::CONNECT),
+    ]
+    .into_iter()
+    .find(|(_, standard)| standard == method)
+    .map_or("other", |(name, _)| name)
 }
 
 /// Counts the request and records its route, status and latency on its span.
