@@ -174,7 +174,7 @@ async fn offset_pages_walk_every_sort_in_order() {
             json!({"page": 4, "page_size": 3, "total": 7})
         );
     }
-    let far = list(&app, "page=1000").await;
+    let far = list(&app, "page=500").await;
     assert_eq!(far["data"], json!([]));
     assert_eq!(far["meta"]["total"], 7);
 
@@ -439,5 +439,27 @@ async fn every_invalid_list_parameter_is_listed_at_once() {
         ("sort=name&limit=0", vec!["sort", "limit"]),
     ] {
         invalid(app.get(&format!("/api/v1/markets?{query}")).await, &fields).await;
+    }
+}
+
+#[tokio::test]
+async fn offset_paging_stops_at_ten_thousand_rows_and_points_at_cursors() {
+    let app = TestApp::spawn().await;
+    for query in ["page=501", "page=101&page_size=100", "page=4294967295"] {
+        let refused = invalid(
+            app.get(&format!("/api/v1/markets?{query}")).await,
+            &["page"],
+        )
+        .await;
+        let message = refused["details"][0]["message"].as_str().unwrap();
+        assert!(message.contains("cursor"), "{query}: {refused}");
+    }
+    for query in [
+        "page=500",
+        "page=100&page_size=100",
+        "page=1000&page_size=10",
+    ] {
+        let page = list(&app, query).await;
+        assert_eq!(page["data"], json!([]), "{query}");
     }
 }

@@ -40,13 +40,28 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// The deepest row offset paging reaches (`page * page_size`). A deeper page costs a scan
+    /// of every row before it however the list is indexed; keyset (cursor) paging goes further
+    /// at the same cost per page.
+    pub const MAX_ROWS: u64 = 10_000;
+
     /// Checks the page number.
     ///
     /// # Errors
-    /// If `page` is 0.
+    /// If `page` is 0, or the page ends past [`Self::MAX_ROWS`].
     pub fn new(page: u32, size: PageSize) -> Result<Self, ValidationError> {
         if page == 0 {
             return Err(ValidationError::new("page", "must be at least 1"));
+        }
+        if u64::from(page) * u64::from(size.get()) > Self::MAX_ROWS {
+            return Err(ValidationError::new(
+                "page",
+                format!(
+                    "must not reach past row {} (page * page_size); use cursor paging \
+                     (cursor and limit) to go further",
+                    Self::MAX_ROWS
+                ),
+            ));
         }
         Ok(Self { page, size })
     }
@@ -99,6 +114,21 @@ mod tests {
         assert_eq!(
             PageSize::new("limit", 101).map_err(|e| e.field),
             Err("limit")
+        );
+    }
+
+    #[test]
+    fn offset_paging_stops_at_ten_thousand_rows() {
+        let size = PageSize::new("page_size", 100).unwrap();
+        assert_eq!(PageRequest::new(100, size).unwrap().offset(), 9_900);
+        assert_eq!(
+            PageRequest::new(101, size).map_err(|e| e.field),
+            Err("page")
+        );
+        assert!(PageRequest::new(500, PageSize::DEFAULT).is_ok());
+        assert!(
+            PageRequest::new(u32::MAX, PageSize::DEFAULT).is_err(),
+            "no overflow"
         );
     }
 

@@ -94,10 +94,14 @@ impl ListParams {
             .sort
             .as_deref()
             .map_or(Ok(MarketSort::default()), str::parse);
-        let page = number("page", self.page.as_deref())
-            .and_then(|page| PageRequest::new(page.unwrap_or(1), PageSize::DEFAULT))
-            .map(PageRequest::page);
         let size = page_size("page_size", self.page_size.as_deref());
+        // Judged against the page size asked for (the default when that is itself invalid).
+        let page = number("page", self.page.as_deref())
+            .and_then(|page| {
+                let size = size.as_ref().copied().unwrap_or(PageSize::DEFAULT);
+                PageRequest::new(page.unwrap_or(1), size)
+            })
+            .map(PageRequest::page);
         let limit = page_size("limit", self.limit.as_deref());
         // A cursor can only be judged against a valid sort and status.
         let after = match (&status, &sort, self.cursor.as_deref()) {
