@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
+mod bounds;
+
 /// Where the service runs; picks `config/{env}.toml` and a few safety rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -416,9 +418,6 @@ const ENV_KEYS: [(&str, &str); 11] = [
     ("LOG_FORMAT", "log.format"),
 ];
 
-/// The shortest JWT secret accepted in production, in bytes (HS256's key size).
-const MIN_JWT_SECRET_BYTES: usize = 32;
-
 impl Settings {
     /// Loads settings for the process environment.
     ///
@@ -472,19 +471,7 @@ impl Settings {
                 problem: problem.to_owned(),
             })
         };
-        let jwt_len = self
-            .auth
-            .jwt_secret
-            .as_ref()
-            .map(|s| s.expose_secret().len());
-        if self.environment == Environment::Production
-            && jwt_len.is_none_or(|len| len < MIN_JWT_SECRET_BYTES)
-        {
-            return invalid(
-                "auth.jwt_secret (JWT_SECRET)",
-                "must be set to at least 32 bytes in production",
-            );
-        }
+        bounds::check(self)?;
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
         }
@@ -629,6 +616,7 @@ mod tests {
         let settings = load(&[
             ("DATABASE_URL", "postgres://u:p@db:5432/m"),
             ("BIND_ADDR", "0.0.0.0:9000"),
+            ("JWT_SECRET", RANDOM_SECRET),
             ("RUST_LOG", "debug"),
             ("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1"),
         ])
@@ -682,6 +670,9 @@ mod tests {
         assert_eq!(settings.database.wait_timeout_ms, 2000);
     }
 
+    /// What `openssl rand -base64 32` prints.
+    const RANDOM_SECRET: &str = "q3N0x8Jb1zV4mR7tK2wY9cL5hF6dG0sA+pE/uTiOjXk=";
+
     #[test]
     fn production_refuses_a_missing_or_short_jwt_secret() {
         for secret in [None, Some("too short")] {
@@ -690,9 +681,84 @@ mod tests {
             let message = load(&vars).unwrap_err().to_string();
             assert!(message.contains("JWT_SECRET"), "{message}");
         }
-        let long = "x".repeat(32);
-        let settings = load(&[("APP_ENV", "production"), ("JWT_SECRET", &long)]).unwrap();
+        let settings = load(&[("APP_ENV", "production"), ("JWT_SECRET", RANDOM_SECRET)]).unwrap();
         assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn weak_jwt_secrets_are_refused_in_every_environment() {
+        let repeated = "x".repeat(32);
+        for env in ["development", "test", "production"] {
+            for weak in [
+                "hunter2",
+                repeated.as_str(),
+                "abcdabcdabcdabcdabcdabcdabcdabcd",
+            ] {
+                let message = load(&[("APP_ENV", env), ("JWT_SECRET", weak)])
+                    .unwrap_err()
+                    .to_string();
+                assert!(message.contains("JWT_SECRET"), "{env} {weak}: {message}");
+                assert!(!message.contains(weak), "the secret leaked: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_random_development_secret_is_for_loopback_only() {
+        assert!(load(&[("BIND_ADDR", "127.0.0.1:8080")]).is_ok());
+        assert!(load(&[("BIND_ADDR", "[::1]:8080")]).is_ok());
+        let message = load(&[("BIND_ADDR", "0.0.0.0:8080")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("JWT_SECRET"), "{message}");
+        let configured = load(&[("BIND_ADDR", "0.0.0.0:8080"), ("JWT_SECRET", RANDOM_SECRET)]);
+        assert!(configured.is_ok());
+    }
+
+    #[test]
+    fn token_lifetimes_and_hashing_costs_are_bounded() {
+        for (var, value, key) in [
+            (
+                "MARKETS__AUTH__TOKEN_LIFETIME_SECS",
+                "0",
+                "token_lifetime_secs",
+            ),
+            (
+                "MARKETS__AUTH__TOKEN_LIFETIME_SECS",
+                "2592000",
+                "token_lifetime_secs",
+            ),
+            (
+                "MARKETS__AUTH__PASSWORD_HASHING__MEMORY_KIB",
+                "4096",
+                "password_hashing",
+            ),
+            (
+                "MARKETS__AUTH__PASSWORD_HASHING__ITERATIONS",
+                "1",
+                "password_hashing",
+            ),
+            (
+                "MARKETS__AUTH__PASSWORD_HASHING__PARALLELISM",
+                "0",
+                "password_hashing",
+            ),
+            (
+                "OPENAI_BASE_URL",
+                "http://embeddings.internal/v1",
+                "openai.base_url",
+            ),
+        ] {
+            let message = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(message.contains(key), "{var}={value}: {message}");
+        }
+        // OWASP's 46 MiB, one-pass configuration is as good as the default 19 MiB, two passes.
+        let settings = load(&[
+            ("MARKETS__AUTH__PASSWORD_HASHING__MEMORY_KIB", "47104"),
+            ("MARKETS__AUTH__PASSWORD_HASHING__ITERATIONS", "1"),
+        ])
+        .unwrap();
+        assert_eq!(settings.auth.password_hashing.iterations, 1);
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Components {
         let shared = Shared::build(settings, ports.revocations.clone(), local_limiter.clone())?;
         let hasher = Argon2Hasher::new(settings.auth.password_hashing)?;
         let secret = settings.auth.jwt_secret.clone().unwrap_or_else(|| {
-            // Production refuses to start without one (see Settings::validate).
+            // Only on loopback outside production (see settings::bounds).
             warn!("JWT_SECRET is not set: using a random secret; tokens die with this process");
             JwtIssuer::random_secret()
         });
