@@ -396,6 +396,45 @@ async fn mixed_or_foreign_cursors_are_refused() {
     }
 }
 
+/// v1.1 "Paging limits": a cursor the service did not mint is 422, however well-formed; one
+/// minted by another instance under the same secret works.
+#[tokio::test]
+async fn forged_cursors_are_refused_and_any_instance_honours_minted_ones() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::User).await;
+    let seeded = seed(&app, &ann).await;
+    // A position of the client's choosing, in the layout cursors had before they were signed.
+    let newest = seeded.iter().max_by_key(|m| m.created_at).unwrap();
+    let micros = newest.created_at.timestamp_micros() + 1;
+    let forged = URL_SAFE_NO_PAD.encode(format!("v1|-created_at|*|{micros}|{}", newest.id));
+    invalid(
+        app.get(&format!("/api/v1/markets?cursor={forged}")).await,
+        &["cursor"],
+    )
+    .await;
+    let forged_audit = URL_SAFE_NO_PAD.encode(format!("a1|{}", uuid::Uuid::now_v7()));
+    let admin = app.user("root", Role::Admin).await;
+    let response = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/admin/audit?cursor={forged_audit}"),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    invalid(response, &["cursor"]).await;
+
+    let minted = list(&app, "limit=2").await["meta"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = TestApp::spawn().await;
+    list(&other, &format!("limit=2&cursor={minted}")).await;
+}
+
 #[tokio::test]
 async fn invalid_list_parameters_name_the_field() {
     let app = TestApp::spawn().await;

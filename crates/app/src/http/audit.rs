@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
-use super::cursor;
 use super::envelope::{self, Meta};
 use super::error::{AppError, ErrorBody};
 use super::extract::{CanAdmin, Require};
@@ -76,13 +75,13 @@ pub async fn list(
     let before = params
         .cursor
         .as_deref()
-        .map(cursor::decode_audit)
+        .map(|raw| state.cursors().decode_audit(raw))
         .transpose();
     let limit = page_size("limit", params.limit.as_deref());
     AppError::reject_invalid([before.as_ref().err(), limit.as_ref().err()])?;
     let (before, limit) = (before?, limit?);
     let page = state.audit().page(before, limit).await?;
-    let next_cursor = page.next().map(cursor::encode_audit);
+    let next_cursor = page.next().map(|id| state.cursors().encode_audit(id));
     let items: Vec<AuditEventResponse> = page.events.into_iter().map(Into::into).collect();
     Ok(envelope::page(items, Meta::Cursor { next_cursor }))
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracing::warn;
 use utoipa::IntoParams;
 
-use super::cursor;
+use super::cursor::Cursors;
 use super::dto::{
     CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
     UpdateMarketRequest, required, typed,
@@ -84,7 +84,10 @@ pub(super) enum Paging {
 
 impl ListParams {
     /// Every parameter is checked before any is used, so one response lists all that are wrong.
-    pub(super) fn parse(&self) -> Result<(MarketFilter, MarketSort, Paging), AppError> {
+    pub(super) fn parse(
+        &self,
+        cursors: &Cursors,
+    ) -> Result<(MarketFilter, MarketSort, Paging), AppError> {
         let status = self
             .status
             .as_deref()
@@ -105,9 +108,9 @@ impl ListParams {
         let limit = page_size("limit", self.limit.as_deref());
         // A cursor can only be judged against a valid sort and status.
         let after = match (&status, &sort, self.cursor.as_deref()) {
-            (Ok(status), Ok(sort), Some(raw)) => {
-                cursor::decode(raw, *sort, MarketFilter { status: *status }).map(Some)
-            }
+            (Ok(status), Ok(sort), Some(raw)) => cursors
+                .decode(raw, *sort, MarketFilter { status: *status })
+                .map(Some),
             _ => Ok(None),
         };
         AppError::reject_invalid([
@@ -151,7 +154,7 @@ pub async fn list(
     _caller: Caller,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, AppError> {
-    let (filter, sort, paging) = params.parse()?;
+    let (filter, sort, paging) = params.parse(state.cursors())?;
     match paging {
         Paging::Offset(request) => {
             let page = state.markets().list(filter, sort, request).await?;
@@ -168,7 +171,7 @@ pub async fn list(
             let page = state.markets().list_after(filter, request).await?;
             let next_cursor = page
                 .next
-                .map(|position| cursor::encode(position, sort, filter));
+                .map(|position| state.cursors().encode(position, sort, filter));
             let items: Vec<MarketSummaryResponse> =
                 page.items.into_iter().map(Into::into).collect();
             Ok(envelope::page(items, Meta::Cursor { next_cursor }))

@@ -5,7 +5,7 @@ mod audit;
 mod auth;
 pub mod client_ip;
 pub mod cors;
-mod cursor;
+pub mod cursor;
 mod dto;
 pub mod envelope;
 pub mod error;

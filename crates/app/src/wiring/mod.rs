@@ -19,10 +19,12 @@ use markets_domain::user::UserRepository;
 use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
 use markets_smtp::{LogNotifier, SmtpNotifier};
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
+use crate::http::cursor::Cursors;
 use crate::settings::{EmbeddingChoice, JobSettings, NotifyBackend, Settings};
 
 mod probes;
@@ -61,6 +63,7 @@ pub struct AppState {
     audit: Arc<dyn AuditLog>,
     trusted_proxies: Arc<[IpNet]>,
     search_health: Arc<SearchHealth>,
+    cursors: Cursors,
 }
 
 impl AppState {
@@ -107,6 +110,11 @@ impl AppState {
     /// When search last had to fall back, so that the cause is logged at most once a minute.
     pub fn search_health(&self) -> &SearchHealth {
         &self.search_health
+    }
+
+    /// Mints and checks paging cursors, under a key derived from the token secret.
+    pub fn cursors(&self) -> &Cursors {
+        &self.cursors
     }
 }
 
@@ -284,6 +292,7 @@ impl Components {
             audit: ports.audit.clone(),
             trusted_proxies: settings.rate_limit.trusted_proxies.clone().into(),
             search_health: search_health.clone(),
+            cursors: Cursors::new(secret.expose_secret().as_bytes()),
         };
         let infra = Infrastructure {
             readiness: Arc::new(ReadinessProbe::new(
