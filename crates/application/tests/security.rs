@@ -70,6 +70,10 @@ impl AuditLog for Down {
         Err(RepositoryError::unavailable("database", "down"))
     }
 
+    async fn tally(&self, _: &AuditEvent, _: u64) -> Result<(), RepositoryError> {
+        Err(RepositoryError::unavailable("database", "down"))
+    }
+
     async fn page(
         &self,
         _: Option<AuditEventId>,
