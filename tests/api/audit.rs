@@ -383,3 +383,103 @@ async fn the_trail_walks_in_two_pages_and_ends_with_no_cursor() {
         .await;
     invalid(refused, &["cursor", "limit"]).await;
 }
+
+/// Every event in the trail, walking its pages to the end.
+async fn whole_trail(app: &TestApp, token: &str) -> Vec<Value> {
+    let (mut events, mut query) = (Vec::new(), "limit=100".to_owned());
+    loop {
+        let path = format!("/api/v1/admin/audit?{query}");
+        let page = body(
+            app.request(Method::GET, &path, Some(token), None).await,
+            200,
+        )
+        .await;
+        events.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["meta"]["next_cursor"].as_str() {
+            Some(cursor) => query = format!("limit=100&cursor={cursor}"),
+            None => return events,
+        }
+    }
+}
+
+/// Sends `n` requests built by `send`, 50 at a time; their statuses.
+async fn flood<F, Fut>(n: usize, send: F) -> Vec<u16>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let mut statuses = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let responses = futures_util::future::join_all(chunk.iter().map(|_| send())).await;
+        statuses.extend(responses.iter().map(|response| response.status().as_u16()));
+    }
+    statuses
+}
+
+/// The trail's rows of `action`, and the refusals they stand for (the sum of `details.count`).
+fn tallied(events: &[Value], action: &str) -> (usize, u64) {
+    let rows: Vec<&Value> = events.iter().filter(|e| e["action"] == action).collect();
+    let count = |event: &&Value| {
+        let count = event["details"]["count"].as_str();
+        count
+            .unwrap_or_else(|| panic!("no count: {event}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    (rows.len(), rows.iter().map(count).sum())
+}
+
+/// A client flooding a limited and a forbidden route adds one row per action and minute, whose
+/// counts add up to the refusals (v1.1 "Accounts"): not one row per refused request.
+#[tokio::test]
+async fn a_flood_of_refusals_adds_a_bounded_number_of_counted_rows() {
+    // Two logins per client a minute: the admin's and the user's own spend them.
+    let app = TestApp::spawn_configured(&[
+        ("MARKETS__RATE_LIMIT__LOGIN__LIMIT", "2"),
+        ("MARKETS__RATE_LIMIT__LOGIN__PERIOD_MS", "60000"),
+    ])
+    .await;
+    let admin = app.user("boss", Role::Admin).await;
+    let ann = app.user("ann", Role::User).await;
+    let market = app
+        .market(
+            &admin,
+            json!({"name": "Kept", "description": "", "status": "open", "volume": "0"}),
+        )
+        .await;
+    let path = format!("/api/v1/markets/{}", market["id"].as_str().unwrap());
+
+    let logins = flood(1000, || app.login(&ann.email, "wrong-password")).await;
+    let deletes = flood(1000, || {
+        app.request(Method::DELETE, &path, Some(&ann.token), None)
+    })
+    .await;
+    assert!(logins.iter().all(|status| *status == 429), "{logins:?}");
+    assert!(deletes.iter().all(|status| *status == 403), "{deletes:?}");
+
+    // Each key's first refusal is in the trail at once; the rest wait for a flush.
+    let prompt = whole_trail(&app, &admin.token).await;
+    for action in ["auth.login_rate_limited", "authz.denied"] {
+        let (rows, count) = tallied(&prompt, action);
+        assert!(
+            rows >= 1 && count == rows as u64,
+            "{action}: {rows} rows, {count}"
+        );
+    }
+    app.components.state.events().flush().await;
+    let events = whole_trail(&app, &admin.token).await;
+    let throttled = tallied(&events, "auth.login_rate_limited");
+    let denied = tallied(&events, "authz.denied");
+    eprintln!("(rows, refusals counted): throttled {throttled:?}, denied {denied:?}");
+    // One row per client, action and minute; a flood that straddles a minute takes two.
+    assert!(
+        throttled.0 <= 2,
+        "{throttled:?} rows for 1,000 refused logins"
+    );
+    assert!(denied.0 <= 2, "{denied:?} rows for 1,000 forbidden deletes");
+    assert_eq!(
+        (throttled.1, denied.1),
+        (1000, 1000),
+        "every refusal counted"
+    );
+}

@@ -5,11 +5,36 @@ use markets_domain::audit::AuditLog;
 use markets_domain::error::report;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::security::SecurityEvents;
+
 /// How often the audit trail is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often the refusals held in process reach the trail: a flood costs each client's key at
+/// most one write per period beside its first, and the trail's counts lag by at most this.
+pub const TALLY_FLUSH_EVERY: Duration = Duration::from_secs(10);
+
+/// Flushes the refusals that `events` holds every [`TALLY_FLUSH_EVERY`], the first time after one
+/// period, until `stop` turns true (or its sender is dropped); then flushes once more, so that
+/// what was counted before shutdown is stored. Send `stop` once requests have finished and await
+/// the task.
+pub fn flush_tallies(events: SecurityEvents, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + TALLY_FLUSH_EVERY;
+        let mut ticks = tokio::time::interval_at(start, TALLY_FLUSH_EVERY);
+        while !*stop.borrow_and_update() {
+            tokio::select! {
+                _ = ticks.tick() => events.flush().await,
+                changed = stop.changed() => if changed.is_err() { break },
+            }
+        }
+        events.flush().await;
+    })
+}
 
 /// Deletes audit events older than `retention_days`, at once and then hourly; never when it is
 /// 0 (keep everything), in which case the task ends at once.

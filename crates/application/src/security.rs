@@ -6,12 +6,23 @@
 //! front end only logs them ([`log`]) once the change has committed. Everything else is recorded
 //! here ([`SecurityEvents::record`]), including the refusals a front end reports
 //! ([`SecurityEvents::refused`]), whichever layer refused.
+//!
+//! Refusals are what a client can repeat at will, so they are tallied rather than appended: one
+//! row per client (address, and actor when authenticated), action, route and minute, whose
+//! `details.count` says how many refusals it stands for (see [`tally`] for how this process
+//! coalesces them and [`AuditLog::tally`] for how the store merges them). A flood of refused
+//! requests thus adds a bounded number of rows and writes, while each refusal is still logged.
+//! A failed login (`auth.login_failed`) stays one row per attempt: it is a real attempt at a
+//! password, already bounded by the login rate limits, and each names the account tried.
+
+mod tally;
 
 use markets_domain::audit::{AuditAction, AuditEvent, AuditLog};
 use markets_domain::auth::TokenError;
 use markets_domain::error::report;
 use markets_domain::user::UserId;
 use std::sync::Arc;
+use tally::Tallies;
 
 /// Where a request came from: what every security event records about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,16 +61,28 @@ impl Refusal {
     }
 }
 
-/// Records security events: logs them, and appends them to the audit trail.
+/// Records security events: logs them, and appends or tallies them in the audit trail. Clones
+/// share the refusals held for the next [`SecurityEvents::flush`].
 #[derive(Debug, Clone)]
 pub struct SecurityEvents {
     trail: Arc<dyn AuditLog>,
+    tallies: Arc<Tallies>,
 }
 
 impl SecurityEvents {
+    /// How many tally keys (clients, actions, routes in a minute) a process holds between
+    /// flushes: a few MiB at most. Past it, refusals of new keys are written one by one.
+    pub const TALLY_CAPACITY: usize = 10_000;
+
     /// Events kept in `trail`.
     pub fn new(trail: Arc<dyn AuditLog>) -> Self {
-        Self { trail }
+        Self::with_tally_capacity(trail, Self::TALLY_CAPACITY)
+    }
+
+    /// Events kept in `trail`, holding at most `capacity` tally keys between flushes.
+    pub fn with_tally_capacity(trail: Arc<dyn AuditLog>, capacity: usize) -> Self {
+        let tallies = Arc::new(Tallies::new(trail.clone(), capacity));
+        Self { trail, tallies }
     }
 
     /// Logs `event` and appends it to the trail. A trail that cannot be written costs the
@@ -84,7 +107,23 @@ impl SecurityEvents {
         route: &str,
     ) {
         let event = context.event(refusal.action(), actor).on("route", route);
-        self.record(event).await;
+        self.tally(event).await;
+    }
+
+    /// Logs `event`, one a client can repeat at will, and tallies it: the first of its key
+    /// ([`AuditEvent::tally_key`]) reaches the trail at once, with a count of 1; its repeats are
+    /// held and added to that count by the next [`Self::flush`]. A trail that cannot be written
+    /// costs neither the request nor the count, which waits for the next flush.
+    pub async fn tally(&self, event: AuditEvent) {
+        log(&event);
+        self.tallies.add(event).await;
+    }
+
+    /// Adds the counts held since the last flush to their rows in the trail, one write per key,
+    /// and forgets the keys whose minute is over. `serve` runs it periodically and once more on
+    /// shutdown (`maintenance::flush_tallies`); tests run it to see the final counts.
+    pub async fn flush(&self) {
+        self.tallies.flush().await;
     }
 }
 

@@ -1,10 +1,14 @@
 //! The maintenance loops: the audit purge keeps what is within the retention and nothing when
-//! told to keep everything, and periodic tasks run on their period.
+//! told to keep everything, held refusals reach the trail every flush period and once more on
+//! stop, and periodic tasks run on their period.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use markets_application::maintenance::{every, purge_audit_trail};
+use markets_application::maintenance::{
+    TALLY_FLUSH_EVERY, every, flush_tallies, purge_audit_trail,
+};
+use markets_application::security::{Refusal, RequestContext, SecurityEvents};
 use markets_domain::audit::{AuditAction, AuditEvent, AuditLog};
 use markets_domain::paging::PageSize;
 use markets_domain::testing::InMemoryStore;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use support::eventually;
+use tokio::sync::watch;
 
 async fn store_with_old_and_new_events() -> InMemoryStore {
     let store = InMemoryStore::new();
@@ -64,4 +69,39 @@ async fn periodic_tasks_run_once_per_period() {
     tokio::time::sleep(Duration::from_secs(122)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     task.abort();
+}
+
+/// The refusals the trail counts (the sum of its rows' counts).
+async fn counted(store: &InMemoryStore) -> u64 {
+    let page = store.page(None, PageSize::DEFAULT).await.unwrap();
+    page.events.iter().filter_map(AuditEvent::count).sum()
+}
+
+async fn refuse(events: &SecurityEvents, n: usize) {
+    for _ in 0..n {
+        let context = RequestContext::default();
+        events
+            .refused(Refusal::LoginThrottled, &context, None, "POST /login")
+            .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_refusals_reach_the_trail_each_period_and_on_stop() {
+    let store = InMemoryStore::new();
+    let events = SecurityEvents::new(Arc::new(store.clone()));
+    let (stop, stopped) = watch::channel(false);
+    let flusher = flush_tallies(events.clone(), stopped);
+    refuse(&events, 3).await;
+    assert_eq!(
+        counted(&store).await,
+        1,
+        "the first at once, the repeats held"
+    );
+    tokio::time::sleep(TALLY_FLUSH_EVERY + Duration::from_millis(1)).await;
+    assert_eq!(counted(&store).await, 3, "flushed after a period");
+    refuse(&events, 2).await;
+    stop.send(true).unwrap();
+    flusher.await.unwrap();
+    assert_eq!(counted(&store).await, 5, "drained on stop");
 }

@@ -1,5 +1,6 @@
 //! The contract of [`AuditLog`]: events read back as written, newest first in keyset pages, the
-//! retention purge, and the events that role changes and deletions store in their own
+//! retention purge, tallies (one row per key whose count adds up, concurrent tallies included),
+//! and the events that role changes and deletions store in their own
 //! transaction (through the fixture's repositories, as the services do): stored when the change
 //! happens, not when there was nothing to change.
 
@@ -32,6 +33,11 @@ macro_rules! audit_log_contract {
             pages_go_newest_first_and_continue_before_the_cursor,
             a_walk_in_pages_returns_every_event_once_and_ends_with_no_more,
             purge_removes_only_events_older_than_the_cutoff,
+            tallies_of_one_key_make_one_row_whose_count_is_their_sum,
+            tallies_of_other_actions_minutes_actors_clients_or_targets_are_other_rows,
+            concurrent_tallies_of_one_key_lose_no_count,
+            tallied_and_appended_events_never_merge,
+            a_tally_whose_row_was_purged_starts_again,
             a_role_change_stores_its_event_only_if_it_applies,
             a_deletion_stores_its_event_only_if_it_applies,
         );
@@ -215,4 +221,156 @@ pub async fn a_deletion_stores_its_event_only_if_it_applies<F: AuditLogFixture>(
             .unwrap()
     );
     assert_eq!(all(fixture).await, vec![event]);
+}
+
+/// A refusal as a front end tallies it: an action, client, actor and target.
+fn refusal(action: AuditAction, actor: Option<UserId>, ip: &str, route: &str) -> AuditEvent {
+    AuditEvent {
+        ip: Some(ip.to_owned()),
+        request_id: Some(format!("req-{}", AuditEventId::new())),
+        ..AuditEvent::new(action).by(actor).on("route", route)
+    }
+}
+
+/// A repeat of `event`: another request of the same key (same minute), with an id of its own.
+fn repeat(event: &AuditEvent) -> AuditEvent {
+    AuditEvent {
+        id: AuditEventId::new(),
+        request_id: Some("req-repeat".to_owned()),
+        ..event.clone()
+    }
+}
+
+/// The first tally of a key stores its event with the count; later ones of the same key, even
+/// from other events (other ids and requests), add their counts to that row and change nothing
+/// else. The count reads back in `details`.
+pub async fn tallies_of_one_key_make_one_row_whose_count_is_their_sum<F: AuditLogFixture>(
+    fixture: &F,
+) {
+    let first = refusal(
+        AuditAction::LoginRateLimited,
+        None,
+        "192.0.2.1",
+        "POST /login",
+    );
+    fixture.audit().tally(&first, 1).await.unwrap();
+    fixture.audit().tally(&repeat(&first), 4).await.unwrap();
+    fixture.audit().tally(&repeat(&first), 995).await.unwrap();
+    let stored = all(fixture).await;
+    assert_eq!(
+        stored,
+        vec![first.counted(1000)],
+        "one row, the first event's"
+    );
+    assert_eq!(stored[0].details["count"], "1000");
+    assert_eq!(stored[0].count(), Some(1000));
+}
+
+/// A tally key is the action, minute, actor, client address and target: a change in any one of
+/// them makes another row, each with its own count.
+pub async fn tallies_of_other_actions_minutes_actors_clients_or_targets_are_other_rows<
+    F: AuditLogFixture,
+>(
+    fixture: &F,
+) {
+    let base = refusal(
+        AuditAction::AccessDenied,
+        None,
+        "192.0.2.1",
+        "DELETE /m/{id}",
+    );
+    let earlier = AuditEvent {
+        at: base.at - TimeDelta::minutes(1),
+        ..repeat(&base)
+    };
+    let variants = [
+        AuditEvent {
+            action: AuditAction::LoginRateLimited,
+            ..repeat(&base)
+        },
+        earlier,
+        repeat(&base).by(Some(UserId::new())),
+        AuditEvent {
+            ip: Some("192.0.2.2".to_owned()),
+            ..repeat(&base)
+        },
+        repeat(&base).on("route", "PATCH /m/{id}"),
+    ];
+    fixture.audit().tally(&base, 2).await.unwrap();
+    for (n, variant) in variants.iter().enumerate() {
+        assert_ne!(variant.tally_key(), base.tally_key(), "variant {n}");
+        fixture.audit().tally(variant, 3).await.unwrap();
+    }
+    fixture.audit().tally(&repeat(&base), 5).await.unwrap();
+    let stored = all(fixture).await;
+    assert_eq!(stored.len(), 6, "one row per key: {stored:#?}");
+    let count_of = |event: &AuditEvent| {
+        let row = stored.iter().find(|row| row.id == event.id);
+        row.and_then(AuditEvent::count)
+    };
+    assert_eq!(count_of(&base), Some(7), "the base key's tallies add up");
+    for variant in &variants {
+        assert_eq!(count_of(variant), Some(3), "{variant:?}");
+    }
+}
+
+/// Tallies of one key from many tasks at once (as from several requests or instances) lose no
+/// count and make one row.
+pub async fn concurrent_tallies_of_one_key_lose_no_count<F: AuditLogFixture>(fixture: &F) {
+    let first = refusal(
+        AuditAction::AccessDenied,
+        Some(UserId::new()),
+        "::1",
+        "GET /a",
+    );
+    let tallies = |n: u64| {
+        let event = repeat(&first);
+        async move {
+            for _ in 0..25 {
+                fixture.audit().tally(&event, n).await.unwrap();
+            }
+        }
+    };
+    tokio::join!(
+        tallies(1),
+        tallies(2),
+        tallies(3),
+        tallies(4),
+        tallies(5),
+        tallies(6),
+        tallies(7),
+        tallies(8)
+    );
+    let stored = all(fixture).await;
+    assert_eq!(stored.len(), 1, "one row: {stored:#?}");
+    assert_eq!(stored[0].count(), Some(25 * 36), "every count kept");
+}
+
+/// An appended event is a row of its own, however like a tallied one it is, and carries no count.
+pub async fn tallied_and_appended_events_never_merge<F: AuditLogFixture>(fixture: &F) {
+    let appended = refusal(AuditAction::AccessDenied, None, "192.0.2.9", "GET /a");
+    let tallied = repeat(&appended);
+    fixture.audit().append(&appended).await.unwrap();
+    fixture.audit().tally(&tallied, 2).await.unwrap();
+    fixture.audit().append(&repeat(&appended)).await.unwrap();
+    fixture.audit().tally(&repeat(&appended), 3).await.unwrap();
+    let stored = all(fixture).await;
+    assert_eq!(stored.len(), 3, "{stored:#?}");
+    assert_eq!(stored[1], tallied.counted(5));
+    assert_eq!(stored[2], appended, "no count on an appended event");
+}
+
+/// Once its row is purged, a key's next tally makes a new row counting only itself.
+pub async fn a_tally_whose_row_was_purged_starts_again<F: AuditLogFixture>(fixture: &F) {
+    let mut old = refusal(AuditAction::LoginRateLimited, None, "::2", "POST /login");
+    old.at -= TimeDelta::days(100);
+    fixture.audit().tally(&old, 9).await.unwrap();
+    fixture
+        .audit()
+        .purge_older_than(Utc::now() - TimeDelta::days(30))
+        .await
+        .unwrap();
+    let again = repeat(&old);
+    fixture.audit().tally(&again, 2).await.unwrap();
+    assert_eq!(all(fixture).await, vec![again.counted(2)]);
 }

@@ -4,6 +4,12 @@
 //! Events that describe a change (a role change, a deletion) are written by the repository in the
 //! change's own transaction, so the trail never claims a change that was rolled back nor misses
 //! one that committed; the others are appended on their own.
+//!
+//! Events that a client can repeat at will (refusals: a flood of throttled logins or forbidden
+//! requests) are *tallied* instead ([`AuditLog::tally`]): one row per [`AuditEvent::tally_key`]
+//! (action, minute, actor, client address and target), whose `details.count` says how many
+//! events it stands for. The store merges the counts, so several instances tallying the same
+//! key still make one row, and a flood costs a bounded number of rows.
 
 use async_trait::async_trait;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -85,6 +91,10 @@ impl FromStr for AuditAction {
     }
 }
 
+/// The detail holding how many occurrences a tallied event stands for, in decimal (details are
+/// text): e.g. `"count": "1000"`.
+pub const COUNT: &str = "count";
+
 /// One security-relevant event. `details` must never hold a password, token, hash or the full
 /// email of an unknown account: whoever builds the event is responsible for that.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +154,44 @@ impl AuditEvent {
         self
     }
 
+    /// The key under which [`AuditLog::tally`] merges this event with its repeats: its action,
+    /// the minute it happened in, its actor, client address and target. Every part is bounded by
+    /// what the client already is (an address, an account) or by the service (the action, a
+    /// route pattern), so a client cannot mint more keys than it has addresses and accounts;
+    /// the target comes last, so nothing in it can pass for another part.
+    pub fn tally_key(&self) -> String {
+        let minute = self.tally_minute();
+        let part = |value: Option<&str>| value.unwrap_or("-").to_owned();
+        [
+            self.action.as_str().to_owned(),
+            minute.format("%Y-%m-%dT%H:%MZ").to_string(),
+            part(self.actor_id.map(|id| id.to_string()).as_deref()),
+            part(self.ip.as_deref()),
+            part(self.target_type.as_deref()),
+            part(self.target_id.as_deref()),
+        ]
+        .join("|")
+    }
+
+    /// The start of the minute this event is tallied in (part of its [`Self::tally_key`]).
+    pub fn tally_minute(&self) -> DateTime<Utc> {
+        self.at
+            .duration_trunc(TimeDelta::minutes(1))
+            .unwrap_or(self.at)
+    }
+
+    /// This event standing for `count` occurrences: as [`AuditLog::tally`] first stores it, with
+    /// [`COUNT`] in its details.
+    pub fn counted(&self, count: u64) -> Self {
+        self.clone().with(COUNT, count)
+    }
+
+    /// How many occurrences a tallied event stands for ([`COUNT`] in its details); `None` for an
+    /// event that was appended on its own.
+    pub fn count(&self) -> Option<u64> {
+        self.details.get(COUNT).and_then(|count| count.parse().ok())
+    }
+
     /// A role change's event as stored and logged: with the role the user held before
     /// (`previous_role`), which only the store knows, inside the change's transaction.
     pub fn with_previous_role(&self, previous: Role) -> Self {
@@ -200,6 +248,14 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `event`.
     async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
 
+    /// Adds `count` occurrences of `event` under its [`AuditEvent::tally_key`]. The first tally
+    /// of a key stores `event` as [`AuditEvent::counted`] by `count`; every later one adds
+    /// `count` to that row's [`COUNT`] and changes nothing else (the row keeps the first event's
+    /// id, time, request id and other details). Calls for one key from any number of tasks or
+    /// processes at once lose no count and make one row; different keys are different rows, and
+    /// appended events never merge with tallied ones. A key whose row was purged starts again.
+    async fn tally(&self, event: &AuditEvent, count: u64) -> Result<(), RepositoryError>;
+
     /// At most `limit` events, newest (greatest id) first, strictly older than `before` when it
     /// is given, and whether older ones follow. Keyed by id, so every page costs the same however
     /// deep it is; adapters fetch one event of look-ahead and build the page with
@@ -216,6 +272,7 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug + 'static {
 
 forward_through_arc!(AuditLog {
     async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError>;
+    async fn tally(&self, event: &AuditEvent, count: u64) -> Result<(), RepositoryError>;
     async fn page(&self, before: Option<AuditEventId>, limit: PageSize) -> Result<AuditPage, RepositoryError>;
     async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, RepositoryError>;
 });

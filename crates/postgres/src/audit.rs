@@ -1,5 +1,7 @@
 //! [`AuditLog`] on PostgreSQL: the `audit_events` table. Role changes and deletions write their
-//! event through [`record`] inside their own transaction.
+//! event through [`record`] inside their own transaction. Tallies are one upsert on the unique
+//! `tally_key`, which adds to the row's count under the row's lock, so concurrent tallies from
+//! any number of connections or instances lose nothing.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -34,12 +36,26 @@ pub(crate) async fn record(
     conn: &mut AsyncPgConnection,
     event: &AuditEvent,
 ) -> Result<(), diesel::result::Error> {
+    insert(conn, event, None).await
+}
+
+/// Inserts `event`, under `tally_key` if it is tallied: when a row of that key exists, its
+/// `details.count` grows by the event's instead. One statement for both kinds, since appended
+/// events (no key) never conflict.
+async fn insert(
+    conn: &mut AsyncPgConnection,
+    event: &AuditEvent,
+    tally_key: Option<&str>,
+) -> Result<(), diesel::result::Error> {
     let details = serde_json::to_string(&event.details)
         .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
     sql_query(
         "INSERT INTO audit_events \
-         (id, at, action, actor_id, target_type, target_id, request_id, ip, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
+         (id, at, action, actor_id, target_type, target_id, request_id, ip, details, tally_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10) \
+         ON CONFLICT (tally_key) DO UPDATE SET details = jsonb_set(audit_events.details, \
+         '{count}', to_jsonb(((audit_events.details->>'count')::bigint \
+         + (EXCLUDED.details->>'count')::bigint)::text))",
     )
     .bind::<SqlUuid, _>(event.id.as_uuid())
     .bind::<Timestamptz, _>(event.at)
@@ -50,6 +66,7 @@ pub(crate) async fn record(
     .bind::<Nullable<Text>, _>(event.request_id.as_deref())
     .bind::<Nullable<Text>, _>(event.ip.as_deref())
     .bind::<Text, _>(details)
+    .bind::<Nullable<Text>, _>(tally_key)
     .execute(conn)
     .await
     .map(drop)
@@ -100,6 +117,14 @@ impl AuditLog for PgAuditLog {
     async fn append(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
         let mut conn = self.pool.get().await?;
         record(&mut conn, event).await.map_err(from_query)
+    }
+
+    async fn tally(&self, event: &AuditEvent, count: u64) -> Result<(), RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let key = event.tally_key();
+        insert(&mut conn, &event.counted(count), Some(&key))
+            .await
+            .map_err(from_query)
     }
 
     /// One primary-key range scan, backwards: `Uuid::max()` stands for "from the newest", so the

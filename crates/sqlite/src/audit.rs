@@ -1,5 +1,7 @@
 //! [`AuditLog`] on SQLite: the `audit_events` table. Role changes and deletions write their event
-//! through [`record`] inside their own transaction.
+//! through [`record`] inside their own transaction. Tallies are one upsert on the unique
+//! `tally_key`, which adds to the row's count inside the single writer's statement, so no count
+//! is lost to another connection or process.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -32,12 +34,26 @@ impl SqliteAuditLog {
 
 /// Inserts `event` on `conn`, inside the caller's transaction if there is one.
 pub(crate) fn record(conn: &mut SqliteConnection, event: &AuditEvent) -> QueryResult<()> {
+    insert(conn, event, None)
+}
+
+/// Inserts `event`, under `tally_key` if it is tallied: when a row of that key exists, its
+/// `details.count` grows by the event's instead. One statement for both kinds, since appended
+/// events (no key) never conflict.
+fn insert(
+    conn: &mut SqliteConnection,
+    event: &AuditEvent,
+    tally_key: Option<&str>,
+) -> QueryResult<()> {
     let details = serde_json::to_string(&event.details)
         .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
     sql_query(
         "INSERT INTO audit_events \
-         (id, at, action, actor_id, target_type, target_id, request_id, ip, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         (id, at, action, actor_id, target_type, target_id, request_id, ip, details, tally_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (tally_key) DO UPDATE SET details = json_set(details, '$.count', \
+         CAST(CAST(json_extract(details, '$.count') AS INTEGER) \
+         + CAST(json_extract(excluded.details, '$.count') AS INTEGER) AS TEXT))",
     )
     .bind::<Binary, _>(SqlId(event.id.as_uuid()))
     .bind::<BigInt, _>(Micros(event.at))
@@ -48,6 +64,7 @@ pub(crate) fn record(conn: &mut SqliteConnection, event: &AuditEvent) -> QueryRe
     .bind::<Nullable<Text>, _>(event.request_id.as_deref())
     .bind::<Nullable<Text>, _>(event.ip.as_deref())
     .bind::<Text, _>(details)
+    .bind::<Nullable<Text>, _>(tally_key)
     .execute(conn)
     .map(drop)
 }
@@ -98,6 +115,14 @@ impl AuditLog for SqliteAuditLog {
         let event = event.clone();
         self.pool
             .write(move |conn| record(conn, &event))
+            .await?
+            .map_err(from_query)
+    }
+
+    async fn tally(&self, event: &AuditEvent, count: u64) -> Result<(), RepositoryError> {
+        let (key, event) = (event.tally_key(), event.counted(count));
+        self.pool
+            .write(move |conn| insert(conn, &event, Some(&key)))
             .await?
             .map_err(from_query)
     }

@@ -1,6 +1,7 @@
 //! `markets serve`: the HTTP server, and beside it the background work of a serving instance
-//! (the search indexer, the job worker unless `jobs.run_in_serve` is off, the audit-trail purge
-//! and the sweep of the in-process rate limiter), all stopped in order on SIGTERM or SIGINT.
+//! (the search indexer, the job worker unless `jobs.run_in_serve` is off, the audit-trail purge,
+//! the flush of the tallied refusals and the sweep of the in-process rate limiter), all stopped in
+//! order on SIGTERM or SIGINT.
 
 use anyhow::Context;
 use markets_application::{indexer, maintenance};
@@ -43,6 +44,8 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     let sweeper = maintenance::every(Duration::from_secs(60), move || limiter.sweep());
     let purger =
         maintenance::purge_audit_trail(state.audit().clone(), settings.audit.retention_days);
+    let (stop_flusher, flusher_stopped) = watch::channel(false);
+    let flusher = maintenance::flush_tallies(state.events().clone(), flusher_stopped);
     let (stop_worker, worker_stopped) = watch::channel(false);
     let worker = settings
         .jobs
@@ -62,6 +65,9 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         "markets listening"
     );
     application.run_until_stopped().await?;
+    // Requests are over: the refusals they counted reach the trail before the store closes.
+    let _ = stop_flusher.send(true);
+    let _ = flusher.await;
     let _ = stop_worker.send(true);
     if let Some(worker) = worker {
         let _ = worker.await;

@@ -35,7 +35,9 @@ pub struct AuditEventResponse {
     target_id: Option<String>,
     request_id: Option<String>,
     ip: Option<String>,
-    /// Never a password, token or hash.
+    /// Never a password, token or hash. A refusal (`authz.denied`, `auth.login_rate_limited`)
+    /// stands for every refusal of its client, actor, route and minute: `count` says how many
+    /// (in decimal), and `id`, `at` and `request_id` are the first one's.
     details: BTreeMap<String, String>,
 }
 

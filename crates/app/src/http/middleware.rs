@@ -169,7 +169,7 @@ fn harden(headers: &mut actix_web::http::header::HeaderMap, id: HeaderValue) {
 /// The method as a metric and log label: the standard methods by name, any other token as
 /// `other`. Any token is a valid method to actix, so a raw method would let a client mint label
 /// values, each a new series that the registry keeps for ever.
-fn method_label(method: &Method) -> &'static str {
+pub(super) fn method_label(method: &Method) -> &'static str {
     [
         ("GET", Method::GET),
         ("HEAD", Method::HEAD),

@@ -14,7 +14,7 @@ use std::future::{Ready, ready};
 
 use super::client_ip::ClientIp;
 use super::error::AppError;
-use super::middleware::RequestId;
+use super::middleware::{RequestId, method_label};
 use crate::wiring::AppState;
 
 /// The context of `req`: its id and its client's address, as the request-id middleware
@@ -48,7 +48,8 @@ impl FromRequest for Context {
 pub struct CallerId(pub UserId);
 
 /// Reports every 403 under `/api/v1` as a [`Refusal::Forbidden`] (whichever layer refused), and
-/// every 429 of the login route as a [`Refusal::LoginThrottled`], once each.
+/// every 429 of the login route as a [`Refusal::LoginThrottled`], once each; the application
+/// tallies them per client, action, route and minute.
 pub async fn refusals(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -69,10 +70,11 @@ pub async fn refusals(
             .extensions()
             .get::<CallerId>()
             .map(|caller| caller.0);
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| request.path().to_owned());
-        let route = format!("{} {route}", request.method());
+        // The route is part of the refusal's tally key: a method label and a pattern, both
+        // bounded, never the raw path or method a client chose.
+        let pattern = request.match_pattern();
+        let route = pattern.as_deref().unwrap_or("unmatched");
+        let route = format!("{} {route}", method_label(request.method()));
         let context = context_of(request);
         state
             .events()

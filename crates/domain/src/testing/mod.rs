@@ -13,7 +13,7 @@ pub use ratelimit::BudgetLimiter;
 use async_trait::async_trait;
 use chrono::Utc;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
@@ -41,6 +41,8 @@ struct State {
     markets: HashMap<MarketId, Market>,
     jobs: Vec<QueuedJob>,
     audit: Vec<AuditEvent>,
+    /// The tallied events' rows, by tally key.
+    tallies: HashMap<String, AuditEventId>,
 }
 
 /// A market and user store in memory; clones share the same data.
@@ -371,6 +373,20 @@ impl AuditLog for InMemoryStore {
         Ok(())
     }
 
+    async fn tally(&self, event: &AuditEvent, count: u64) -> Result<(), RepositoryError> {
+        let mut state = self.state();
+        let key = event.tally_key();
+        let row = state.tallies.get(&key).copied();
+        if let Some(row) = state.audit.iter_mut().find(|e| Some(e.id) == row) {
+            let total = row.count().unwrap_or_default() + count;
+            *row = row.counted(total);
+        } else {
+            state.audit.push(event.counted(count));
+            state.tallies.insert(key, event.id);
+        }
+        Ok(())
+    }
+
     async fn page(
         &self,
         before: Option<AuditEventId>,
@@ -395,6 +411,8 @@ impl AuditLog for InMemoryStore {
         let mut state = self.state();
         let before = state.audit.len();
         state.audit.retain(|event| event.at >= cutoff);
+        let kept: HashSet<AuditEventId> = state.audit.iter().map(|event| event.id).collect();
+        state.tallies.retain(|_, id| kept.contains(id));
         Ok((before - state.audit.len()) as u64)
     }
 }
