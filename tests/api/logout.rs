@@ -107,3 +107,48 @@ async fn revocations_hold_through_a_redis_outage() {
     assert_eq!(me(&app, &during).await, StatusCode::UNAUTHORIZED);
     assert_eq!(me(&app, &ann.token).await, StatusCode::OK);
 }
+
+/// A Redis that answers but refuses the revocation (out of memory, or a read-only replica after
+/// a failover) would keep accepting the token on every instance: the logout says 503, and its
+/// retry succeeds once Redis takes writes again.
+#[tokio::test]
+async fn a_revocation_redis_refuses_is_a_retryable_503_not_a_204() {
+    let redis = PrivateRedis::start();
+    let app = TestApp::spawn_with(redis.settings(), &[]).await;
+    let ann = app.user("ann", Role::User).await;
+    let refusals: [(&[&str], &[&str]); 2] = [
+        (
+            &["CONFIG", "SET", "maxmemory", "1"],
+            &["CONFIG", "SET", "maxmemory", "0"],
+        ),
+        (
+            &["REPLICAOF", "127.0.0.1", "1"],
+            &["REPLICAOF", "NO", "ONE"],
+        ),
+    ];
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    for (refuse, accept) in refusals {
+        let token = second_token(&app, &ann).await;
+        redis.cli(refuse);
+        let response = app
+            .request(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+            .await;
+        assert!(
+            crate::helpers::header(&response, "retry-after").is_some(),
+            "{refuse:?}: no Retry-After"
+        );
+        crate::helpers::error(response, 503, "service_unavailable").await;
+        redis.cli(accept);
+        assert_eq!(
+            logout(&app, &token).await,
+            StatusCode::NO_CONTENT,
+            "{refuse:?}: retry"
+        );
+        assert_eq!(
+            me(&app, &token).await,
+            StatusCode::UNAUTHORIZED,
+            "{refuse:?}"
+        );
+    }
+    assert_eq!(me(&app, &ann.token).await, StatusCode::OK);
+}

@@ -85,6 +85,21 @@ impl<F: TokenRevocations> RedisRevocations<F> {
         format!("{}revoked:{token_id}", self.prefix)
     }
 
+    /// Keeps writing the revocation into Redis, backing off, until it lands or the token expires.
+    fn retry_in_background(&self, token_id: &str, expires_at: DateTime<Utc>)
+    where
+        F: Clone,
+    {
+        let (this, token_id) = (self.clone(), token_id.to_owned());
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(200);
+            while Utc::now() < expires_at && this.cache(&token_id, expires_at).await.is_err() {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+        });
+    }
+
     async fn cache(&self, token_id: &str, expires_at: DateTime<Utc>) -> Result<(), Error> {
         let until = Expiration::PXAT(expires_at.timestamp_millis());
         self.client
@@ -102,19 +117,20 @@ impl<F: TokenRevocations + Clone> TokenRevocations for RedisRevocations<F> {
     ) -> Result<(), RepositoryError> {
         // The durable record first: if it fails, the logout fails and the client can retry.
         self.fallback.revoke(token_id, expires_at).await?;
-        if let Err(error) = self.cache(token_id, expires_at).await {
-            // Redis is down: the database copy answers until it returns, and Redis must learn
-            // of the revocation before the checks go back to it.
-            warn!(%error, "revocation not cached in Redis yet; retrying in the background");
-            let (this, token_id) = (self.clone(), token_id.to_owned());
-            tokio::spawn(async move {
-                let mut delay = std::time::Duration::from_millis(200);
-                while Utc::now() < expires_at && this.cache(&token_id, expires_at).await.is_err() {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
-                }
-            });
+        let Err(error) = self.cache(token_id, expires_at).await else {
+            return Ok(());
+        };
+        // Redis must learn of the revocation before checks can rely on it again.
+        self.retry_in_background(token_id, expires_at);
+        if refused_by_server(&error) {
+            // Redis answers (out of memory, a read-only replica after a failover): checks still
+            // read it and would accept the token, so this logout did not take effect. The
+            // durable record makes the client's retry idempotent.
+            warn!(%error, "Redis refused the revocation; the logout is reported unavailable");
+            return Err(RepositoryError::unavailable("cache", error));
         }
+        // Redis is unreachable: checks fall back to the durable record until it answers.
+        warn!(%error, "revocation not cached in Redis yet; retrying in the background");
         Ok(())
     }
 
@@ -129,4 +145,13 @@ impl<F: TokenRevocations + Clone> TokenRevocations for RedisRevocations<F> {
     async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError> {
         self.fallback.active().await
     }
+}
+
+/// Whether Redis itself answered with an error (`OOM`, `READONLY`, `MISCONF`, ...), as opposed to
+/// not answering at all (a lost connection, a timeout, a cancelled command).
+fn refused_by_server(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Unknown | ErrorKind::InvalidArgument | ErrorKind::InvalidCommand
+    )
 }
