@@ -43,9 +43,10 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(readiness.clone())
                 .app_data(store.clone())
-                .wrap(from_fn(http::middleware::bounded_headers))
                 .wrap(http::cors::cors(&cors))
                 .wrap(from_fn(http::middleware::request_id))
+                // Last wrapped, so first to run: nothing reads an oversized header.
+                .wrap(from_fn(http::middleware::bounded_headers))
                 .configure(|config| http::routes(config, &limits))
                 .default_service(web::to(http::unknown_route))
         })

@@ -9,6 +9,7 @@ use markets_domain::user::User;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use std::fmt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -90,7 +91,7 @@ pub struct UserResponse {
 }
 
 /// An issued access token.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The JWT to send as `Authorization: Bearer <token>`.
     pub access_token: String,
@@ -102,7 +103,7 @@ pub struct TokenResponse {
 
 /// `POST /auth/register`. Fields are read as raw JSON and checked one by one, so a response
 /// lists every invalid field, wrong types included.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// Valid email; trimmed and lower-cased.
     #[schema(value_type = String)]
@@ -116,12 +117,45 @@ pub struct RegisterRequest {
 }
 
 /// `POST /auth/login`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// Email.
     pub email: String,
     /// Password.
     pub password: String,
+}
+
+/// Stands in for a password or token in the `Debug` of the bodies that carry one, so that no
+/// `{:?}` of a request or response, in a log line or a panic message, ever prints it.
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &REDACTED)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("email", &self.email)
+            .field("password", &REDACTED)
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("password", &REDACTED)
+            .finish()
+    }
 }
 
 /// `PUT /users/{id}/role`.
@@ -263,5 +297,34 @@ impl From<User> for UserResponse {
             role: user.role,
             created_at: user.created_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_password_or_token() {
+        let login: LoginRequest =
+            serde_json::from_str(r#"{"email":"a@b.co","password":"hunter2-secret"}"#).unwrap();
+        let register: RegisterRequest = serde_json::from_str(
+            r#"{"email":"a@b.co","password":"hunter2-secret","display_name":"A"}"#,
+        )
+        .unwrap();
+        let token = TokenResponse {
+            access_token: "eyJ.secret-token.sig".to_owned(),
+            token_type: "Bearer",
+            expires_in: 1800,
+        };
+        for shown in [
+            format!("{login:?}"),
+            format!("{register:?}"),
+            format!("{token:?}"),
+        ] {
+            assert!(shown.contains("<redacted>"), "{shown}");
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+        assert!(format!("{login:?}").contains("a@b.co"));
     }
 }

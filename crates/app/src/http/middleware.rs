@@ -135,7 +135,9 @@ pub async fn request_id(
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Refuses a request carrying a header value longer than [`MAX_HEADER_BYTES`] with 400
-/// `bad_request` in the envelope (the contract has no 431), before any extractor reads it.
+/// `bad_request` in the envelope (the contract has no 431). It is the outermost middleware, so
+/// neither the request-id, client-address and CORS middlewares nor any extractor reads such a
+/// header; the refusal gets a fresh request id and is counted as an unmatched route.
 pub async fn bounded_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -145,15 +147,24 @@ pub async fn bounded_headers(
         .iter()
         .find(|(_, value)| value.len() > MAX_HEADER_BYTES)
         .map(|(name, _)| name.clone());
-    match oversized {
-        Some(name) => {
-            let refusal = AppError::BadRequest(format!(
-                "Header `{name}` is longer than {MAX_HEADER_BYTES} bytes"
-            ));
-            Ok(req.error_response(refusal).map_into_right_body())
-        }
-        None => Ok(next.call(req).await?.map_into_left_body()),
-    }
+    let Some(name) = oversized else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let refusal = AppError::BadRequest(format!(
+        "Header `{name}` is longer than {MAX_HEADER_BYTES} bytes"
+    ));
+    let mut response = req.error_response(refusal);
+    record(
+        &Span::none(),
+        method,
+        "unmatched",
+        response.status(),
+        started,
+    );
+    harden(response.headers_mut(), new_id());
+    Ok(response.map_into_right_body())
 }
 
 /// Headers every response carries: its request id, and `nosniff` so a browser never guesses a
