@@ -140,7 +140,7 @@ async fn behind_nginx(extra: &[(&str, &str)]) -> (TestApp, Nginx) {
 
 /// The forged header of attempt `n`: `Forwarded` on even attempts, `X-Forwarded-For` on odd.
 fn forge(request: RequestBuilder, n: u32) -> RequestBuilder {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         request.header("forwarded", format!("for=1.2.3.{n}"))
     } else {
         request.header("x-forwarded-for", format!("1.2.3.{n}"))

@@ -119,7 +119,7 @@ fn hops(header: ClientIpHeader, headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         ClientIpHeader::None => Vec::new(),
         ClientIpHeader::XForwardedFor => lines("x-forwarded-for")
             .into_iter()
-            .flat_map(|line| split_hops(line, |hop| parse_node(hop)))
+            .flat_map(|line| split_hops(line, parse_node))
             .collect(),
         ClientIpHeader::Forwarded => lines("forwarded")
             .into_iter()
