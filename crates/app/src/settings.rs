@@ -727,6 +727,49 @@ mod tests {
     }
 
     #[test]
+    fn the_client_address_settings_parse_and_are_bounded() {
+        let defaults = load(&[]).unwrap().rate_limit;
+        assert_eq!(defaults.client_ip_header, ClientIpHeader::XForwardedFor);
+        assert_eq!(defaults.ipv6_prefix, 64);
+        assert!(defaults.trusted_proxies.is_empty());
+        let set = load(&[
+            ("MARKETS__RATE_LIMIT__CLIENT_IP_HEADER", "forwarded"),
+            ("MARKETS__RATE_LIMIT__IPV6_PREFIX", "56"),
+        ])
+        .unwrap()
+        .rate_limit;
+        assert_eq!(
+            (set.client_ip_header, set.ipv6_prefix),
+            (ClientIpHeader::Forwarded, 56)
+        );
+        for (var, value, key) in [
+            (
+                "MARKETS__RATE_LIMIT__CLIENT_IP_HEADER",
+                "both",
+                "client_ip_header",
+            ),
+            (
+                "MARKETS__RATE_LIMIT__IPV6_PREFIX",
+                "16",
+                "rate_limit.ipv6_prefix",
+            ),
+            (
+                "MARKETS__RATE_LIMIT__IPV6_PREFIX",
+                "129",
+                "rate_limit.ipv6_prefix",
+            ),
+            (
+                "MARKETS__RATE_LIMIT__WRITES__LIMIT",
+                "0",
+                "rate_limit.writes",
+            ),
+        ] {
+            let message = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(message.contains(key), "{var}={value}: {message}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_key_in_one_line() {
         for (var, value, key) in [
             ("BIND_ADDR", "not-an-address", "server.bind_addr"),
