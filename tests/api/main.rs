@@ -15,6 +15,7 @@ mod markets;
 mod operations;
 mod outage;
 mod paging;
+mod proxy;
 mod ratelimit;
 mod search;
 mod users;

@@ -1,6 +1,7 @@
-//! Rate limits: exact budgets, Retry-After, shared across instances through Redis, keyed by
-//! the real client behind trusted proxies only, surviving a Redis outage, and per email on
-//! login.
+//! Rate limits: exact budgets, Retry-After and the draft's fields, shared across instances
+//! through Redis, keyed by the real client behind trusted proxies only (IPv6 per /64), surviving
+//! a Redis outage, per email on login, per address on registration and per user on market
+//! writes. (Through a real nginx: `proxy.rs`.)
 
 use markets_domain::permission::Role;
 use markets_redis::RedisSettings;
@@ -9,7 +10,7 @@ use reqwest::{Method, Response};
 use serde_json::json;
 use std::time::Duration;
 
-use crate::helpers::{TestApp, error};
+use crate::helpers::{TestApp, TestUser, body, error};
 
 fn limits<'a>(limit: &'a str, period_ms: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -43,10 +44,17 @@ async fn exactly_the_budget_passes_then_429_until_it_refills() {
             header(&response, "ratelimit-remaining"),
             remaining.to_string()
         );
+        assert_eq!(header(&response, "ratelimit-policy"), "\"search\";q=5;w=1");
+        assert_eq!(
+            header(&response, "ratelimit"),
+            format!("\"search\";r={remaining};t=1")
+        );
     }
     let refused = search_from(&app, None).await;
     assert_eq!(header(&refused, "retry-after"), "1", "200 ms, rounded up");
     assert_eq!(header(&refused, "ratelimit-remaining"), "0");
+    assert_eq!(header(&refused, "ratelimit-policy"), "\"search\";q=5;w=1");
+    assert_eq!(header(&refused, "ratelimit"), "\"search\";r=0;t=1");
     error(refused, 429, "rate_limited").await;
     // One request's allowance comes back after 1000 ms / 5.
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -121,4 +129,94 @@ async fn the_eleventh_wrong_password_for_one_email_is_refused_from_any_address()
     let refused = attempt(50).await.unwrap();
     assert!(refused.headers().contains_key("retry-after"));
     error(refused, 429, "rate_limited").await;
+}
+
+/// How many of `ips`, each sent as the `X-Forwarded-For` of a trusted proxy, got their search.
+async fn searches_through_trusted_proxy(app: &TestApp, ips: &[String]) -> usize {
+    let mut passed = 0;
+    for ip in ips {
+        passed += usize::from(search_from(app, Some(ip)).await.status() == 200);
+    }
+    passed
+}
+
+#[tokio::test]
+async fn an_ipv6_client_rotating_through_its_64_is_one_client() {
+    let mut vars = limits("3", "60000");
+    vars.push(("MARKETS__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32"));
+    let app = TestApp::spawn_configured(&vars).await;
+    let rotating: Vec<String> = (1..=8).map(|n| format!("2001:db8:7:7::{n:x}")).collect();
+    assert_eq!(searches_through_trusted_proxy(&app, &rotating).await, 3);
+    let next_network = ["2001:db8:7:8::1".to_owned()];
+    assert_eq!(searches_through_trusted_proxy(&app, &next_network).await, 1);
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_address_is_the_ipv4_address() {
+    let mut vars = limits("2", "60000");
+    vars.push(("MARKETS__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32"));
+    let app = TestApp::spawn_configured(&vars).await;
+    let spellings: Vec<String> = ["198.51.100.9", "::ffff:198.51.100.9"]
+        .iter()
+        .cycle()
+        .take(4)
+        .map(|ip| (*ip).to_owned())
+        .collect();
+    assert_eq!(searches_through_trusted_proxy(&app, &spellings).await, 2);
+}
+
+#[tokio::test]
+async fn registration_is_limited_per_client_ip() {
+    let app = TestApp::spawn_configured(&[("MARKETS__RATE_LIMIT__REGISTER__LIMIT", "3")]).await;
+    for n in 0..3 {
+        let email = format!("new{n}@example.com");
+        let response = app.register(&email, "password123", "New").await;
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"register\";q=3;w=60"
+        );
+        body(response, 201).await;
+    }
+    let refused = app.register("new9@example.com", "password123", "New").await;
+    assert!(header(&refused, "ratelimit").starts_with("\"register\";r=0;t="));
+    assert!(refused.headers().contains_key("retry-after"));
+    error(refused, 429, "rate_limited").await;
+}
+
+async fn write(app: &TestApp, method: Method, path: &str, user: Option<&TestUser>) -> Response {
+    let body = json!({"name": "Rain in Lisbon", "description": "Will it rain?"});
+    let token = user.map(|user| user.token.as_str());
+    app.request(method, path, token, Some(body)).await
+}
+
+#[tokio::test]
+async fn market_writes_are_limited_per_user_and_reads_are_not() {
+    let app = TestApp::spawn_configured(&[("MARKETS__RATE_LIMIT__WRITES__LIMIT", "3")]).await;
+    let ann = app.user("ann", Role::User).await;
+    let bob = app.user("bob", Role::User).await;
+    let created = write(&app, Method::POST, "/api/v1/markets", Some(&ann)).await;
+    assert_eq!(header(&created, "ratelimit-policy"), "\"writes\";q=3;w=60");
+    assert!(header(&created, "ratelimit").starts_with("\"writes\";r=2;t="));
+    let id = body(created, 201).await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/markets/{id}");
+    let updated = write(&app, Method::PATCH, &path, Some(&ann)).await;
+    assert_eq!(updated.status(), 200);
+    let created = write(&app, Method::POST, "/api/v1/markets", Some(&ann)).await;
+    assert_eq!(created.status(), 201);
+    let refused = write(&app, Method::DELETE, &path, Some(&ann)).await;
+    assert_eq!(header(&refused, "ratelimit-remaining"), "0");
+    error(refused, 429, "rate_limited").await;
+
+    let read = app
+        .request(Method::GET, &path, Some(&ann.token), None)
+        .await;
+    assert!(!read.headers().contains_key("ratelimit"));
+    assert_eq!(read.status(), 200, "reads are not counted");
+    let other = write(&app, Method::POST, "/api/v1/markets", Some(&bob)).await;
+    assert_eq!(other.status(), 201, "each user has a budget of their own");
+    let anonymous = write(&app, Method::POST, "/api/v1/markets", None).await;
+    error(anonymous, 401, "unauthorized").await;
 }

@@ -283,6 +283,19 @@ pub struct PolicySettings {
     pub period_ms: u64,
 }
 
+/// The forwarding header that the trusted proxies set; the other one is never read, so a
+/// client cannot slip its own hops past a proxy that passes that header through untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, most load balancers).
+    XForwardedFor,
+    /// `Forwarded: for=` (RFC 7239).
+    Forwarded,
+    /// Neither: the peer address is the client, even behind trusted proxies.
+    None,
+}
+
 /// Rate limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -293,10 +306,19 @@ pub struct RateLimitSettings {
     /// (as an environment variable gives it).
     #[serde(deserialize_with = "list_or_csv")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header the trusted proxies set.
+    pub client_ip_header: ClientIpHeader,
+    /// IPv6 clients are limited per network of this prefix length (a host is usually given a
+    /// whole /64 and can rotate through it).
+    pub ipv6_prefix: u8,
     /// `GET /markets/search`, per client IP.
     pub search: PolicySettings,
     /// `POST /auth/login`, per client IP and per email.
     pub login: PolicySettings,
+    /// `POST /auth/register`, per client IP.
+    pub register: PolicySettings,
+    /// `POST`, `PATCH` and `DELETE` on markets, per user.
+    pub writes: PolicySettings,
 }
 
 /// A list given as a list (files) or as one comma-separated string (environment variables).
@@ -418,6 +440,10 @@ const ENV_KEYS: [(&str, &str); 11] = [
     ("LOG_FORMAT", "log.format"),
 ];
 
+/// The IPv6 prefix lengths accepted for keying clients: shorter ones would put whole
+/// providers behind one budget.
+const IPV6_PREFIXES: std::ops::RangeInclusive<u8> = 32..=128;
+
 impl Settings {
     /// Loads settings for the process environment.
     ///
@@ -508,10 +534,15 @@ impl Settings {
         for (key, policy) in [
             ("rate_limit.search", &self.rate_limit.search),
             ("rate_limit.login", &self.rate_limit.login),
+            ("rate_limit.register", &self.rate_limit.register),
+            ("rate_limit.writes", &self.rate_limit.writes),
         ] {
             if policy.limit == 0 || policy.period_ms == 0 {
                 return invalid(key, "limit and period_ms must be at least 1");
             }
+        }
+        if !IPV6_PREFIXES.contains(&self.rate_limit.ipv6_prefix) {
+            return invalid("rate_limit.ipv6_prefix", "must be between 32 and 128");
         }
         if self.search.index_batch == 0 {
             return invalid("search.index_batch", "must be at least 1");
@@ -759,6 +790,49 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.auth.password_hashing.iterations, 1);
+    }
+
+    #[test]
+    fn the_client_address_settings_parse_and_are_bounded() {
+        let defaults = load(&[]).unwrap().rate_limit;
+        assert_eq!(defaults.client_ip_header, ClientIpHeader::XForwardedFor);
+        assert_eq!(defaults.ipv6_prefix, 64);
+        assert!(defaults.trusted_proxies.is_empty());
+        let set = load(&[
+            ("MARKETS__RATE_LIMIT__CLIENT_IP_HEADER", "forwarded"),
+            ("MARKETS__RATE_LIMIT__IPV6_PREFIX", "56"),
+        ])
+        .unwrap()
+        .rate_limit;
+        assert_eq!(
+            (set.client_ip_header, set.ipv6_prefix),
+            (ClientIpHeader::Forwarded, 56)
+        );
+        for (var, value, key) in [
+            (
+                "MARKETS__RATE_LIMIT__CLIENT_IP_HEADER",
+                "both",
+                "client_ip_header",
+            ),
+            (
+                "MARKETS__RATE_LIMIT__IPV6_PREFIX",
+                "16",
+                "rate_limit.ipv6_prefix",
+            ),
+            (
+                "MARKETS__RATE_LIMIT__IPV6_PREFIX",
+                "129",
+                "rate_limit.ipv6_prefix",
+            ),
+            (
+                "MARKETS__RATE_LIMIT__WRITES__LIMIT",
+                "0",
+                "rate_limit.writes",
+            ),
+        ] {
+            let message = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(message.contains(key), "{var}={value}: {message}");
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 
 use crate::http;
 use crate::settings::Settings;
@@ -28,10 +27,7 @@ impl Application {
     pub fn build(settings: &Settings, components: &Components) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.server.bind_addr)?;
         let address = listener.local_addr()?;
-        let limits = http::RoutePolicies {
-            search: Arc::new(settings.rate_limit.search.policy("search")),
-            login: Arc::new(settings.rate_limit.login.policy("login")),
-        };
+        let limits = http::RoutePolicies::new(&settings.rate_limit);
         // Installed before the first request is counted.
         crate::telemetry::metrics_handle();
         let state = web::Data::new(components.state.clone());

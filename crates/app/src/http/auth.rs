@@ -41,6 +41,7 @@ impl RegisterRequest {
         (status = 409, description = "Email already registered", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Invalid email, password or display name", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address", body = ErrorBody),
     )
 )]
 pub async fn register(

@@ -61,7 +61,12 @@ impl FromRequest for Caller {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
+    /// Verified once per request: a middleware that needed the caller first (the per-user rate
+    /// limit) leaves it in the request's extensions.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(caller) = req.extensions().get::<Caller>().cloned() {
+            return Box::pin(async move { Ok(caller) });
+        }
         let token = bearer_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let req = req.clone();
@@ -80,9 +85,11 @@ impl FromRequest for Caller {
                 }
             })?;
             req.extensions_mut().insert(CallerId(session.user.id));
-            Ok(Caller {
+            let caller = Caller {
                 session: Some(session),
-            })
+            };
+            req.extensions_mut().insert(caller.clone());
+            Ok(caller)
         })
     }
 }

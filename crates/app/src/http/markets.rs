@@ -256,6 +256,7 @@ pub async fn get(
         (status = 403, description = "Lacks `write`", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -345,6 +346,7 @@ impl UpdateMarketRequest {
         (status = 403, description = "Neither creator nor moderator", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
         (status = 422, description = "Empty patch, a null or an invalid field", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
 pub async fn update(
@@ -370,6 +372,7 @@ pub async fn update(
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `delete`", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
+        (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
 pub async fn delete(

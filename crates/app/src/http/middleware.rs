@@ -7,12 +7,11 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
-use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::{Instrument, Span, error, info, info_span};
 
-use super::client_ip::ClientIp;
+use super::client_ip::{ClientAddressing, ClientIp};
 use super::error::AppError;
 use crate::wiring::AppState;
 
@@ -82,7 +81,9 @@ pub async fn request_id(
         .unwrap_or_else(new_id);
     let ip = client_ip(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
-    req.extensions_mut().insert(ClientIp(ip));
+    if let Some(ip) = ip {
+        req.extensions_mut().insert(ip);
+    }
     let started = Instant::now();
     let method = method_label(req.method());
     let span = info_span!(
@@ -92,7 +93,7 @@ pub async fn request_id(
         route = tracing::field::Empty,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
-        client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.address.to_string()),
         user_agent = %user_agent(&req),
         market_id = tracing::field::Empty,
     );
@@ -212,11 +213,12 @@ fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: I
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
 }
 
-/// The client's address, believing forwarding headers from the configured trusted proxies only.
-fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
-    let state = req.app_data::<actix_web::web::Data<AppState>>();
-    let trusted = state.map_or(&[][..], |state| state.trusted_proxies());
-    ClientIp::resolve(req.request(), trusted)
+/// The client, believing the forwarding header of the configured trusted proxies only.
+fn client_ip(req: &ServiceRequest) -> Option<ClientIp> {
+    match req.app_data::<actix_web::web::Data<AppState>>() {
+        Some(state) => state.client_addressing().resolve(req.request()),
+        None => ClientAddressing::peer_only().resolve(req.request()),
+    }
 }
 
 /// The user agent, bounded so a client cannot flood the log line.

@@ -27,6 +27,7 @@ use actix_web::{HttpRequest, Route, web};
 use markets_domain::ratelimit::RatePolicy;
 use std::sync::Arc;
 
+use crate::settings::RateLimitSettings;
 use error::AppError;
 
 /// The largest request body accepted, in bytes (64 KiB).
@@ -120,15 +121,30 @@ pub struct RoutePolicies {
     pub search: Arc<RatePolicy>,
     /// Login, per client IP (and per email, in the handler).
     pub login: Arc<RatePolicy>,
+    /// Registration, per client IP.
+    pub register: Arc<RatePolicy>,
+    /// Market writes (`POST`, `PATCH`, `DELETE`), per user.
+    pub writes: Arc<RatePolicy>,
 }
 
-/// Wraps a resource in the rate-limit middleware for a policy.
+impl RoutePolicies {
+    /// The policies `settings` configure, each named as its headers and metrics report it.
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        let policy = |policy: &crate::settings::PolicySettings, name| Arc::new(policy.policy(name));
+        Self {
+            search: policy(&settings.search, "search"),
+            login: policy(&settings.login, "login"),
+            register: policy(&settings.register, "register"),
+            writes: policy(&settings.writes, "writes"),
+        }
+    }
+}
+
+/// The rate-limit middleware `$per` (`per_client_ip`, `per_user`) for a policy.
 macro_rules! limited {
-    ($policy:expr) => {{
+    ($per:ident, $policy:expr) => {{
         let policy = $policy.clone();
-        actix_web::middleware::from_fn(move |req, next| {
-            ratelimit::per_client_ip(policy.clone(), req, next)
-        })
+        actix_web::middleware::from_fn(move |req, next| ratelimit::$per(policy.clone(), req, next))
     }};
 }
 
@@ -143,13 +159,14 @@ fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
         .service(
             web::resource("/auth/register")
                 .wrap(no_store())
+                .wrap(limited!(per_client_ip, limits.register))
                 .route(web::post().to(auth::register))
                 .default_service(not_allowed("POST")),
         )
         .service(
             web::resource("/auth/login")
                 .wrap(no_store())
-                .wrap(limited!(limits.login))
+                .wrap(limited!(per_client_ip, limits.login))
                 .route(web::post().to(auth::login))
                 .default_service(not_allowed("POST")),
         )
@@ -180,20 +197,32 @@ fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
         .service(
             web::resource("/markets")
                 .route(web::get().to(markets::list))
-                .route(web::post().to(markets::create))
+                .route(
+                    web::post()
+                        .to(markets::create)
+                        .wrap(limited!(per_user, limits.writes)),
+                )
                 .default_service(not_allowed("GET, POST")),
         )
         .service(
             web::resource("/markets/search")
-                .wrap(limited!(limits.search))
+                .wrap(limited!(per_client_ip, limits.search))
                 .route(web::get().to(markets::search))
                 .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/markets/{id}")
                 .route(web::get().to(markets::get))
-                .route(web::patch().to(markets::update))
-                .route(web::delete().to(markets::delete))
+                .route(
+                    web::patch()
+                        .to(markets::update)
+                        .wrap(limited!(per_user, limits.writes)),
+                )
+                .route(
+                    web::delete()
+                        .to(markets::delete)
+                        .wrap(limited!(per_user, limits.writes)),
+                )
                 .default_service(not_allowed("GET, PATCH, DELETE")),
         );
 }

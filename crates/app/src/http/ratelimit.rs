@@ -1,17 +1,19 @@
 //! Rate limiting at the edge: the middleware that applies a policy to a route per client
-//! address (resolved by [`super::client_ip`]), and the headers every limited response carries.
+//! address (resolved by [`super::client_ip`]) or per authenticated user, and the headers every
+//! limited response carries.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
+use actix_web::{Error, FromRequest, ResponseError, web};
 use markets_domain::ratelimit::{RateDecision, RatePolicy};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::client_ip::ClientIp;
 use super::error::AppError;
+use super::extract::Caller;
 use crate::wiring::AppState;
 
 /// Seconds, rounded up: a client told "0" would retry at once.
@@ -20,7 +22,7 @@ fn ceil_secs(duration: Duration) -> u64 {
 }
 
 /// Sets `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` from `decision`.
-pub fn set_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+fn set_counters(headers: &mut HeaderMap, decision: &RateDecision) {
     let values = [
         ("ratelimit-limit", u64::from(decision.limit)),
         ("ratelimit-remaining", u64::from(decision.remaining)),
@@ -31,40 +33,107 @@ pub fn set_headers(headers: &mut HeaderMap, decision: &RateDecision) {
     }
 }
 
-/// The 429 for a refused `decision`, with `Retry-After` and the rate-limit headers.
+/// Sets the counters and, as in draft-ietf-httpapi-ratelimit-headers-10, `RateLimit-Policy`
+/// (the quota `q` per window `w` seconds) and `RateLimit` (the `r` remaining, and `t` seconds
+/// until the quota is whole again), both structured-field lists naming `policy`.
+pub fn set_headers(headers: &mut HeaderMap, policy: &RatePolicy, decision: &RateDecision) {
+    set_counters(headers, decision);
+    let name = &policy.name;
+    let fields = [
+        (
+            "ratelimit-policy",
+            format!(
+                "\"{name}\";q={};w={}",
+                policy.limit,
+                ceil_secs(policy.period)
+            ),
+        ),
+        (
+            "ratelimit",
+            format!(
+                "\"{name}\";r={};t={}",
+                decision.remaining,
+                ceil_secs(decision.reset_after)
+            ),
+        ),
+    ];
+    for (field, value) in fields {
+        // Policy names come from this binary; one that is not a header value is left out.
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(field), value);
+        }
+    }
+}
+
+/// The 429 for a refused `decision`, with `Retry-After` and the rate-limit counters.
 pub fn refusal(decision: &RateDecision) -> actix_web::HttpResponse {
     let error = AppError::RateLimited {
         retry_after: ceil_secs(decision.retry_after).max(1),
     };
     let mut response = error.error_response();
-    set_headers(response.headers_mut(), decision);
+    set_counters(response.headers_mut(), decision);
     response
 }
 
-/// Middleware applying `policy` per client IP: refused requests get 429 without reaching the
-/// handler; every response of the route carries the rate-limit headers.
+/// Middleware applying `policy` per client IP (IPv6 clients per network, see
+/// [`ClientIp::rate_key`]): refused requests get 429 without reaching the handler; every
+/// response of the route carries the rate-limit headers.
 pub async fn per_client_ip(
     policy: Arc<RatePolicy>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let decision = match &state {
-        Some(state) => {
-            let ip = ClientIp::of(req.request());
-            let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
-            state.limits().decide(&policy, &key).await
+    let key = ClientIp::rate_key(req.request());
+    limit(&policy, &key, req, next).await
+}
+
+/// Middleware applying `policy` per authenticated user. Anonymous requests go on uncounted (their
+/// handler refuses them with 401); a token that does not verify is refused here, as the handler
+/// would. The verified caller is kept for the handler's extractor, so a token is checked once.
+pub async fn per_user(
+    policy: Arc<RatePolicy>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let caller = match Caller::extract(req.request()).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            return Ok(req
+                .into_response(error.error_response())
+                .map_into_right_body());
         }
+    };
+    match caller.session {
+        Some(session) => {
+            let key = format!("user:{}", session.user.id);
+            limit(&policy, &key, req, next).await
+        }
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
+}
+
+/// Counts `key` against `policy`: a refusal is answered here; otherwise the request goes on and
+/// its response gets the headers. A limiter that cannot decide lets it through, headerless.
+async fn limit<B: MessageBody + 'static>(
+    policy: &RatePolicy,
+    key: &str,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let decision = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.limits().decide(policy, key).await,
         None => None,
     };
     match decision {
         Some(decision) if !decision.allowed => {
-            Ok(req.into_response(refusal(&decision)).map_into_right_body())
+            let mut response = refusal(&decision);
+            set_headers(response.headers_mut(), policy, &decision);
+            Ok(req.into_response(response).map_into_right_body())
         }
         decision => {
             let mut response = next.call(req).await?;
             if let Some(decision) = decision {
-                set_headers(response.headers_mut(), &decision);
+                set_headers(response.headers_mut(), policy, &decision);
             }
             Ok(response.map_into_left_body())
         }
@@ -90,5 +159,19 @@ mod tests {
         assert_eq!(response.headers().get("ratelimit-limit").unwrap(), "10");
         assert_eq!(response.headers().get("ratelimit-remaining").unwrap(), "0");
         assert_eq!(response.headers().get("ratelimit-reset").unwrap(), "60");
+    }
+
+    #[test]
+    fn the_draft_fields_name_the_policy_its_quota_and_what_is_left() {
+        let policy = RatePolicy::new("search", 60, Duration::from_secs(60));
+        let decision = RateDecision::new(true, 60, 59, Duration::from_millis(900), Duration::ZERO);
+        let mut headers = HeaderMap::new();
+        set_headers(&mut headers, &policy, &decision);
+        assert_eq!(
+            headers.get("ratelimit-policy").unwrap(),
+            "\"search\";q=60;w=60"
+        );
+        assert_eq!(headers.get("ratelimit").unwrap(), "\"search\";r=59;t=1");
+        assert_eq!(headers.get("ratelimit-remaining").unwrap(), "59");
     }
 }

@@ -2,7 +2,6 @@
 //! split in two: [`AppState`], what requests need, and [`Infrastructure`], what the process
 //! operates beside them (pools, queues, background work).
 
-use ipnet::IpNet;
 use markets_application::handlers::{Indexer, JobHandlers};
 use markets_application::limits::RateLimits;
 use markets_application::login::LoginFlow;
@@ -24,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
+use crate::http::client_ip::ClientAddressing;
 use crate::http::cursor::Cursors;
 use crate::settings::{EmbeddingChoice, JobSettings, NotifyBackend, Settings};
 
@@ -61,7 +61,7 @@ pub struct AppState {
     limits: RateLimits,
     events: SecurityEvents,
     audit: Arc<dyn AuditLog>,
-    trusted_proxies: Arc<[IpNet]>,
+    client_addressing: ClientAddressing,
     search_health: Arc<SearchHealth>,
     cursors: Cursors,
 }
@@ -102,9 +102,10 @@ impl AppState {
         &self.audit
     }
 
-    /// Proxies whose forwarding headers are believed when resolving a client's address.
-    pub fn trusted_proxies(&self) -> &[IpNet] {
-        &self.trusted_proxies
+    /// How a request's client address is resolved: which proxies and which of their headers
+    /// are believed, and how IPv6 clients are grouped for rate limits.
+    pub fn client_addressing(&self) -> &ClientAddressing {
+        &self.client_addressing
     }
 
     /// When search last had to fall back, so that the cause is logged at most once a minute.
@@ -290,7 +291,7 @@ impl Components {
             limits,
             events,
             audit: ports.audit.clone(),
-            trusted_proxies: settings.rate_limit.trusted_proxies.clone().into(),
+            client_addressing: ClientAddressing::new(&settings.rate_limit),
             search_health: search_health.clone(),
             cursors: Cursors::new(secret.expose_secret().as_bytes()),
         };
