@@ -433,10 +433,12 @@ fn tallied(events: &[Value], action: &str) -> (usize, u64) {
 /// counts add up to the refusals (v1.1 "Accounts"): not one row per refused request.
 #[tokio::test]
 async fn a_flood_of_refusals_adds_a_bounded_number_of_counted_rows() {
-    // Two logins per client a minute: the admin's and the user's own spend them.
+    // Two logins per client a minute: the admin's and the user's own spend them. The deletes
+    // must reach the permission check, so the per-user write limit is out of their way.
     let app = TestApp::spawn_configured(&[
         ("MARKETS__RATE_LIMIT__LOGIN__LIMIT", "2"),
         ("MARKETS__RATE_LIMIT__LOGIN__PERIOD_MS", "60000"),
+        ("MARKETS__RATE_LIMIT__WRITES__LIMIT", "100000"),
     ])
     .await;
     let admin = app.user("boss", Role::Admin).await;
