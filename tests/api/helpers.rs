@@ -5,9 +5,9 @@
 //! limiter. `scripts/test.sh` runs it once with each. Tests about Redis itself (outages, what
 //! several instances share) ask for it with [`TestApp::spawn_with`] in both runs.
 
-use actix_web::dev::ServerHandle;
 use markets_app::settings::Settings;
 use markets_app::startup::Application;
+use markets_app::startup::ApplicationHandle;
 use markets_app::wiring::Components;
 use markets_auth::HashingSettings;
 use markets_domain::permission::Role;
@@ -58,13 +58,15 @@ impl TestStore {
 /// A running application and a client for it.
 pub struct TestApp {
     pub base: String,
+    /// The base URL of `/metrics`'s own listener, when `metrics.bind_addr` is set.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     pub store: TestStore,
     /// The Redis the app uses (under a key prefix of its own), if any.
     redis: Option<RedisSettings>,
     /// The components the app runs on, to drive background work (indexing) from tests.
     pub components: Components,
-    handle: ServerHandle,
+    handle: ApplicationHandle,
 }
 
 impl Drop for TestApp {
@@ -138,10 +140,14 @@ impl TestApp {
         let components = Components::build(&settings).await.unwrap();
         let application = Application::build(&settings, &components).unwrap();
         let base = format!("http://{}", application.address());
+        let metrics_base = application
+            .metrics_address()
+            .map(|address| format!("http://{address}"));
         let handle = application.handle();
         tokio::spawn(application.run_until_stopped());
         Self {
             base,
+            metrics_base,
             client: reqwest::Client::new(),
             store,
             redis,

@@ -152,3 +152,30 @@ async fn invented_methods_share_one_label_and_add_no_series() {
     assert!(labels.contains(&"other"), "{labels:?}");
     assert!(!text.contains("JUNK"), "a raw method reached /metrics");
 }
+
+/// With `metrics.bind_addr`, `/metrics` is served on its own listener only: the public one
+/// answers 404, and the metrics listener serves nothing but `/metrics`.
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let app = TestApp::spawn_configured(&[("MARKETS__METRICS__BIND_ADDR", "127.0.0.1:0")]).await;
+    crate::helpers::error(app.get("/metrics").await, 404, "not_found").await;
+    let metrics = app.metrics_base.clone().unwrap();
+    let scrape = app
+        .client
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.text().await.unwrap().contains("build_info"));
+    for path in ["/health/live", "/api/v1/markets", "/openapi.json"] {
+        let response = app
+            .client
+            .get(format!("{metrics}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path} on the metrics listener");
+    }
+    assert_eq!(app.get("/health/live").await.status(), 200);
+}

@@ -76,6 +76,8 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsSettings,
 }
 
 fn development() -> Environment {
@@ -380,6 +382,16 @@ pub struct SearchSettings {
     pub index_batch: usize,
     /// Idle indexer polling interval, in milliseconds.
     pub index_interval_ms: u64,
+}
+
+/// The metrics endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// A listener of its own for `/metrics` (and nothing else), which the public listener then
+    /// does not serve: the scrape port stays off the load balancer. Unset: `/metrics` is served
+    /// on `server.bind_addr` beside the API.
+    pub bind_addr: Option<SocketAddr>,
 }
 
 /// Logging.

@@ -56,6 +56,9 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
         version = env!("CARGO_PKG_VERSION"),
         environment = settings.environment.as_str(),
         address = %application.address(),
+        metrics = %application
+            .metrics_address()
+            .map_or_else(|| "beside the API".to_owned(), |address| address.to_string()),
         embeddings = infra.embeddings(),
         cache = infra.cache().name(),
         database = infra.store().name(),

@@ -98,11 +98,6 @@ pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
                 .default_service(not_allowed("GET")),
         )
         .service(
-            web::resource("/metrics")
-                .route(web::get().to(health::metrics))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
             web::resource("/openapi.json")
                 .route(web::get().to(openapi::document))
                 .default_service(not_allowed("GET")),
@@ -112,6 +107,15 @@ pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
                 .wrap(actix_web::middleware::from_fn(security::refusals))
                 .configure(|config| api(config, limits)),
         );
+}
+
+/// `GET /metrics`: beside [`routes`], or alone on a listener of its own.
+pub fn metrics_route(config: &mut web::ServiceConfig) {
+    config.service(
+        web::resource("/metrics")
+            .route(web::get().to(health::metrics))
+            .default_service(not_allowed("GET")),
+    );
 }
 
 /// The rate-limit policies applied to routes.
