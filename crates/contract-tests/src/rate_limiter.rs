@@ -42,16 +42,15 @@ pub fn policy(name: &str, limit: u32, period: Duration) -> RatePolicy {
 }
 
 async fn check<F: RateLimiterFixture>(fixture: &F, policy: &RatePolicy, key: &str) -> RateDecision {
-    let decision = fixture.limiter().check(policy, key).await.unwrap();
-    assert_eq!(
-        decision.limit, policy.limit,
-        "RateLimit-Limit is the policy's"
-    );
-    decision
+    of_policy(fixture.limiter().check(policy, key).await.unwrap(), policy)
 }
 
 async fn peek<F: RateLimiterFixture>(fixture: &F, policy: &RatePolicy, key: &str) -> RateDecision {
-    let decision = fixture.limiter().peek(policy, key).await.unwrap();
+    of_policy(fixture.limiter().peek(policy, key).await.unwrap(), policy)
+}
+
+/// `decision`, once it reports the limit of `policy`.
+fn of_policy(decision: RateDecision, policy: &RatePolicy) -> RateDecision {
     assert_eq!(
         decision.limit, policy.limit,
         "RateLimit-Limit is the policy's"
