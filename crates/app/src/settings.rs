@@ -315,12 +315,44 @@ pub struct RateLimitSettings {
     pub ipv6_prefix: u8,
     /// `GET /markets/search`, per client IP.
     pub search: PolicySettings,
-    /// `POST /auth/login`, per client IP and per email.
+    /// `POST /auth/login`, per client IP: every attempt.
     pub login: PolicySettings,
     /// `POST /auth/register`, per client IP.
     pub register: PolicySettings,
     /// `POST`, `PATCH` and `DELETE` on markets, per user.
     pub writes: PolicySettings,
+    /// Failed logins per account; successes spend nothing.
+    pub login_failures: LoginFailureSettings,
+}
+
+/// The budgets of failed logins per account (see `markets_application::login`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFailureSettings {
+    /// Per account and client address: what one address may guess.
+    pub per_client: PolicySettings,
+    /// Per account, all addresses together: what many addresses may guess.
+    pub per_account: PolicySettings,
+}
+
+impl LoginFailureSettings {
+    /// The login flow's budgets.
+    pub fn budgets(&self) -> markets_application::login::FailureBudgets {
+        markets_application::login::FailureBudgets {
+            per_client: self.per_client.policy("login_failures_client"),
+            per_account: self.per_account.policy("login_failures_account"),
+        }
+    }
+
+    /// Whether one address within `per_client` could spend `per_account` by itself (and so
+    /// lock the owner out alone): unless it allows fewer failures, refilling no faster.
+    fn one_client_can_spend_the_account(&self) -> bool {
+        let (client, account) = (&self.per_client, &self.per_account);
+        // Refilling no faster: client.period / client.limit >= account.period / account.limit.
+        let slower = u128::from(client.period_ms) * u128::from(account.limit)
+            >= u128::from(account.period_ms) * u128::from(client.limit);
+        client.limit >= account.limit || !slower
+    }
 }
 
 /// A list given as a list (files) or as one comma-separated string (environment variables).
@@ -543,11 +575,17 @@ impl Settings {
                 "must be set when search.provider is \"openai\"",
             );
         }
+        let failures = &self.rate_limit.login_failures;
         for (key, policy) in [
             ("rate_limit.search", &self.rate_limit.search),
             ("rate_limit.login", &self.rate_limit.login),
             ("rate_limit.register", &self.rate_limit.register),
             ("rate_limit.writes", &self.rate_limit.writes),
+            ("rate_limit.login_failures.per_client", &failures.per_client),
+            (
+                "rate_limit.login_failures.per_account",
+                &failures.per_account,
+            ),
         ] {
             if policy.limit == 0 || policy.period_ms == 0 {
                 return invalid(key, "limit and period_ms must be at least 1");
@@ -555,6 +593,13 @@ impl Settings {
         }
         if !IPV6_PREFIXES.contains(&self.rate_limit.ipv6_prefix) {
             return invalid("rate_limit.ipv6_prefix", "must be between 32 and 128");
+        }
+        if failures.one_client_can_spend_the_account() {
+            return invalid(
+                "rate_limit.login_failures",
+                "per_client must allow fewer failures than per_account and refill no faster, \
+                 so that one address cannot lock an account",
+            );
         }
         if self.search.index_batch == 0 {
             return invalid("search.index_batch", "must be at least 1");
@@ -861,5 +906,35 @@ mod tests {
             assert!(message.contains(key), "{var}={value}: {message}");
             assert!(!message.contains('\n'), "more than one line: {message}");
         }
+    }
+
+    #[test]
+    fn login_failure_budgets_must_not_let_one_address_spend_the_account() {
+        let defaults = load(&[]).unwrap().rate_limit.login_failures.budgets();
+        assert_eq!(
+            (defaults.per_client.limit, defaults.per_account.limit),
+            (5, 100)
+        );
+        const CLIENT: &str = "MARKETS__RATE_LIMIT__LOGIN_FAILURES__PER_CLIENT__";
+        const ACCOUNT: &str = "MARKETS__RATE_LIMIT__LOGIN_FAILURES__PER_ACCOUNT__";
+        for (name, value) in [
+            // As many failures as the account allows, or a faster refill, or none at all.
+            (format!("{CLIENT}LIMIT"), "100"),
+            (format!("{CLIENT}PERIOD_MS"), "60000"),
+            (format!("{ACCOUNT}LIMIT"), "0"),
+            (format!("{CLIENT}PERIOD_MS"), "0"),
+        ] {
+            let message = load(&[(name.as_str(), value)]).unwrap_err().to_string();
+            assert!(
+                message.contains("rate_limit.login_failures"),
+                "{name}={value}: {message}"
+            );
+        }
+        // The same refill rate is still slow enough.
+        load(&[
+            (format!("{CLIENT}LIMIT").as_str(), "2"),
+            (format!("{CLIENT}PERIOD_MS").as_str(), "72000"),
+        ])
+        .unwrap();
     }
 }

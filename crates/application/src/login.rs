@@ -1,8 +1,12 @@
-//! The login flow: the per-email throttle, authentication and the failed-login audit, in one
+//! The login flow: the per-account throttle, authentication and the failed-login audit, in one
 //! place, so that every front end applies all three.
 //!
-//! The per-email budget sits beside the per-client one that a front end applies to its login
-//! route: guessing one account's password from many addresses is limited too.
+//! Only failures spend an account's budgets, and there are two (see [`FailureBudgets`]): one
+//! per account and client address, so that an address guessing wrong locks out itself, not
+//! the owner elsewhere; and one per account from all addresses together, so that guessing one
+//! password from many addresses stays bounded. Both are peeked at (counting nothing) before
+//! the password is checked and spent once it turns out wrong. They sit beside the per-client
+//! budget that a front end applies to its login route, which every attempt spends.
 
 use markets_domain::audit::AuditAction;
 use markets_domain::auth::{
@@ -14,10 +18,22 @@ use markets_domain::user::{Email, UserRepository};
 use crate::limits::RateLimits;
 use crate::security::{RequestContext, SecurityEvents, mask_email};
 
+/// The failed-login budgets of every account.
+#[derive(Debug, Clone)]
+pub struct FailureBudgets {
+    /// Failures per account and client address: what one address may guess at one account.
+    pub per_client: RatePolicy,
+    /// Failures per account from all addresses together. Once spent, the account is refused
+    /// to everyone, its owner included, until it refills: the price of bounding guesses made
+    /// from many addresses. It should outlast `per_client` so that one address cannot spend it.
+    pub per_account: RatePolicy,
+}
+
 /// Why a login did not issue a token.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    /// The email's budget of attempts is spent; the decision carries the headers to send.
+    /// A budget of failures for this account is spent; the decision carries the headers to
+    /// send.
     #[error("too many login attempts for this account")]
     Throttled(RateDecision),
     /// Authentication failed (wrong credentials, the store or the hasher failed).
@@ -25,39 +41,40 @@ pub enum LoginError {
     Auth(#[from] AuthError),
 }
 
-/// Logs users in over an [`AuthService`], throttled per email, auditing failures.
+/// Logs users in over an [`AuthService`], throttled by failures per account, auditing them.
 #[derive(Debug, Clone)]
 pub struct LoginFlow<U, H, T, R> {
     auth: AuthService<U, H, T, R>,
     limits: RateLimits,
-    per_email: RatePolicy,
+    budgets: FailureBudgets,
     events: SecurityEvents,
 }
 
 impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
     LoginFlow<U, H, T, R>
 {
-    /// The flow over `auth`, spending `per_email` budgets through `limits`, recording failures
-    /// with `events`.
+    /// The flow over `auth`, spending `budgets` through `limits`, recording failures with
+    /// `events`.
     pub fn new(
         auth: AuthService<U, H, T, R>,
         limits: RateLimits,
-        per_email: RatePolicy,
+        budgets: FailureBudgets,
         events: SecurityEvents,
     ) -> Self {
         Self {
             auth,
             limits,
-            per_email,
+            budgets,
             events,
         }
     }
 
-    /// Checks the email's budget, then the credentials, and issues a token.
+    /// Looks at the account's budgets of failures (spending nothing), checks the credentials,
+    /// and issues a token; wrong credentials spend both budgets.
     ///
     /// # Errors
-    /// [`LoginError::Throttled`] when the budget is spent (the password is not checked then);
-    /// otherwise what authentication reported, a wrong password recorded as
+    /// [`LoginError::Throttled`] when either budget is spent (the password is not checked
+    /// then); otherwise what authentication reported, wrong credentials recorded as
     /// `auth.login_failed` first.
     pub async fn login(
         &self,
@@ -65,18 +82,39 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         password: &str,
         context: &RequestContext,
     ) -> Result<AccessToken, LoginError> {
-        let key = format!("email:{}", budget_key(email));
-        let decision = self.limits.decide(&self.per_email, &key).await;
-        if let Some(refused) = decision.filter(|decision| !decision.allowed) {
-            return Err(LoginError::Throttled(refused));
-        }
+        let keys = BudgetKeys::new(email, context);
+        self.refuse_if_spent(&keys).await?;
         match self.auth.login(email, password).await {
             Err(AuthError::InvalidCredentials { account }) => {
+                self.spend(&keys).await;
                 self.record_failure(email, account, context).await;
                 Err(AuthError::InvalidCredentials { account }.into())
             }
             outcome => Ok(outcome?),
         }
+    }
+
+    /// Refuses when either budget is spent, with the longer wait of the two. A limiter that
+    /// cannot decide refuses nothing.
+    async fn refuse_if_spent(&self, keys: &BudgetKeys) -> Result<(), LoginError> {
+        let (client, account) = tokio::join!(
+            self.limits.peek(&self.budgets.per_client, &keys.client),
+            self.limits.peek(&self.budgets.per_account, &keys.account),
+        );
+        let refused = [client, account]
+            .into_iter()
+            .flatten()
+            .filter(|decision| !decision.allowed)
+            .max_by_key(|decision| decision.retry_after);
+        refused.map_or(Ok(()), |decision| Err(LoginError::Throttled(decision)))
+    }
+
+    /// A failure spends both budgets.
+    async fn spend(&self, keys: &BudgetKeys) {
+        tokio::join!(
+            self.limits.spend(&self.budgets.per_client, &keys.client),
+            self.limits.spend(&self.budgets.per_account, &keys.account),
+        );
     }
 
     /// `auth.login_failed`: the email may name no account, so only a masked form of it is kept.
@@ -99,8 +137,22 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
     }
 }
 
-/// The account an attempt spends the budget of: the normalised email. Unparseable emails share
-/// one key (they cannot log in anyway).
-fn budget_key(email: &str) -> String {
-    Email::parse(email).map_or_else(|_| "invalid".to_owned(), String::from)
+/// The keys an attempt's budgets are counted under. The account is the normalised email, so
+/// every spelling shares one budget; unparseable emails share one key (they cannot log in
+/// anyway), and so do clients of unknown address. The address comes first in the client key:
+/// it never holds the separator, an email may.
+struct BudgetKeys {
+    client: String,
+    account: String,
+}
+
+impl BudgetKeys {
+    fn new(email: &str, context: &RequestContext) -> Self {
+        let email = Email::parse(email).map_or_else(|_| "invalid".to_owned(), String::from);
+        let ip = context.ip.as_deref().unwrap_or("unknown");
+        Self {
+            client: format!("ip:{ip}|email:{email}"),
+            account: format!("email:{email}"),
+        }
+    }
 }

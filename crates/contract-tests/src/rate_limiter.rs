@@ -1,6 +1,7 @@
 //! The contract of [`RateLimiter`]: a burst of up to the limit passes and the next request is
 //! refused with a `Retry-After`, the `RateLimit-*` figures count down, refusals spend nothing,
-//! keys and policies are counted apart, and the allowance comes back with time.
+//! keys and policies are counted apart, and the allowance comes back with time. A peek counts
+//! nothing, finds an unknown key full, and says what a check would decide after spending.
 //!
 //! Cases never assert how long anything took. The one that needs time to pass uses a policy
 //! with a tiny period and polls, with a deadline, until a request is allowed again.
@@ -28,6 +29,9 @@ macro_rules! rate_limiter_contract {
             keys_are_counted_apart,
             policies_are_counted_apart,
             the_allowance_comes_back_with_time,
+            a_peek_at_an_unknown_key_finds_it_full,
+            peeks_spend_nothing,
+            a_peek_reflects_what_was_spent,
         );
     };
 }
@@ -38,7 +42,15 @@ pub fn policy(name: &str, limit: u32, period: Duration) -> RatePolicy {
 }
 
 async fn check<F: RateLimiterFixture>(fixture: &F, policy: &RatePolicy, key: &str) -> RateDecision {
-    let decision = fixture.limiter().check(policy, key).await.unwrap();
+    of_policy(fixture.limiter().check(policy, key).await.unwrap(), policy)
+}
+
+async fn peek<F: RateLimiterFixture>(fixture: &F, policy: &RatePolicy, key: &str) -> RateDecision {
+    of_policy(fixture.limiter().peek(policy, key).await.unwrap(), policy)
+}
+
+/// `decision`, once it reports the limit of `policy`.
+fn of_policy(decision: RateDecision, policy: &RatePolicy) -> RateDecision {
     assert_eq!(
         decision.limit, policy.limit,
         "RateLimit-Limit is the policy's"
@@ -149,4 +161,42 @@ pub async fn the_allowance_comes_back_with_time<F: RateLimiterFixture>(fixture: 
         assert!(Instant::now() < deadline, "the allowance never came back");
         crate::__private::tokio::time::sleep(decision.retry_after).await;
     }
+}
+
+/// A key never counted is allowed with its whole limit left and nothing to wait for.
+pub async fn a_peek_at_an_unknown_key_finds_it_full<F: RateLimiterFixture>(fixture: &F) {
+    let policy = policy("peek-unknown", 3, Duration::from_secs(60));
+    let decision = peek(fixture, &policy, "nobody").await;
+    assert!(decision.allowed, "an unknown key was refused");
+    assert_eq!(decision.remaining, 3);
+    assert_eq!(decision.reset_after, Duration::ZERO);
+    assert_eq!(decision.retry_after, Duration::ZERO);
+}
+
+/// Peeking, however often, leaves the whole allowance to checks.
+pub async fn peeks_spend_nothing<F: RateLimiterFixture>(fixture: &F) {
+    let policy = policy("peek-free", 2, Duration::from_secs(60));
+    for _ in 0..5 {
+        assert!(peek(fixture, &policy, "client").await.allowed);
+    }
+    exhaust(fixture, &policy, "client").await;
+}
+
+/// After a check, a peek finds one less left, as the check reported; once the allowance is
+/// spent, a peek is refused as the next check is, with a `Retry-After`.
+pub async fn a_peek_reflects_what_was_spent<F: RateLimiterFixture>(fixture: &F) {
+    let policy = policy("peek-spent", 2, Duration::from_secs(60));
+    let spent = check(fixture, &policy, "client").await;
+    let after = peek(fixture, &policy, "client").await;
+    assert!(after.allowed);
+    assert_eq!(after.remaining, spent.remaining);
+    assert!(
+        after.reset_after > Duration::ZERO && after.reset_after <= spent.reset_after,
+        "RateLimit-Reset {:?} after the check's {:?}",
+        after.reset_after,
+        spent.reset_after
+    );
+    check(fixture, &policy, "client").await;
+    assert_refused(&peek(fixture, &policy, "client").await, &policy);
+    assert_refused(&check(fixture, &policy, "client").await, &policy);
 }

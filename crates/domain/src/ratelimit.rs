@@ -36,7 +36,7 @@ impl RatePolicy {
     }
 }
 
-/// The outcome of counting one request.
+/// The outcome of counting one request (or of a [`RateLimiter::peek`] at the next one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateDecision {
@@ -44,7 +44,7 @@ pub struct RateDecision {
     pub allowed: bool,
     /// The policy's limit (`RateLimit-Limit`).
     pub limit: u32,
-    /// Requests left right now (`RateLimit-Remaining`).
+    /// Requests left right now (`RateLimit-Remaining`): after this one when it was counted.
     pub remaining: u32,
     /// Until the allowance is full again (`RateLimit-Reset`).
     pub reset_after: Duration,
@@ -79,12 +79,26 @@ pub struct RateLimitError(#[source] pub BoxError);
 /// Counts requests per policy and key.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
-    /// Counts one request of `key` against `policy` and says whether it may go on.
+    /// Counts one request of `key` against `policy` and says whether it may go on. A refused
+    /// request is not counted.
+    ///
+    /// # Errors
+    /// [`RateLimitError`] when the limiter cannot decide (its store is unreachable).
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
+
+    /// Says what [`check`](Self::check) would decide for `key` now, counting nothing:
+    /// `allowed` as `check` would answer, `remaining` the requests left before this one (the
+    /// whole limit, with no reset, for a key never counted). For budgets spent only by some
+    /// outcomes, such as failed logins, judged before the outcome is known.
+    ///
+    /// # Errors
+    /// [`RateLimitError`] when the limiter cannot decide (its store is unreachable).
+    async fn peek(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
 }
 
 forward_through_arc!(RateLimiter {
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
+    async fn peek(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError>;
 });
 
 #[cfg(test)]

@@ -1,18 +1,74 @@
 //! An in-process rate limiter: governor's keyed GCRA, one limiter per policy. It counts per
 //! process only (several instances each allow the full budget), so it is the fallback and the
 //! single-instance choice; the Redis limiter shares one budget across instances.
+//!
+//! governor's limiter has no check that counts nothing, so peeks go through its state store:
+//! [`Store`] is governor's own keyed store that, for a key marked as a peek, runs governor's
+//! GCRA on the key's current state and keeps nothing. The arithmetic stays governor's.
 
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter as Governor};
 use markets_domain::ratelimit::{RateDecision, RateLimitError, RateLimiter, RatePolicy};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-type Keyed<C> = Governor<String, DashMapStateStore<String>, C, StateInformationMiddleware>;
+type Keyed<C> = Governor<Probe, Store, C, StateInformationMiddleware>;
+
+/// A key as the limiter sees it: whose allowance, and whether the decision counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Probe {
+    key: String,
+    counts: bool,
+}
+
+/// governor's keyed state, by key, with peeks: see the module's documentation.
+#[derive(Debug, Default)]
+struct Store(DashMapStateStore<String>);
+
+impl StateStore for Store {
+    type Key = Probe;
+
+    fn measure_and_replace<T, F, E>(&self, probe: &Probe, decide: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if probe.counts {
+            return self.0.measure_and_replace(&probe.key, decide);
+        }
+        // Read the state by refusing to replace it; a key never counted is not added.
+        let current = self.0.get(&probe.key).and_then(|state| {
+            state
+                .measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>)
+                .err()
+                .flatten()
+        });
+        decide(current).map(|(outcome, _)| outcome)
+    }
+}
+
+impl ShrinkableKeyedStateStore<Probe> for Store {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&self.0);
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&self.0)
+    }
+}
 
 /// Rate limits in this process's memory. Keys stay in memory until [`sweep`](Self::sweep)
 /// forgets those whose allowance is full again: run it on a timer to bound memory.
@@ -78,10 +134,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> LocalRateLimiter<C> {
         let quota = Quota::with_period(policy.emission_interval())
             .ok_or_else(|| RateLimitError("a policy needs a period".into()))?
             .allow_burst(burst);
-        let limiter = Arc::new(
-            Governor::dashmap_with_clock(quota, self.clock.clone())
-                .with_middleware::<StateInformationMiddleware>(),
-        );
+        let limiter = Arc::new(Keyed::new(quota, Store::default(), self.clock.clone()));
         limiters.insert(policy.clone(), limiter.clone());
         Ok(limiter)
     }
@@ -91,11 +144,33 @@ impl<C: Clock + Clone + Send + Sync + 'static> LocalRateLimiter<C> {
     /// # Errors
     /// If the policy allows nothing or has no period.
     pub fn decide(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        self.judge(policy, key, true)
+    }
+
+    /// What [`decide`](Self::decide) would answer now, counting nothing.
+    ///
+    /// # Errors
+    /// If the policy allows nothing or has no period.
+    pub fn peek(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        self.judge(policy, key, false)
+    }
+
+    fn judge(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        counts: bool,
+    ) -> Result<RateDecision, RateLimitError> {
         let limiter = self.limiter(policy)?;
         let interval = policy.emission_interval();
-        Ok(match limiter.check_key(&key.to_owned()) {
+        let probe = Probe {
+            key: key.to_owned(),
+            counts,
+        };
+        Ok(match limiter.check_key(&probe) {
             Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
+                // governor reports what is left after the request; a peek made none.
+                let remaining = snapshot.remaining_burst_capacity() + u32::from(!counts);
                 RateDecision::new(
                     true,
                     policy.limit,
@@ -122,6 +197,10 @@ where
 {
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
         self.decide(policy, key)
+    }
+
+    async fn peek(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        LocalRateLimiter::peek(self, policy, key)
     }
 }
 
@@ -174,5 +253,29 @@ mod tests {
         clock.advance(Duration::from_secs(60));
         limiter.sweep();
         assert_eq!(limiter.keys(), 0, "memory is bounded by recent clients");
+    }
+
+    #[test]
+    fn peeks_keep_no_key_and_see_the_refill() {
+        let clock = FakeRelativeClock::default();
+        let limiter = LocalRateLimiter::with_clock(clock.clone());
+        let policy = policy(2, Duration::from_secs(60));
+        for n in 0..1_000 {
+            assert!(
+                limiter
+                    .peek(&policy, &format!("client {n}"))
+                    .unwrap()
+                    .allowed
+            );
+        }
+        assert_eq!(limiter.keys(), 0, "a peek at an unknown key stored it");
+        limiter.decide(&policy, "ip").unwrap();
+        limiter.decide(&policy, "ip").unwrap();
+        let refused = limiter.peek(&policy, "ip").unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_secs(30));
+        clock.advance(Duration::from_secs(30));
+        let refilled = limiter.peek(&policy, "ip").unwrap();
+        assert_eq!((refilled.allowed, refilled.remaining), (true, 1));
     }
 }

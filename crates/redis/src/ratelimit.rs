@@ -14,10 +14,12 @@ use crate::breaker::Breaker;
 use crate::client::RedisConnection;
 
 /// GCRA: `KEYS[1]` holds the theoretical arrival time (ms, Redis clock); `ARGV[1]` is the
-/// emission interval in ms, `ARGV[2]` the limit. Returns `{allowed, remaining, reset_ms,
-/// retry_ms}`.
+/// emission interval in ms, `ARGV[2]` the limit, `ARGV[3]` `1` to count the request or `0` to
+/// peek (decide as if counting, write nothing). Returns `{allowed, remaining, reset_ms,
+/// retry_ms}`; a peek's `remaining` and `reset_ms` are those before the request. One key, so
+/// the script runs on one cluster node.
 const GCRA: &str = r"
-local interval, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local interval, limit, count = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
@@ -28,9 +30,19 @@ local allow_at = next_tat - burst
 if now < allow_at then
   return {0, 0, tat - now, allow_at - now}
 end
+if not count then
+  return {1, math.floor((burst - (tat - now)) / interval), tat - now, 0}
+end
 redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
 return {1, math.floor((burst - (next_tat - now)) / interval), next_tat - now, 0}
 ";
+
+/// What a script call does with the request it decides.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Count,
+    Peek,
+}
 
 /// Rate limits in Redis, with `F` as the fallback while Redis is unreachable.
 #[derive(Clone)]
@@ -63,10 +75,19 @@ impl<F: RateLimiter> RedisRateLimiter<F> {
         }
     }
 
-    async fn shared(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, Error> {
+    async fn shared(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        mode: Mode,
+    ) -> Result<RateDecision, Error> {
         let redis_key = format!("{}rl:{}:{key}", self.prefix, policy.name);
         let interval = policy.emission_interval().as_millis().max(1);
-        let args = vec![interval.to_string(), policy.limit.to_string()];
+        let count = match mode {
+            Mode::Count => "1",
+            Mode::Peek => "0",
+        };
+        let args = vec![interval.to_string(), policy.limit.to_string(), count.into()];
         let reply: Vec<i64> = self
             .script
             .evalsha_with_reload(&self.client, redis_key, args)
@@ -83,15 +104,32 @@ impl<F: RateLimiter> RedisRateLimiter<F> {
             millis(retry_ms),
         ))
     }
+
+    /// Decides on Redis or, while it cannot answer, with the fallback.
+    async fn decide(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        mode: Mode,
+    ) -> Result<RateDecision, RateLimitError> {
+        let shared = self.shared(policy, key, mode);
+        if let Some(Ok(decision)) = self.breaker.call("rate limits", shared).await {
+            return Ok(decision);
+        }
+        match mode {
+            Mode::Count => self.fallback.check(policy, key).await,
+            Mode::Peek => self.fallback.peek(policy, key).await,
+        }
+    }
 }
 
 #[async_trait]
 impl<F: RateLimiter> RateLimiter for RedisRateLimiter<F> {
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
-        let shared = self.shared(policy, key);
-        if let Some(Ok(decision)) = self.breaker.call("rate limits", shared).await {
-            return Ok(decision);
-        }
-        self.fallback.check(policy, key).await
+        self.decide(policy, key, Mode::Count).await
+    }
+
+    async fn peek(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        self.decide(policy, key, Mode::Peek).await
     }
 }

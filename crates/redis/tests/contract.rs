@@ -50,12 +50,22 @@ async fn connected() -> (RedisConnection, RedisSettings) {
 #[derive(Debug)]
 struct NoFallback;
 
-#[async_trait]
-impl RateLimiter for NoFallback {
-    async fn check(&self, _: &RatePolicy, _: &str) -> Result<RateDecision, RateLimitError> {
+impl NoFallback {
+    fn refuse() -> Result<RateDecision, RateLimitError> {
         Err(RateLimitError(
             "Redis did not answer: no fallback here".into(),
         ))
+    }
+}
+
+#[async_trait]
+impl RateLimiter for NoFallback {
+    async fn check(&self, _: &RatePolicy, _: &str) -> Result<RateDecision, RateLimitError> {
+        Self::refuse()
+    }
+
+    async fn peek(&self, _: &RatePolicy, _: &str) -> Result<RateDecision, RateLimitError> {
+        Self::refuse()
     }
 }
 

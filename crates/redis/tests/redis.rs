@@ -1,12 +1,16 @@
-//! What only a real Redis shows: stored form and TTL, round trips, unreadable entries, and
-//! outages with reconnection, each on a private `redis-server`.
+//! What only a real Redis shows: stored form and TTL, round trips, unreadable entries, rate
+//! limit peeks that write nothing, and outages with reconnection or the limiter's fallback,
+//! each on a private `redis-server`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_contract_tests::cache::market;
 use markets_domain::cache::Cache;
 use markets_domain::market::MarketId;
-use markets_redis::RedisCache;
+use markets_domain::ratelimit::{RateLimiter, RatePolicy};
+use markets_domain::testing::BudgetLimiter;
 use markets_redis::testing::PrivateRedis;
+use markets_redis::{RedisCache, RedisConnection, RedisRateLimiter};
+use std::time::Duration;
 
 async fn connected(redis: &PrivateRedis) -> (RedisCache, String) {
     let settings = redis.settings();
@@ -114,4 +118,32 @@ async fn an_outage_fails_fast_and_the_client_reconnects() {
     }
     assert!(stored, "cache did not recover");
     assert_eq!(cache.get(after.id).await.unwrap(), Some(after));
+}
+
+#[tokio::test]
+async fn a_peek_writes_nothing_and_falls_back_like_a_check_while_redis_is_down() {
+    let mut redis = PrivateRedis::start();
+    let settings = redis.settings();
+    let connection = RedisConnection::connect(&settings).unwrap();
+    RedisCache::new(&connection, &settings)
+        .ping()
+        .await
+        .unwrap();
+    let fallback = BudgetLimiter::default();
+    let limiter = RedisRateLimiter::new(&connection, &settings, fallback.clone());
+    let policy = RatePolicy::new("login_failures", 2, Duration::from_secs(60));
+    for _ in 0..3 {
+        assert_eq!(limiter.peek(&policy, "ann").await.unwrap().remaining, 2);
+    }
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "0", "a peek stored a key");
+    limiter.check(&policy, "ann").await.unwrap();
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "1");
+    assert_eq!(limiter.peek(&policy, "ann").await.unwrap().remaining, 1);
+
+    redis.stop();
+    let peeked = limiter.peek(&policy, "ann").await.unwrap();
+    assert_eq!(peeked.remaining, 2, "the fallback's own count answers");
+    assert_eq!(fallback.spent("login_failures", "ann"), 0, "a peek spent");
+    assert!(limiter.check(&policy, "ann").await.unwrap().allowed);
+    assert_eq!(fallback.spent("login_failures", "ann"), 1);
 }

@@ -77,7 +77,7 @@ impl AppState {
         &self.auth
     }
 
-    /// Login: the per-email throttle, authentication and the failed-login audit.
+    /// Login: the per-account failure budgets, authentication and the failed-login audit.
     pub fn login(&self) -> &AppLoginFlow {
         &self.login
     }
@@ -284,7 +284,7 @@ impl Components {
             login: LoginFlow::new(
                 auth.clone(),
                 limits.clone(),
-                settings.rate_limit.login.policy("login"),
+                settings.rate_limit.login_failures.budgets(),
                 events.clone(),
             ),
             auth,

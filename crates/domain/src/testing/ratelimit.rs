@@ -1,5 +1,6 @@
 //! A rate limiter that never refills: each key gets its policy's `limit` requests, then none.
-//! Time plays no part, so a test states exactly how many requests go through.
+//! Time plays no part, so a test states exactly how many requests go through. A peek counts
+//! nothing.
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ pub struct BudgetLimiter {
 }
 
 impl BudgetLimiter {
-    /// How many requests `key` has made under `policy`, refused ones included.
+    /// How many requests `key` has made under `policy`, refused ones included (peeks are none).
     pub fn spent(&self, policy: &str, key: &str) -> u32 {
         let spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
         spent
@@ -26,36 +27,47 @@ impl BudgetLimiter {
             .unwrap_or(0)
     }
 
-    /// From now on every check fails (`true`) or counts again (`false`).
+    /// From now on every check and peek fails (`true`) or counts again (`false`).
     pub fn set_down(&self, down: bool) {
         *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
+    }
+
+    fn fail_if_down(&self) -> Result<(), RateLimitError> {
+        if *self.down.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(RateLimitError("limiter down".into()));
+        }
+        Ok(())
+    }
+
+    /// The decision for a key once `count` requests have been made: nothing ever comes back,
+    /// so a key that made any waits the whole period.
+    fn decision(policy: &RatePolicy, count: u32, allowed: bool) -> RateDecision {
+        let wait = |waits: bool| if waits { policy.period } else { Duration::ZERO };
+        RateDecision::new(
+            allowed,
+            policy.limit,
+            policy.limit.saturating_sub(count),
+            wait(count > 0),
+            wait(!allowed),
+        )
     }
 }
 
 #[async_trait]
 impl RateLimiter for BudgetLimiter {
     async fn check(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
-        if *self.down.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(RateLimitError("limiter down".into()));
-        }
+        self.fail_if_down()?;
         let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
         let count = spent
             .entry((policy.name.clone(), key.to_owned()))
             .or_default();
         *count += 1;
-        let allowed = *count <= policy.limit;
-        let remaining = policy.limit.saturating_sub(*count);
-        let retry_after = if allowed {
-            Duration::ZERO
-        } else {
-            policy.period
-        };
-        Ok(RateDecision::new(
-            allowed,
-            policy.limit,
-            remaining,
-            policy.period,
-            retry_after,
-        ))
+        Ok(Self::decision(policy, *count, *count <= policy.limit))
+    }
+
+    async fn peek(&self, policy: &RatePolicy, key: &str) -> Result<RateDecision, RateLimitError> {
+        self.fail_if_down()?;
+        let count = self.spent(&policy.name, key);
+        Ok(Self::decision(policy, count, count < policy.limit))
     }
 }
