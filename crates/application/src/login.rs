@@ -149,7 +149,7 @@ struct BudgetKeys {
 impl BudgetKeys {
     fn new(email: &str, context: &RequestContext) -> Self {
         let email = Email::parse(email).map_or_else(|_| "invalid".to_owned(), String::from);
-        let ip = context.ip.as_deref().unwrap_or("unknown");
+        let ip = context.client().unwrap_or("unknown");
         Self {
             client: format!("ip:{ip}|email:{email}"),
             account: format!("email:{email}"),

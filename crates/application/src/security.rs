@@ -31,9 +31,18 @@ pub struct RequestContext {
     pub request_id: String,
     /// The client's address (behind trusted proxies, the forwarded one).
     pub ip: Option<String>,
+    /// The client as rate limits count it, when that differs from `ip`: an IPv6 client's network
+    /// (e.g. its /64, through which one host can rotate), so that budgets and tallies keyed on it
+    /// cannot be escaped by changing address within it.
+    pub network: Option<String>,
 }
 
 impl RequestContext {
+    /// Who the client is for budgets and tallies: its network if it has one, else its address.
+    pub fn client(&self) -> Option<&str> {
+        self.network.as_deref().or(self.ip.as_deref())
+    }
+
     /// A new event of `action` by `actor`, in this request.
     pub fn event(&self, action: AuditAction, actor: Option<UserId>) -> AuditEvent {
         let mut event = AuditEvent::new(action).by(actor);
@@ -106,7 +115,9 @@ impl SecurityEvents {
         actor: Option<UserId>,
         route: &str,
     ) {
-        let event = context.event(refusal.action(), actor).on("route", route);
+        let mut event = context.event(refusal.action(), actor).on("route", route);
+        // A tally stands for every refusal of the client's network that minute.
+        event.ip = context.client().map(str::to_owned);
         self.tally(event).await;
     }
 

@@ -54,6 +54,7 @@ fn from(ip: &str) -> RequestContext {
     RequestContext {
         request_id: "req-1".into(),
         ip: Some(ip.into()),
+        network: None,
     }
 }
 
@@ -233,4 +234,27 @@ async fn a_limiter_that_is_down_lets_logins_through() {
             .await
             .unwrap();
     }
+}
+
+/// An IPv6 host holds a whole /64: rotating through it must not give each address a fresh
+/// budget. The front end names the network; the budget is keyed on it.
+#[tokio::test]
+async fn addresses_of_one_network_share_one_budget() {
+    let store = InMemoryStore::new();
+    user(&store, "ann@example.com").await;
+    let limiter = BudgetLimiter::default();
+    let flow = flow(&store, &limiter, 2, 10);
+    let in_network = |host: u16| RequestContext {
+        request_id: "req-6".into(),
+        ip: Some(format!("2001:db8:0:1::{host:x}")),
+        network: Some("2001:db8:0:1::/64".into()),
+    };
+    for host in 1..=2 {
+        let wrong = flow
+            .login("ann@example.com", "wrong", &in_network(host))
+            .await;
+        assert!(is_wrong(&wrong));
+    }
+    let rotated = flow.login("ann@example.com", "wrong", &in_network(3)).await;
+    assert!(is_throttled(&rotated), "{rotated:?}");
 }

@@ -19,6 +19,7 @@ fn context() -> RequestContext {
     RequestContext {
         request_id: "req-7".into(),
         ip: Some("198.51.100.7".into()),
+        network: None,
     }
 }
 
@@ -292,4 +293,31 @@ fn emails_are_masked_to_their_first_character_and_domain() {
     assert_eq!(mask_email("ann.secret@example.com"), "a…@example.com");
     assert_eq!(mask_email("  ann@example.com "), "a…@example.com");
     assert_eq!(mask_email("nobody"), "n…@");
+}
+
+/// A refusal is tallied under the client's network (an IPv6 host's /64), so rotating through
+/// its addresses adds no rows.
+#[tokio::test]
+async fn refusals_of_one_network_are_tallied_under_it() {
+    let (trail, events) = tallying(SecurityEvents::TALLY_CAPACITY);
+    let network = "2001:db8:0:1::/64";
+    for host in ["2001:db8:0:1::1", "2001:db8:0:1::2"] {
+        let context = RequestContext {
+            ip: Some(host.into()),
+            network: Some(network.into()),
+            ..context()
+        };
+        events
+            .refused(Refusal::Forbidden, &context, None, ROUTE)
+            .await;
+    }
+    events.flush().await;
+    let counts = trail.counts().await;
+    assert!(
+        counts
+            .iter()
+            .all(|(_, _, ip, _)| ip.as_deref() == Some(network)),
+        "{counts:?}"
+    );
+    assert_eq!(counts.iter().map(|(.., count)| count).sum::<u64>(), 2);
 }

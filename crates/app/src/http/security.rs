@@ -17,16 +17,24 @@ use super::error::AppError;
 use super::middleware::{RequestId, method_label};
 use crate::wiring::AppState;
 
-/// The context of `req`: its id and its client's address, as the request-id middleware
-/// resolved them.
+/// The context of `req`: its id and its client's address (and, for IPv6, the network limits
+/// count it by), as the request-id middleware resolved them.
 pub fn context_of(req: &HttpRequest) -> RequestContext {
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .map(|id| String::from_utf8_lossy(id.0.as_bytes()).into_owned())
         .unwrap_or_default();
-    let ip = ClientIp::of(req).map(|ip| ip.to_string());
-    RequestContext { request_id, ip }
+    let client = req.extensions().get::<ClientIp>().copied();
+    let ip = client.map(|client| client.address.to_string());
+    let network = client
+        .filter(|client| client.network.prefix_len() < client.network.max_prefix_len())
+        .map(|client| client.network.to_string());
+    RequestContext {
+        request_id,
+        ip,
+        network,
+    }
 }
 
 /// Extracts the request's [`RequestContext`] for a handler that records events.
