@@ -143,6 +143,16 @@ async fn an_address_guessing_wrong_cannot_keep_the_owner_out() {
     assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
     let again = login_from(&app, "198.51.100.7", &ann.email, "password123").await;
     assert!(again.headers().contains_key("retry-after"));
+    // The headers explain the budget that refused, not the route's per-address one.
+    assert_eq!(
+        crate::helpers::header(&again, "ratelimit-limit").unwrap(),
+        "5"
+    );
+    let policy = crate::helpers::header(&again, "ratelimit-policy").unwrap();
+    assert!(
+        policy.starts_with("\"login_failures_client\";q=5;"),
+        "{policy}"
+    );
     error(again, 429, "rate_limited").await;
     let owner = login_from(&app, "203.0.113.5", &ann.email, "password123").await;
     assert_eq!(owner.status(), 200, "the owner was locked out");

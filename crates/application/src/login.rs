@@ -32,10 +32,10 @@ pub struct FailureBudgets {
 /// Why a login did not issue a token.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    /// A budget of failures for this account is spent; the decision carries the headers to
-    /// send.
+    /// A budget of failures for this account is spent: the budget and its decision, which
+    /// carry the headers to send.
     #[error("too many login attempts for this account")]
-    Throttled(RateDecision),
+    Throttled(RatePolicy, RateDecision),
     /// Authentication failed (wrong credentials, the store or the hasher failed).
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -101,12 +101,16 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
             self.limits.peek(&self.budgets.per_client, &keys.client),
             self.limits.peek(&self.budgets.per_account, &keys.account),
         );
-        let refused = [client, account]
+        let budgets = [&self.budgets.per_client, &self.budgets.per_account];
+        let refused = budgets
             .into_iter()
-            .flatten()
-            .filter(|decision| !decision.allowed)
-            .max_by_key(|decision| decision.retry_after);
-        refused.map_or(Ok(()), |decision| Err(LoginError::Throttled(decision)))
+            .zip([client, account])
+            .filter_map(|(policy, decision)| decision.map(|decision| (policy, decision)))
+            .filter(|(_, decision)| !decision.allowed)
+            .max_by_key(|(_, decision)| decision.retry_after);
+        refused.map_or(Ok(()), |(policy, decision)| {
+            Err(LoginError::Throttled(policy.clone(), decision))
+        })
     }
 
     /// A failure spends both budgets.

@@ -66,7 +66,7 @@ fn is_wrong(outcome: &Result<AccessToken, LoginError>) -> bool {
 }
 
 fn is_throttled(outcome: &Result<AccessToken, LoginError>) -> bool {
-    matches!(outcome, Err(LoginError::Throttled(decision)) if !decision.allowed)
+    matches!(outcome, Err(LoginError::Throttled(_, decision)) if !decision.allowed)
 }
 
 #[tokio::test]

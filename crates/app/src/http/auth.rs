@@ -82,7 +82,9 @@ pub async fn login(
         .await
     {
         Ok(token) => token,
-        Err(LoginError::Throttled(decision)) => return Ok(ratelimit::refusal(&decision)),
+        Err(LoginError::Throttled(policy, decision)) => {
+            return Ok(ratelimit::refusal(&policy, &decision));
+        }
         Err(LoginError::Auth(error)) => return Err(error.into()),
     };
     Ok(envelope::ok(TokenResponse {

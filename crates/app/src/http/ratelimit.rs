@@ -65,13 +65,13 @@ pub fn set_headers(headers: &mut HeaderMap, policy: &RatePolicy, decision: &Rate
     }
 }
 
-/// The 429 for a refused `decision`, with `Retry-After` and the rate-limit counters.
-pub fn refusal(decision: &RateDecision) -> actix_web::HttpResponse {
+/// The 429 for a refused `decision` of `policy`, with `Retry-After` and the rate-limit headers.
+pub fn refusal(policy: &RatePolicy, decision: &RateDecision) -> actix_web::HttpResponse {
     let error = AppError::RateLimited {
         retry_after: ceil_secs(decision.retry_after).max(1),
     };
     let mut response = error.error_response();
-    set_counters(response.headers_mut(), decision);
+    set_headers(response.headers_mut(), policy, decision);
     response
 }
 
@@ -125,14 +125,15 @@ async fn limit<B: MessageBody + 'static>(
         None => None,
     };
     match decision {
-        Some(decision) if !decision.allowed => {
-            let mut response = refusal(&decision);
-            set_headers(response.headers_mut(), policy, &decision);
-            Ok(req.into_response(response).map_into_right_body())
-        }
+        Some(decision) if !decision.allowed => Ok(req
+            .into_response(refusal(policy, &decision))
+            .map_into_right_body()),
         decision => {
             let mut response = next.call(req).await?;
-            if let Some(decision) = decision {
+            // A handler that refused under a budget of its own (login's per account) has set
+            // that budget's headers: they, not this route's, explain its 429.
+            let own_budget = response.headers().contains_key("ratelimit-limit");
+            if let Some(decision) = decision.filter(|_| !own_budget) {
                 set_headers(response.headers_mut(), policy, &decision);
             }
             Ok(response.map_into_left_body())
@@ -153,12 +154,15 @@ mod tests {
             Duration::from_millis(59_100),
             Duration::from_millis(5_900),
         );
-        let response = refusal(&decision);
+        let policy = RatePolicy::new("login", 10, Duration::from_secs(60));
+        let response = refusal(&policy, &decision);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers().get("retry-after").unwrap(), "6");
         assert_eq!(response.headers().get("ratelimit-limit").unwrap(), "10");
         assert_eq!(response.headers().get("ratelimit-remaining").unwrap(), "0");
         assert_eq!(response.headers().get("ratelimit-reset").unwrap(), "60");
+        let fields = response.headers().get("ratelimit-policy").unwrap();
+        assert_eq!(fields, "\"login\";q=10;w=60");
     }
 
     #[test]
