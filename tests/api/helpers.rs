@@ -92,8 +92,14 @@ impl TestApp {
 
     /// [`TestApp::spawn`] with extra configuration variables.
     pub async fn spawn_configured(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_hashing(cheap_hashing(), extra).await
+    }
+
+    /// [`TestApp::spawn_configured`], hashing passwords with `hashing` instead of the cheap
+    /// parameters every other test app uses.
+    pub async fn spawn_hashing(hashing: HashingSettings, extra: &[(&str, &str)]) -> Self {
         let redis = (!embedded()).then(shared_settings);
-        Self::start(redis, extra).await
+        Self::start(redis, extra, hashing).await
     }
 
     /// Starts the application with the cache, rate limits and revocations in `redis`.
@@ -103,10 +109,14 @@ impl TestApp {
 
     /// [`TestApp::spawn_with_redis`] with extra configuration variables.
     pub async fn spawn_with(redis: RedisSettings, extra: &[(&str, &str)]) -> Self {
-        Self::start(Some(redis), extra).await
+        Self::start(Some(redis), extra, cheap_hashing()).await
     }
 
-    async fn start(redis: Option<RedisSettings>, extra: &[(&str, &str)]) -> Self {
+    async fn start(
+        redis: Option<RedisSettings>,
+        extra: &[(&str, &str)],
+        hashing: HashingSettings,
+    ) -> Self {
         let store = TestStore::new().await;
         let url = store.url();
         let redis_vars = redis.iter().flat_map(|redis| {
@@ -130,13 +140,7 @@ impl TestApp {
         if markets_app::wiring::is_sqlite(&settings.database.url) {
             markets_app::commands::migrate(&settings).await.unwrap();
         }
-        // Real argon2id, but cheap: tests hash many passwords.
-        settings.auth.password_hashing = HashingSettings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-            max_concurrent: 4,
-        };
+        settings.auth.password_hashing = hashing;
         let components = Components::build(&settings).await.unwrap();
         let application = Application::build(&settings, &components).unwrap();
         let base = format!("http://{}", application.address());
@@ -244,6 +248,18 @@ impl TestApp {
             )
             .await;
         body(response, 201).await["data"].clone()
+    }
+}
+
+/// Real argon2id, but cheap: tests hash many passwords. The queue is the default one, with
+/// more slots.
+pub fn cheap_hashing() -> HashingSettings {
+    HashingSettings {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent: 4,
+        ..HashingSettings::default()
     }
 }
 

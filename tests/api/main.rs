@@ -10,6 +10,7 @@ mod cache;
 mod cors;
 mod errors;
 mod hardening;
+mod hashing;
 mod logout;
 mod markets;
 mod operations;

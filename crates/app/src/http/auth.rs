@@ -42,6 +42,8 @@ impl RegisterRequest {
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Invalid email, password or display name", body = ErrorBody),
         (status = 429, description = "Too many registrations from this address", body = ErrorBody),
+        (status = 503, description = "Password hashing saturated, or the database down",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn register(
@@ -69,6 +71,8 @@ pub async fn register(
         (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
         (status = 429, description = "Too many attempts", body = ErrorBody),
+        (status = 503, description = "Password hashing saturated, or the database down",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn login(

@@ -5,12 +5,18 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
-use markets_domain::auth::AuthError;
+use markets_domain::auth::{AuthError, HashError};
 use markets_domain::error::BoxError;
 use markets_domain::market::MarketError;
 use markets_domain::{RepositoryError, ValidationError};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use super::ratelimit::ceil_secs;
+
+/// The `Retry-After` of a 503 for a dependency that is down: how soon a client may usefully
+/// try again, without knowing when it will be back (the pools' own waits are shorter).
+pub const DEPENDENCY_RETRY_AFTER_SECS: u64 = 5;
 
 /// A field that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -68,15 +74,29 @@ pub enum AppError {
         /// Seconds until a retry would be allowed.
         retry_after: u64,
     },
-    /// 503: a required dependency is down.
-    #[error("{0} is currently unavailable")]
-    Unavailable(&'static str),
+    /// 503: a required dependency is down, or too busy to take the request; carries
+    /// `Retry-After` in seconds.
+    #[error("{service} is currently unavailable")]
+    Unavailable {
+        /// What is unavailable (`database`, `password hashing`, ...).
+        service: &'static str,
+        /// Seconds after which a retry may succeed.
+        retry_after: u64,
+    },
     /// 500: anything unexpected; the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[source] BoxError),
 }
 
 impl AppError {
+    /// 503 for a `service` that is down: retry in [`DEPENDENCY_RETRY_AFTER_SECS`].
+    pub fn unavailable(service: &'static str) -> Self {
+        Self::Unavailable {
+            service,
+            retry_after: DEPENDENCY_RETRY_AFTER_SECS,
+        }
+    }
+
     /// 422 for one field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldDetail {
@@ -108,7 +128,7 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "service_unavailable",
+            Self::Unavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -140,7 +160,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,7 +174,7 @@ impl ResponseError for AppError {
             Self::MethodNotAllowed(allow) => {
                 response.insert_header((ALLOW, HeaderValue::from_static(allow)));
             }
-            Self::RateLimited { retry_after } => {
+            Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
                 response.insert_header((RETRY_AFTER, HeaderValue::from(*retry_after)));
             }
             _ => {}
@@ -181,7 +201,7 @@ impl From<ValidationError> for AppError {
 impl From<RepositoryError> for AppError {
     fn from(error: RepositoryError) -> Self {
         match error {
-            RepositoryError::Unavailable { service, .. } => Self::Unavailable(service),
+            RepositoryError::Unavailable { service, .. } => Self::unavailable(service),
             RepositoryError::Unexpected(source) => Self::Internal(source),
             other => Self::Internal(Box::new(other)),
         }
@@ -217,6 +237,10 @@ impl From<AuthError> for AppError {
                 Self::Forbidden("You do not have permission to do this".into())
             }
             AuthError::UserNotFound(_) => Self::NotFound(error.to_string()),
+            AuthError::Hashing(HashError::Busy { retry_after }) => Self::Unavailable {
+                service: "password hashing",
+                retry_after: ceil_secs(retry_after).max(1),
+            },
             AuthError::Hashing(error) => Self::Internal(Box::new(error)),
             AuthError::Signing(error) => Self::Internal(Box::new(error)),
             AuthError::Repository(error) => error.into(),
@@ -312,6 +336,34 @@ mod tests {
             ])
         );
         assert!(AppError::reject_invalid([None, None]).is_ok());
+    }
+
+    #[actix_web::test]
+    async fn a_saturated_hasher_is_a_503_with_retry_after_never_a_500() {
+        let busy = HashError::Busy {
+            retry_after: std::time::Duration::from_millis(2500),
+        };
+        let error = AppError::from(AuthError::Hashing(busy));
+        let response = error.error_response();
+        assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "3");
+        let (status, json) = body(error).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["code"], "service_unavailable");
+        assert_eq!(json["error"], "password hashing is currently unavailable");
+
+        let broken = AuthError::Hashing(HashError::failed("corrupt hash"));
+        let (status, _) = body(broken.into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[actix_web::test]
+    async fn a_dependency_outage_carries_retry_after() {
+        let error = AppError::from(RepositoryError::unavailable("database", "down"));
+        let response = error.error_response();
+        assert_eq!(
+            response.headers().get(RETRY_AFTER).unwrap(),
+            &DEPENDENCY_RETRY_AFTER_SECS.to_string()
+        );
     }
 
     #[actix_web::test]

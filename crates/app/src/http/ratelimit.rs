@@ -17,7 +17,7 @@ use super::extract::Caller;
 use crate::wiring::AppState;
 
 /// Seconds, rounded up: a client told "0" would retry at once.
-fn ceil_secs(duration: Duration) -> u64 {
+pub(super) fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 

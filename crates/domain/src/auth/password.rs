@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use std::fmt;
+use std::time::Duration;
 
 use crate::error::{BoxError, ValidationError};
 
@@ -70,12 +71,32 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// Hashing failed for a reason other than a wrong password (e.g. a corrupt stored hash).
+/// Hashing failed for a reason other than a wrong password.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed")]
-pub struct HashError(#[source] pub BoxError);
+#[non_exhaustive]
+pub enum HashError {
+    /// Every hashing slot stayed taken for as long as a caller may wait, or too many callers
+    /// were waiting already. Nothing is wrong but load: the same call may succeed after
+    /// `retry_after`.
+    #[error("password hashing is saturated")]
+    Busy {
+        /// A hint for when a retry may find a free slot.
+        retry_after: Duration,
+    },
+    /// Anything else (e.g. a corrupt stored hash): retrying will not help.
+    #[error("password hashing failed")]
+    Failed(#[source] BoxError),
+}
 
-/// Hashes and verifies passwords. Implementations must keep slow hashing off the async executor.
+impl HashError {
+    /// A [`HashError::Failed`] caused by `source`.
+    pub fn failed(source: impl Into<BoxError>) -> Self {
+        Self::Failed(source.into())
+    }
+}
+
+/// Hashes and verifies passwords. Implementations must keep slow hashing off the async executor,
+/// and may refuse work with [`HashError::Busy`] rather than queue it without bound.
 #[async_trait]
 pub trait PasswordHasher: Send + Sync + fmt::Debug + 'static {
     /// Hashes `password` with a fresh salt.

@@ -39,7 +39,7 @@ pub enum AuthError {
     /// No user has this id.
     #[error("User with id {0} not found")]
     UserNotFound(UserId),
-    /// The password hasher failed.
+    /// The password hasher failed, or was too busy to take the work ([`HashError::Busy`]).
     #[error(transparent)]
     Hashing(#[from] HashError),
     /// Signing a token failed.

@@ -1,13 +1,19 @@
-//! argon2id password hashing, kept off the async executor and bounded in concurrency.
+//! argon2id password hashing, kept off the async executor, bounded in concurrency and in how
+//! many callers may wait, each hash working in a reused memory.
 
-use argon2::password_hash::{Error as PhcError, PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+mod phc;
+mod queue;
+
+use argon2::{Block, Params};
 use async_trait::async_trait;
 use markets_domain::auth::{HashError, Password, PasswordHash, PasswordHasher};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::time::Duration;
 
-/// argon2id cost parameters, as configured (`[auth.password_hashing]`).
+use queue::{HashingQueue, Work};
+
+/// argon2id cost parameters and the hashing queue's bounds, as configured
+/// (`[auth.password_hashing]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HashingSettings {
@@ -18,32 +24,36 @@ pub struct HashingSettings {
     /// Lanes.
     pub parallelism: u32,
     /// How many hashes may run at once; further logins wait their turn instead of each taking
-    /// a blocking thread and `memory_kib` of memory.
+    /// a blocking thread and `memory_kib` of memory. Each of these slots keeps its memory.
     pub max_concurrent: usize,
+    /// How many hashes may wait for a slot; one more is refused at once (503). New hashes
+    /// (registrations) may take only half of these places, keeping the rest for logins.
+    pub max_waiting: usize,
+    /// The longest a hash waits for a slot before it is refused (503), in milliseconds.
+    pub queue_timeout_ms: u64,
 }
 
 impl Default for HashingSettings {
-    /// OWASP's recommended argon2id minimum: 19 MiB, 2 iterations, 1 lane; two hashes at once.
+    /// OWASP's recommended argon2id minimum: 19 MiB, 2 iterations, 1 lane; two hashes at once,
+    /// 16 waiting for at most 2 s.
     fn default() -> Self {
         Self {
             memory_kib: 19 * 1024,
             iterations: 2,
             parallelism: 1,
             max_concurrent: 2,
+            max_waiting: 16,
+            queue_timeout_ms: 2000,
         }
     }
 }
 
-/// Hashes with argon2id on tokio's blocking pool, at most `max_concurrent` at a time.
+/// Hashes with argon2id on tokio's blocking pool, through a [`HashingQueue`].
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
-    argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    params: Params,
+    queue: Arc<HashingQueue>,
     dummy: PasswordHash,
-}
-
-fn hash_error(error: impl std::error::Error + Send + Sync + 'static) -> HashError {
-    HashError(Box::new(error))
 }
 
 impl Argon2Hasher {
@@ -58,28 +68,25 @@ impl Argon2Hasher {
             settings.parallelism,
             None,
         )
-        .map_err(hash_error)?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy = argon2
-            .hash_password(b"dummy password for unknown accounts")
-            .map_err(hash_error)?;
+        .map_err(HashError::failed)?;
+        let blocks = params.block_count();
+        let dummy = phc::hash(
+            &params,
+            b"dummy password for unknown accounts",
+            &mut phc::memory(blocks),
+        )
+        .map_err(HashError::failed)?;
+        let queue = HashingQueue::new(
+            settings.max_concurrent,
+            settings.max_waiting,
+            Duration::from_millis(settings.queue_timeout_ms),
+            blocks,
+        );
         Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
-            dummy: PasswordHash::new(dummy.to_string()),
+            params,
+            queue: Arc::new(queue),
+            dummy: PasswordHash::new(dummy),
         })
-    }
-
-    /// Runs `work` on the blocking pool once a permit is free.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Argon2<'static>) -> Result<T, HashError> + Send + 'static,
-    ) -> Result<T, HashError> {
-        let _permit = self.permits.acquire().await.map_err(hash_error)?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || work(&argon2))
-            .await
-            .map_err(hash_error)?
     }
 }
 
@@ -87,28 +94,24 @@ impl Argon2Hasher {
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let password = password.expose().to_owned();
-        self.run(move |argon2| {
-            let phc = argon2
-                .hash_password(password.as_bytes())
-                .map_err(hash_error)?;
-            Ok(PasswordHash::new(phc.to_string()))
-        })
-        .await
+        let params = self.params.clone();
+        self.queue
+            .run(Work::Hash, move |memory: &mut [Block]| {
+                let phc =
+                    phc::hash(&params, password.as_bytes(), memory).map_err(HashError::failed)?;
+                Ok(PasswordHash::new(phc))
+            })
+            .await
     }
 
     async fn verify(&self, candidate: &str, hash: &PasswordHash) -> Result<bool, HashError> {
         let candidate = candidate.to_owned();
         let hash = hash.as_str().to_owned();
-        // The parameters stored in the hash are used, so old hashes keep verifying after a
-        // change of settings.
-        self.run(
-            move |argon2| match argon2.verify_password(candidate.as_bytes(), hash.as_str()) {
-                Ok(()) => Ok(true),
-                Err(PhcError::PasswordInvalid) => Ok(false),
-                Err(error) => Err(hash_error(error)),
-            },
-        )
-        .await
+        self.queue
+            .run(Work::Verify, move |memory: &mut [Block]| {
+                phc::verify(candidate.as_bytes(), &hash, memory).map_err(HashError::failed)
+            })
+            .await
     }
 
     fn dummy_hash(&self) -> &PasswordHash {
