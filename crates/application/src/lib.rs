@@ -1,8 +1,8 @@
 //! The markets use cases that need a runtime, written once over the domain's ports so that every
 //! front end (the HTTP server, the CLI, another service importing these crates) gets the same
 //! policy: the durable job [`worker`] and its [`handlers`], the search [`indexer`], the [`login`]
-//! flow (per-email throttle, authentication, failed-login audit), [`security`] events and the
-//! audit policy, rate-limit decisions ([`limits`]) and the [`maintenance`] loops.
+//! flow (budgets of failures per account, authentication, failed-login audit), [`security`]
+//! events and the audit policy, rate-limit decisions ([`limits`]) and the [`maintenance`] loops.
 //!
 //! It depends on `markets-domain`, tokio and tracing, and on no adapter or framework: adapters are
 //! handed in as port implementations by the composition root (`markets-app`), and every use case

@@ -57,7 +57,7 @@ impl RequestContext {
 pub enum Refusal {
     /// The caller lacked the permission or the ownership the request needs.
     Forbidden,
-    /// A login refused by a rate limit (per client or per email).
+    /// A login refused by a rate limit (per client, or an account's budget of failures).
     LoginThrottled,
 }
 

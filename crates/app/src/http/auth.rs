@@ -104,7 +104,9 @@ pub async fn login(
     responses(
         (status = 204, description = "Revoked; using the token again is 401"),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 503, description = "The database is down", body = ErrorBody),
+        (status = 503, description = "The database is down, or Redis refused the revocation \
+            (out of memory, read-only): retry, the revocation is idempotent",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 pub async fn logout(

@@ -123,7 +123,8 @@ pub fn metrics_route(config: &mut web::ServiceConfig) {
 pub struct RoutePolicies {
     /// Search, per client IP.
     pub search: Arc<RatePolicy>,
-    /// Login, per client IP (and per email, in the handler).
+    /// Login, per client IP: every attempt (failures also spend the account's budgets, in the
+    /// login flow).
     pub login: Arc<RatePolicy>,
     /// Registration, per client IP.
     pub register: Arc<RatePolicy>,
