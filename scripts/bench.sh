@@ -4,6 +4,8 @@
 # p50/p99 latency, failures, the server's peak RSS per scenario, and each scenario's
 # throughput as a share of /health/live's in the same run. Twice: on the server set
 # (PostgreSQL, Redis) and on the embedded set (a SQLite file, the cache and limits in process).
+# Then a registration flood on the server set (bench/registration_burst.py): login latency
+# while it lasts, and the server's RSS before, at its peak and after it.
 #
 # Environment: BENCH_DURATION (default 10s per scenario), BENCH_CONNECTIONS (default 32),
 # BENCH_PORT (default 18090).
@@ -116,6 +118,13 @@ cached="$(
 )"
 stop_server
 
+# A registration flood: 200 clients registering for 5 s while one client logs in again and again;
+# the server's RSS before, at its peak and 3 s after (argon2 needs 19 MiB per hash).
+start_server "$REDIS_URL"
+burst="$(python3 bench/registration_burst.py "$base" "$server" bench-admin@example.com "$BENCH_PASSWORD" 200 5 3)"
+stop_server
+psql -q "$bench_url" -c "DELETE FROM users WHERE email LIKE 'burst-%'"
+
 # The embedded set: the same data set in a SQLite file; the cache (moka) and limits in process.
 embedded_url="sqlite:bench/.embedded/markets.db"
 rm -rf bench/.embedded
@@ -169,6 +178,12 @@ uncached_rps="$(sed -n 2p <<<"$uncached" | awk '{ print $(NF-4) }')"
 cached_rps="$(sed -n 2p <<<"$cached" | awk '{ print $(NF-4) }')"
 echo
 awk -v c="$cached_rps" -v u="$uncached_rps" 'BEGIN { printf "cached get-by-id: %.1fx the uncached throughput\n", c / u }'
+echo
+echo "registration flood: 200 clients for 5 s (server set, default [auth.password_hashing])"
+echo
+echo "| figure | value |"
+echo "|---|---|"
+echo "$burst"
 echo
 echo "embedded set: SQLite (WAL), moka cache, in-process rate limits"
 echo

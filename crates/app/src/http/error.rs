@@ -74,11 +74,20 @@ pub enum AppError {
         /// Seconds until a retry would be allowed.
         retry_after: u64,
     },
-    /// 503: a required dependency is down, or too busy to take the request; carries
-    /// `Retry-After` in seconds.
+    /// 503: a required dependency is down; carries `Retry-After` in seconds.
     #[error("{service} is currently unavailable")]
     Unavailable {
-        /// What is unavailable (`database`, `password hashing`, ...).
+        /// What is unavailable (`database`, `cache`, ...).
+        service: &'static str,
+        /// Seconds after which a retry may succeed.
+        retry_after: u64,
+    },
+    /// 503 as well, but nothing is broken: `service` is too busy to take the request now
+    /// (load shedding). The same response as [`AppError::Unavailable`]; not logged as a fault,
+    /// so that a flood of refusals is not a flood of error lines.
+    #[error("{service} is currently unavailable")]
+    Saturated {
+        /// What is saturated (`password hashing`).
         service: &'static str,
         /// Seconds after which a retry may succeed.
         retry_after: u64,
@@ -95,6 +104,11 @@ impl AppError {
             service,
             retry_after: DEPENDENCY_RETRY_AFTER_SECS,
         }
+    }
+
+    /// Whether this is a fault to log: a 5xx other than load shedding.
+    pub fn is_fault(&self) -> bool {
+        self.status_code().is_server_error() && !matches!(self, Self::Saturated { .. })
     }
 
     /// 422 for one field.
@@ -128,7 +142,7 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable { .. } => "service_unavailable",
+            Self::Unavailable { .. } | Self::Saturated { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -160,7 +174,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -174,7 +188,9 @@ impl ResponseError for AppError {
             Self::MethodNotAllowed(allow) => {
                 response.insert_header((ALLOW, HeaderValue::from_static(allow)));
             }
-            Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
+            Self::RateLimited { retry_after }
+            | Self::Unavailable { retry_after, .. }
+            | Self::Saturated { retry_after, .. } => {
                 response.insert_header((RETRY_AFTER, HeaderValue::from(*retry_after)));
             }
             _ => {}
@@ -237,7 +253,7 @@ impl From<AuthError> for AppError {
                 Self::Forbidden("You do not have permission to do this".into())
             }
             AuthError::UserNotFound(_) => Self::NotFound(error.to_string()),
-            AuthError::Hashing(HashError::Busy { retry_after }) => Self::Unavailable {
+            AuthError::Hashing(HashError::Busy { retry_after }) => Self::Saturated {
                 service: "password hashing",
                 retry_after: ceil_secs(retry_after).max(1),
             },
@@ -346,13 +362,15 @@ mod tests {
         let error = AppError::from(AuthError::Hashing(busy));
         let response = error.error_response();
         assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "3");
+        assert!(!error.is_fault(), "load shedding is not logged as a fault");
         let (status, json) = body(error).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json["code"], "service_unavailable");
         assert_eq!(json["error"], "password hashing is currently unavailable");
 
-        let broken = AuthError::Hashing(HashError::failed("corrupt hash"));
-        let (status, _) = body(broken.into()).await;
+        let broken = AppError::from(AuthError::Hashing(HashError::failed("corrupt hash")));
+        assert!(broken.is_fault());
+        let (status, _) = body(broken).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 

@@ -110,7 +110,7 @@ pub async fn request_id(
             let status = response.status();
             record(&span, method, &route, status, started);
             match response.response().error() {
-                Some(failure) if status.is_server_error() => {
+                Some(failure) if is_fault(failure) => {
                     span.in_scope(|| error!(error = %failure, "request failed"));
                 }
                 _ => span.in_scope(|| info!("request completed")),
@@ -125,6 +125,15 @@ pub async fn request_id(
     record(&span, method, "unmatched", status, started);
     span.in_scope(|| error!(error = %error, "request failed"));
     Err(Tagged { error, id }.into())
+}
+
+/// Whether `failure` is worth an error line: any 5xx but load shedding, which a flood would
+/// otherwise turn into a flood of error lines (its 503s still show in the request metrics).
+fn is_fault(failure: &Error) -> bool {
+    failure.as_error::<AppError>().map_or_else(
+        || failure.as_response_error().status_code().is_server_error(),
+        AppError::is_fault,
+    )
 }
 
 /// The longest header value accepted, in bytes.

@@ -27,7 +27,8 @@ pub struct HashingSettings {
     /// a blocking thread and `memory_kib` of memory. Each of these slots keeps its memory.
     pub max_concurrent: usize,
     /// How many hashes may wait for a slot; one more is refused at once (503). New hashes
-    /// (registrations) may take only half of these places, keeping the rest for logins.
+    /// (registrations) may take only half of these places, keeping the rest for logins, which
+    /// also overtake all waiting new hashes but one.
     pub max_waiting: usize,
     /// The longest a hash waits for a slot before it is refused (503), in milliseconds.
     pub queue_timeout_ms: u64,

@@ -3,9 +3,10 @@
 //! `queue_timeout`. A caller past either bound gets [`HashError::Busy`], at once or when its
 //! wait ends, instead of joining a queue that only grows under a flood.
 //!
-//! New hashes (registrations) may take only half of the waiting places, so a flood of them
-//! always leaves room for verifications (logins), which then wait behind at most
-//! `max_concurrent + max_waiting / 2` hashes.
+//! Verifications (logins) go first: new hashes (registrations) may take only half of the
+//! waiting places, so a flood of them always leaves room for verifications, and only one of
+//! them at a time waits in the slots' queue, so a verification waits for at most the running
+//! hashes and one more.
 //!
 //! A slot, once granted, belongs to the blocking task doing the work, not to the caller's
 //! future: a caller that goes away (a client disconnecting drops the request's future) leaves
@@ -18,7 +19,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use super::phc;
 
@@ -40,6 +41,8 @@ pub struct HashingQueue {
     hash_places: Arc<Semaphore>,
     /// Slots to run in, one per hash that may run at once.
     slots: Arc<Semaphore>,
+    /// The one new hash that may wait in the slots' queue (see [`HashingQueue::next_slot`]).
+    hash_lane: Arc<Semaphore>,
     memories: Arc<MemoryPool>,
     /// The longest a caller waits for a slot.
     wait: Duration,
@@ -54,6 +57,7 @@ impl HashingQueue {
             places: Arc::new(Semaphore::new(slots.saturating_add(waiting))),
             hash_places: Arc::new(Semaphore::new(slots.saturating_add(waiting / 2))),
             slots: Arc::new(Semaphore::new(slots)),
+            hash_lane: Arc::new(Semaphore::new(1)),
             memories: Arc::new(MemoryPool::new(blocks)),
             wait,
         }
@@ -90,7 +94,7 @@ impl HashingQueue {
             Work::Verify => None,
         };
         let place = self.place(&self.places)?;
-        let slot = tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned())
+        let slot = tokio::time::timeout(self.wait, self.next_slot(kind))
             .await
             .map_err(|_| self.busy())?
             .map_err(HashError::failed)?;
@@ -99,6 +103,18 @@ impl HashingQueue {
             _place: place,
             _slot: slot,
         })
+    }
+
+    /// Waits for a slot. New hashes first wait for the one lane to the slots' queue, so that
+    /// a verification queues behind at most one new hash however many are waiting.
+    async fn next_slot(&self, kind: Work) -> Result<OwnedSemaphorePermit, AcquireError> {
+        let lane = match kind {
+            Work::Hash => Some(Arc::clone(&self.hash_lane).acquire_owned().await?),
+            Work::Verify => None,
+        };
+        let slot = Arc::clone(&self.slots).acquire_owned().await?;
+        drop(lane);
+        Ok(slot)
     }
 
     /// A place from `places`, if one is free now.
@@ -248,15 +264,23 @@ mod tests {
         caller.await.unwrap().unwrap();
     }
 
-    /// Queues `kind` work on `queue` and returns once it holds its places.
+    /// Queues `kind` work doing `then` on `queue` and returns once it holds its places.
     async fn queue_waiter(
         queue: &Arc<HashingQueue>,
         kind: Work,
+        then: impl FnOnce() + Send + 'static,
     ) -> JoinHandle<Result<(), HashError>> {
         let free = queue.places.available_permits();
         let waiter = tokio::spawn({
             let queue = Arc::clone(queue);
-            async move { queue.run(kind, |_| Ok(())).await }
+            async move {
+                queue
+                    .run(kind, |_| {
+                        then();
+                        Ok(())
+                    })
+                    .await
+            }
         });
         // Not a timing wait: the spawned task takes its place when it is first polled.
         while queue.places.available_permits() == free {
@@ -276,16 +300,39 @@ mod tests {
     async fn past_their_waiting_places_callers_are_refused_at_once() {
         let queue = Arc::new(HashingQueue::new(1, 2, LONG, 8));
         let (running, release) = start_held(&queue).await;
-        let hash = queue_waiter(&queue, Work::Hash).await;
+        let hash = queue_waiter(&queue, Work::Hash, || ()).await;
         // One place is still free, but not to a new hash: that one is kept for verifications.
         assert_eq!(queue.places.available_permits(), 1);
         assert_busy(queue.run(Work::Hash, |_| Ok(())).await, LONG);
-        let verification = queue_waiter(&queue, Work::Verify).await;
+        let verification = queue_waiter(&queue, Work::Verify, || ()).await;
         assert_busy(queue.run(Work::Verify, |_| Ok(())).await, LONG);
         release.send(()).unwrap();
         running.await.unwrap().unwrap();
         hash.await.unwrap().unwrap();
         verification.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_verification_overtakes_all_but_one_waiting_hash() {
+        let queue = Arc::new(HashingQueue::new(1, 4, LONG, 8));
+        let (running, release) = start_held(&queue).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for (name, kind) in [
+            ("hash 1", Work::Hash),
+            ("hash 2", Work::Hash),
+            ("login", Work::Verify),
+        ] {
+            let order = Arc::clone(&order);
+            let waiter = queue_waiter(&queue, kind, move || order.lock().unwrap().push(name)).await;
+            waiters.push(waiter);
+        }
+        release.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        for waiter in waiters {
+            waiter.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["hash 1", "login", "hash 2"]);
     }
 
     #[tokio::test]
