@@ -34,6 +34,8 @@ export DATABASE_URL="$bench_url" APP_ENV=production RUST_LOG=warn BIND_ADDR="127
 # The load comes from one address: lift the per-client limits so they measure the service.
 export RATE_LIMIT_SEARCH_PER_MINUTE=1000000000 RATE_LIMIT_LOGIN_PER_MINUTE=1000000
 export MARKETS__RATE_LIMIT__REGISTER__LIMIT=1000000 MARKETS__RATE_LIMIT__WRITES__LIMIT=1000000000
+# Production scrapes /metrics on a port of its own; keep the benchmark's on loopback beside it.
+export MARKETS__METRICS__BIND_ADDR="127.0.0.1:$((port + 1))"
 JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export JWT_SECRET
 "$markets" migrate 2>/dev/null
