@@ -9,9 +9,10 @@
 //!
 //! Refusals are what a client can repeat at will, so they are tallied rather than appended: one
 //! row per client (address, and actor when authenticated), action, route and minute, whose
-//! `details.count` says how many refusals it stands for (see [`tally`] for how this process
-//! coalesces them and [`AuditLog::tally`] for how the store merges them). A flood of refused
-//! requests thus adds a bounded number of rows and writes, while each refusal is still logged.
+//! `details.count` says how many refusals it stands for (see the `tally` module for how this
+//! process coalesces them and [`AuditLog::tally`] for how the store merges them). A flood of
+//! refused requests thus adds a bounded number of rows and writes, while each refusal is still
+//! logged.
 //! A failed login (`auth.login_failed`) stays one row per attempt: it is a real attempt at a
 //! password, already bounded by the login rate limits, and each names the account tried.
 

@@ -49,7 +49,7 @@ impl Default for HashingSettings {
     }
 }
 
-/// Hashes with argon2id on tokio's blocking pool, through a [`HashingQueue`].
+/// Hashes with argon2id on tokio's blocking pool, through a bounded queue (`queue::HashingQueue`).
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
     params: Params,
