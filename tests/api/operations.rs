@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{TestApp, body};
+use crate::helpers::{TestApp, body, header};
 
 #[tokio::test]
 async fn a_scrape_shows_traffic_by_route_pattern() {
@@ -119,6 +119,10 @@ async fn readiness_follows_the_database_out_and_back() {
     let down = readiness_until(&app, 503).await;
     assert_eq!(down["status"], "unavailable");
     assert_eq!(down["checks"]["database"], "down");
+    // Like every 503 (v1.1 "Errors"), it says when to ask again.
+    let again = app.get("/health/ready").await;
+    assert_eq!(again.status(), 503);
+    assert_eq!(header(&again, "retry-after").as_deref(), Some("5"));
 
     cable.restore();
     assert_eq!(readiness_until(&app, 200).await["status"], "ok");

@@ -1,10 +1,12 @@
 //! Liveness and readiness probes.
 
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::error::DEPENDENCY_RETRY_AFTER_SECS;
 use crate::wiring::{Checks, ReadinessProbe, Store};
 
 /// Readiness: each dependency's state and the overall verdict.
@@ -34,7 +36,8 @@ pub async fn live() -> HttpResponse {
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready (`ok`) or serving without the cache (`degraded`)", body = Readiness),
-        (status = 503, description = "The database is down", body = Readiness),
+        (status = 503, description = "The database is down", body = Readiness,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
     let Checks {
@@ -58,7 +61,9 @@ pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
     if database_up {
         HttpResponse::Ok().json(readiness)
     } else {
-        HttpResponse::ServiceUnavailable().json(readiness)
+        HttpResponse::ServiceUnavailable()
+            .insert_header((RETRY_AFTER, DEPENDENCY_RETRY_AFTER_SECS))
+            .json(readiness)
     }
 }
 
