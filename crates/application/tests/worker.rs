@@ -1,6 +1,7 @@
 //! The job worker over the in-memory outbox: jobs run once and complete, transient failures are
 //! retried, hopeless ones and exhausted ones are parked dead, and shutdown gives back what it
-//! could not finish without counting the attempt.
+//! could not finish without counting the attempt; an outcome the queue refuses during an outage
+//! is recorded once it answers again.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -12,7 +13,7 @@ use markets_application::worker::{Worker, WorkerSettings};
 use markets_domain::jobs::{JobKind, JobQueue, MarketCreatedNotice, Notifier, NotifyError};
 use markets_domain::testing::{InMemoryStore, RecordingNotifier};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::{eventually, handlers, indexer, market, user};
 use tokio::sync::watch;
@@ -161,4 +162,88 @@ async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() 
         released[0].attempt, 1,
         "the interrupted attempt did not count"
     );
+}
+
+/// A notifier that takes the job queue down as it sends (so the attempt's outcome meets an
+/// outage), counts its sends, and answers with what `answer` says.
+#[derive(Debug)]
+struct OutageOnSend {
+    store: InMemoryStore,
+    sends: AtomicUsize,
+    answer: fn() -> Result<(), NotifyError>,
+}
+
+#[async_trait]
+impl Notifier for OutageOnSend {
+    async fn market_created(&self, _: &MarketCreatedNotice) -> Result<(), NotifyError> {
+        self.store.set_jobs_down(true);
+        self.sends.fetch_add(1, Ordering::SeqCst);
+        (self.answer)()
+    }
+}
+
+/// Starts a worker whose notification takes the queue down, waits until it did, and lets the
+/// outage last ten (simulated) seconds before the queue answers again.
+async fn through_an_outage(
+    store: &InMemoryStore,
+    answer: fn() -> Result<(), NotifyError>,
+) -> (
+    Arc<OutageOnSend>,
+    (watch::Sender<bool>, tokio::task::JoinHandle<()>),
+) {
+    let notifier = Arc::new(OutageOnSend {
+        store: store.clone(),
+        sends: AtomicUsize::new(0),
+        answer,
+    });
+    let handlers = JobHandlers::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        notifier.clone(),
+        indexer(Arc::new(support::EmptyBacklog)),
+        "https://markets.example.com",
+    );
+    let worker = start(store, handlers, settings());
+    eventually("the notification was sent", || async {
+        notifier.sends.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    store.set_jobs_down(false);
+    (notifier, worker)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_the_queue_refused_is_recorded_once_it_answers_and_not_run_again() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let (notifier, worker) = through_an_outage(&store, || Ok(())).await;
+    eventually("the job completed, well within its lease", || async {
+        store.jobs().is_empty()
+    })
+    .await;
+    assert_eq!(notifier.sends.load(Ordering::SeqCst), 1, "not run again");
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_the_queue_refused_is_recorded_once_it_answers_instead_of_staying_running() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let rejected = || Err(NotifyError::Rejected("no such mailbox".into()));
+    let (notifier, worker) = through_an_outage(&store, rejected).await;
+    eventually(
+        "the job is dead, not running until its lease ends",
+        || async { !store.dead(10).await.unwrap().is_empty() },
+    )
+    .await;
+    let dead = store.dead(10).await.unwrap();
+    assert_eq!(
+        (dead[0].attempts, dead[0].last_error.as_str()),
+        (1, "no such mailbox")
+    );
+    assert_eq!(notifier.sends.load(Ordering::SeqCst), 1);
+    stop(worker).await;
 }

@@ -63,6 +63,26 @@ impl QueuedJob {
     }
 }
 
+impl InMemoryStore {
+    /// While `down`, every [`JobQueue`] call fails as unavailable and changes nothing, like a
+    /// database that is down; the other ports keep answering.
+    pub fn set_jobs_down(&self, down: bool) {
+        self.state().jobs_down = down;
+    }
+
+    /// The state, or the outage error while the job queue is down.
+    fn queue_state(&self) -> Result<MutexGuard<'_, super::State>, RepositoryError> {
+        let state = self.state();
+        if state.jobs_down {
+            return Err(RepositoryError::unavailable(
+                "database",
+                "the job queue is down",
+            ));
+        }
+        Ok(state)
+    }
+}
+
 fn after(duration: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
@@ -71,7 +91,7 @@ fn after(duration: Duration) -> DateTime<Utc> {
 impl JobQueue for InMemoryStore {
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError> {
         let now = Utc::now();
-        let mut state = self.state();
+        let mut state = self.queue_state()?;
         let claimable = state.jobs.iter_mut().filter(|queued| queued.claimable(now));
         Ok(claimable
             .take(limit)
@@ -86,12 +106,14 @@ impl JobQueue for InMemoryStore {
     }
 
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError> {
-        self.state().jobs.retain(|queued| !queued.is_attempt(job));
+        self.queue_state()?
+            .jobs
+            .retain(|queued| !queued.is_attempt(job));
         Ok(())
     }
 
     async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError> {
-        let mut state = self.state();
+        let mut state = self.queue_state()?;
         if let Some(queued) = state.jobs.iter_mut().find(|queued| queued.is_attempt(job)) {
             queued.state = match failure {
                 Failure::RetryIn(delay) => JobState::Queued { due: after(delay) },
@@ -105,7 +127,7 @@ impl JobQueue for InMemoryStore {
     }
 
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError> {
-        let mut state = self.state();
+        let mut state = self.queue_state()?;
         for queued in state.jobs.iter_mut() {
             if jobs.iter().any(|job| queued.is_attempt(job)) {
                 // The attempt did not happen: it does not count.
@@ -117,7 +139,7 @@ impl JobQueue for InMemoryStore {
     }
 
     async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError> {
-        let state = self.state();
+        let state = self.queue_state()?;
         let mut dead: Vec<DeadJob> = state
             .jobs
             .iter()
@@ -139,7 +161,7 @@ impl JobQueue for InMemoryStore {
     }
 
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError> {
-        let mut state = self.state();
+        let mut state = self.queue_state()?;
         let mut retried = 0;
         for queued in state.jobs.iter_mut() {
             let dead = matches!(queued.state, JobState::Dead { .. });

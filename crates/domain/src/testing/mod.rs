@@ -43,6 +43,8 @@ struct State {
     audit: Vec<AuditEvent>,
     /// The tallied events' rows, by tally key.
     tallies: HashMap<String, AuditEventId>,
+    /// Every job queue call fails as unavailable, like a database that is down.
+    jobs_down: bool,
 }
 
 /// A market and user store in memory; clones share the same data.
