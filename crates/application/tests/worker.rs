@@ -136,11 +136,11 @@ impl Notifier for Stuck {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() {
-    let store = InMemoryStore::new();
-    let ann = user(&store, "ann@example.com").await;
-    market(&store, &ann, "Will it rain?").await;
+/// Starts a worker (with `settings`) whose notification never finishes, and waits until it runs.
+async fn stuck_worker(
+    store: &InMemoryStore,
+    settings: WorkerSettings,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let stuck = Arc::new(Stuck::default());
     let handlers = JobHandlers::new(
         Arc::new(store.clone()),
@@ -149,12 +149,49 @@ async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() 
         indexer(Arc::new(support::EmptyBacklog)),
         "https://markets.example.com",
     );
-    let worker = start(&store, handlers, settings());
+    let worker = start(store, handlers, settings);
     eventually("the notification is running", || async {
         stuck.0.load(Ordering::SeqCst)
     })
     .await;
+    worker
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let worker = stuck_worker(&store, settings()).await;
     stop(worker).await;
+    assert_released_once(&store).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_an_outage_releases_once_the_queue_answers_within_the_grace() {
+    let store = InMemoryStore::new();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let grace = Duration::from_secs(5);
+    let settings = WorkerSettings {
+        shutdown_grace: grace,
+        ..settings()
+    };
+    let worker = stuck_worker(&store, settings).await;
+    store.set_jobs_down(true);
+    let back = store.clone();
+    let outage = tokio::spawn(async move {
+        // Down through the grace and the first tries of the release.
+        tokio::time::sleep(grace + Duration::from_secs(1)).await;
+        back.set_jobs_down(false);
+    });
+    stop(worker).await;
+    outage.await.unwrap();
+    assert_released_once(&store).await;
+}
+
+/// The stuck notification was given back at once, its attempt not counted.
+async fn assert_released_once(store: &InMemoryStore) {
     let released = store.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(released.len(), 1, "released at once, not after its lease");
     assert_eq!(released[0].kind, JobKind::NotifyMarketCreated);
