@@ -208,7 +208,7 @@ pub async fn completed_jobs_are_gone<F: JobQueueFixture>(fixture: &F) {
 }
 
 /// When a lease runs out the job is claimed again as the next attempt; the overtaken attempt
-/// completing or failing late changes nothing, the current one's outcome counts.
+/// completing, failing or being released late changes nothing, the current one's outcome counts.
 pub async fn an_expired_lease_makes_a_job_claimable_and_fences_the_old_attempt<
     F: JobQueueFixture,
 >(
@@ -226,6 +226,7 @@ pub async fn an_expired_lease_makes_a_job_claimable_and_fences_the_old_attempt<
     queue.fail(&first, "late", Failure::Dead).await.unwrap();
     let retry = Failure::RetryIn(Duration::ZERO);
     queue.fail(&first, "late", retry).await.unwrap();
+    queue.release(std::slice::from_ref(&first)).await.unwrap();
     assert!(
         queue.dead(10).await.unwrap().is_empty(),
         "a late failure counted"

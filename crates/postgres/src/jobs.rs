@@ -87,6 +87,11 @@ fn attempt(raw: i32) -> u32 {
     u32::try_from(raw).unwrap_or_default()
 }
 
+/// The attempt a write is fenced by.
+fn fence(job: &Job) -> i32 {
+    i32::try_from(job.attempt).unwrap_or(i32::MAX)
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -130,7 +135,7 @@ impl JobQueue for PgJobQueue {
         // overtaken must not delete the newer attempt's claim.
         sql_query("DELETE FROM jobs WHERE id = $1 AND attempts = $2 AND state = 'running'")
             .bind::<SqlUuid, _>(job.id.as_uuid())
-            .bind::<Integer, _>(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+            .bind::<Integer, _>(fence(job))
             .execute(&mut conn)
             .await
             .map(drop)
@@ -149,7 +154,7 @@ impl JobQueue for PgJobQueue {
              WHERE id = $1 AND attempts = $2 AND state = 'running'",
         )
         .bind::<SqlUuid, _>(job.id.as_uuid())
-        .bind::<Integer, _>(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+        .bind::<Integer, _>(fence(job))
         .bind::<Text, _>(state)
         .bind::<Text, _>(error)
         .bind::<BigInt, _>(millis(delay))
@@ -162,13 +167,18 @@ impl JobQueue for PgJobQueue {
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError> {
         let mut conn = self.pool.get().await?;
         let ids: Vec<Uuid> = jobs.iter().map(|job| job.id.as_uuid()).collect();
-        // The attempt did not happen: it does not count.
+        let attempts: Vec<i32> = jobs.iter().map(fence).collect();
+        // The attempt did not happen: it does not count. Only a job still on that attempt: a
+        // release that comes late must not give back the claim of a worker that took over.
         sql_query(
             "UPDATE jobs SET state = 'queued', locked_until = NULL, run_at = now(), \
-                 attempts = greatest(attempts - 1, 0), updated_at = now() \
-             WHERE id = ANY($1) AND state = 'running'",
+                 attempts = greatest(jobs.attempts - 1, 0), updated_at = now() \
+             FROM unnest($1::uuid[], $2::int[]) AS released(id, attempts) \
+             WHERE jobs.id = released.id AND jobs.attempts = released.attempts \
+                 AND jobs.state = 'running'",
         )
         .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Integer>, _>(attempts)
         .execute(&mut conn)
         .await
         .map(drop)

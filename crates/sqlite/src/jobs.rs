@@ -177,20 +177,25 @@ impl JobQueue for SqliteJobQueue {
     }
 
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError> {
-        let ids: Vec<SqlId> = jobs.iter().map(|job| SqlId(job.id.as_uuid())).collect();
+        let claims: Vec<(SqlId, i32)> = jobs
+            .iter()
+            .map(|job| (SqlId(job.id.as_uuid()), fence(job)))
+            .collect();
         self.pool
             .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let now = Micros::now();
-                    for id in ids {
-                        // The attempt did not happen: it does not count.
+                    for (id, attempt) in claims {
+                        // The attempt did not happen: it does not count. Only a job still on
+                        // that attempt: a late release must not give back a newer claim.
                         sql_query(
                             "UPDATE jobs SET state = 'queued', locked_until = NULL, run_at = ?1, \
                                  attempts = max(attempts - 1, 0), updated_at = ?1 \
-                             WHERE id = ?2 AND state = 'running'",
+                             WHERE id = ?2 AND attempts = ?3 AND state = 'running'",
                         )
                         .bind::<BigInt, _>(now)
                         .bind::<Binary, _>(id)
+                        .bind::<Integer, _>(attempt)
                         .execute(conn)?;
                     }
                     QueryResult::Ok(())
