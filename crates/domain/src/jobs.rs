@@ -161,7 +161,8 @@ pub trait JobQueue: Send + Sync + fmt::Debug + 'static {
     /// The attempt failed with `error`.
     async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError>;
 
-    /// Gives claimed jobs back, due now (on shutdown, instead of waiting for their lease).
+    /// Gives claimed jobs back, due now (on shutdown, instead of waiting for their lease); like
+    /// an outcome, only for jobs still on that attempt.
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError>;
 
     /// Dead jobs, newest first, at most `limit`.
