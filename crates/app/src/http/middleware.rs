@@ -13,7 +13,7 @@ use tracing::{Instrument, Span, error, info, info_span, warn};
 
 use super::client_ip::{ClientAddressing, ClientIp};
 use super::error::AppError;
-use super::outage::{Outages, QUIET_PERIOD};
+use super::outage::Outages;
 use crate::wiring::AppState;
 
 /// The header carrying the request id, in both directions.
@@ -156,17 +156,15 @@ fn log_failure(span: &Span, failure: &Error, outages: Option<&Outages>) -> bool 
 
 /// Logs, outside any request, each dependency outage that has gone quiet.
 fn settle(outages: Option<&Outages>) {
-    for recovered in outages
-        .map(|outages| outages.settle(Instant::now()))
-        .unwrap_or_default()
-    {
+    let Some(outages) = outages else { return };
+    for recovered in outages.settle(Instant::now()) {
         let service = recovered.service;
         info!(
             service,
             failed_requests = recovered.failures,
             outage_ms = u64::try_from(recovered.lasted.as_millis()).unwrap_or(u64::MAX),
             "{service} recovered: no failure for {} s",
-            QUIET_PERIOD.as_secs()
+            outages.quiet().as_secs()
         );
     }
 }
@@ -285,6 +283,7 @@ fn user_agent(req: &ServiceRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn only_sane_ids_are_kept() {
@@ -398,42 +397,75 @@ mod tests {
         lines.iter().filter(|line| line["level"] == level).collect()
     }
 
-    #[actix_web::test]
-    async fn an_outage_is_one_error_line_and_a_warning_per_request() {
+    /// The lines logged for requests to `paths` of an app whose outages end after `quiet`:
+    /// `/down` fails for want of the database, `/broken` with a 500, `/up` succeeds.
+    async fn log_of(quiet: Duration, paths: &[&str]) -> Vec<serde_json::Value> {
         use actix_web::dev::Service;
-        const REQUESTS: usize = 20;
-        let lines = logged(async {
+        use actix_web::web;
+        logged(async {
             let app = actix_web::test::init_service(
                 actix_web::App::new()
-                    .app_data(actix_web::web::Data::new(Outages::new(QUIET_PERIOD)))
+                    .app_data(web::Data::new(Outages::new(quiet)))
                     .wrap(actix_web::middleware::from_fn(request_id))
                     .route(
-                        "/",
-                        actix_web::web::get().to(|| async {
+                        "/down",
+                        web::get().to(|| async {
                             Err::<&str, _>(AppError::unavailable("database", "connection refused"))
                         }),
-                    ),
+                    )
+                    .route(
+                        "/broken",
+                        web::get().to(|| async {
+                            Err::<&str, _>(AppError::Internal("corrupt row".into()))
+                        }),
+                    )
+                    .route("/up", web::get().to(|| async { "ok" })),
             )
             .await;
-            for _ in 0..REQUESTS {
-                let response = app
-                    .call(actix_web::test::TestRequest::get().to_request())
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 503);
+            for path in paths {
+                let request = actix_web::test::TestRequest::get().uri(path);
+                app.call(request.to_request()).await.unwrap();
             }
         })
-        .await;
+        .await
+    }
+
+    #[actix_web::test]
+    async fn an_outage_is_one_error_line_and_a_warning_per_request() {
+        const REQUESTS: usize = 20;
+        let mut paths = vec!["/down"; REQUESTS];
+        paths.push("/broken");
+        let lines = log_of(crate::http::outage::QUIET_PERIOD, &paths).await;
         let errors = at(&lines, "ERROR");
         let warnings = at(&lines, "WARN");
-        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(
+            errors.len(),
+            2,
+            "the outage's first failure, and the 500: {errors:#?}"
+        );
         assert_eq!(errors[0]["message"], "database unavailable: outage begins");
+        assert_eq!(errors[1]["message"], "request failed");
         assert_eq!(warnings.len(), REQUESTS, "{warnings:#?}");
-        for line in errors.iter().chain(&warnings) {
+        for line in errors[..1].iter().chain(&warnings) {
             assert_eq!(line["service"], "database");
             assert_eq!(line["cause"], "connection refused");
         }
         assert!(at(&lines, "INFO").is_empty(), "one line per request");
+    }
+
+    #[actix_web::test]
+    async fn a_quiet_service_is_logged_recovered_once() {
+        let lines = log_of(Duration::ZERO, &["/down", "/up", "/up"]).await;
+        let recovered: Vec<_> = at(&lines, "INFO")
+            .into_iter()
+            .filter(|line| line["service"] == "database")
+            .collect();
+        assert_eq!(recovered.len(), 1, "{lines:#?}");
+        assert_eq!(
+            recovered[0]["message"],
+            "database recovered: no failure for 0 s"
+        );
+        assert_eq!(recovered[0]["failed_requests"], 1);
     }
 
     #[actix_web::test]

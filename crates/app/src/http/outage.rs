@@ -53,6 +53,11 @@ impl Outages {
         }
     }
 
+    /// How long a service must fail nothing for its outage to end.
+    pub fn quiet(&self) -> Duration {
+        self.quiet
+    }
+
     /// Records a request that `service` failed at `now`; `true` if it opens an outage (the
     /// service had not failed for the quiet period, or never).
     pub fn failed(&self, service: &'static str, now: Instant) -> bool {
