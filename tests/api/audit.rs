@@ -4,47 +4,13 @@
 use markets_domain::permission::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::helpers::{TestApp, body, error, invalid};
-
-/// Every `security` event logged by any test, as JSON lines; tests pick theirs by request id.
-fn captured() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter("security=info")
-            .with_writer(move || Sink(sink.clone()))
-            .try_init();
-        log
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::helpers::{TestApp, body, capture_logs, error, invalid, log_lines};
 
 /// The security events logged for `request_id`.
 fn logged(request_id: &str) -> Vec<Value> {
-    let log = captured();
-    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+    log_lines()
+        .into_iter()
         .filter(|event| event["request_id"] == request_id)
         .collect()
 }
@@ -95,7 +61,7 @@ fn find<'a>(events: &'a [Value], request_id: &str) -> &'a Value {
 
 #[tokio::test]
 async fn security_events_are_logged_once_and_kept_in_the_trail() {
-    captured();
+    capture_logs();
     let app = TestApp::spawn().await;
     let admin = app.user("boss", Role::Admin).await;
     let user = app.user("ann", Role::User).await;
@@ -257,7 +223,7 @@ fn assert_recorded(
 
 #[tokio::test]
 async fn registrations_and_logouts_are_recorded() {
-    captured();
+    capture_logs();
     let app = TestApp::spawn().await;
     let admin = app.user("boss", Role::Admin).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -304,7 +270,7 @@ async fn registrations_and_logouts_are_recorded() {
 
 #[tokio::test]
 async fn rate_limited_logins_are_recorded() {
-    captured();
+    capture_logs();
     // One login per client a minute: the admin's own login spends it.
     let app = TestApp::spawn_configured(&[
         ("MARKETS__RATE_LIMIT__LOGIN__LIMIT", "1"),

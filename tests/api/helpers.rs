@@ -19,6 +19,8 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The JWT secret every test app signs with, so tests can forge tokens.
 pub const SECRET: &str = "test secret that is comfortably longer than 32 bytes";
@@ -337,4 +339,45 @@ pub async fn invalid(response: Response, fields: &[&str]) -> Value {
         );
     }
     json
+}
+
+/// Captures, from now on, every `security` event and every line of the request log (its span,
+/// at info, carries the request id), from any test, as JSON lines; tests pick theirs by
+/// request id.
+pub fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter("security=info,markets_app::http::middleware=info")
+            .with_writer(move || Sink(sink.clone()))
+            .try_init();
+        log
+    })
+    .clone()
+}
+
+/// The lines captured so far, parsed.
+pub fn log_lines() -> Vec<Value> {
+    let log = capture_logs();
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{TestApp, body, header};
+use crate::helpers::{TestApp, body, capture_logs, header, log_lines};
 
 #[tokio::test]
 async fn a_scrape_shows_traffic_by_route_pattern() {
@@ -95,6 +95,24 @@ async fn readiness_until(app: &TestApp, status: u16) -> Value {
 
 #[tokio::test]
 async fn readiness_follows_the_database_out_and_back() {
+    let (app, cable, _database) = behind_a_cable().await;
+    assert_eq!(readiness_until(&app, 200).await["status"], "ok");
+
+    cable.cut();
+    let down = readiness_until(&app, 503).await;
+    assert_eq!(down["status"], "unavailable");
+    assert_eq!(down["checks"]["database"], "down");
+    // Like every 503 (v1.1 "Errors"), it says when to ask again.
+    let again = app.get("/health/ready").await;
+    assert_eq!(again.status(), 503);
+    assert_eq!(header(&again, "retry-after").as_deref(), Some("5"));
+
+    cable.restore();
+    assert_eq!(readiness_until(&app, 200).await["status"], "ok");
+}
+
+/// The app on its own database through a [`Cable`], with short database timeouts.
+async fn behind_a_cable() -> (TestApp, Cable, markets_postgres::testing::TestDatabase) {
     let database = markets_postgres::testing::TestDatabase::new().await;
     let url = url::Url::parse(secrecy::ExposeSecret::expose_secret(
         &database.settings().url,
@@ -113,19 +131,49 @@ async fn readiness_follows_the_database_out_and_back() {
         ],
     )
     .await;
-    assert_eq!(readiness_until(&app, 200).await["status"], "ok");
+    (app, cable, database)
+}
+
+#[tokio::test]
+async fn a_database_outage_is_one_error_line_and_a_warning_per_request() {
+    const REQUESTS: usize = 8;
+    capture_logs();
+    let (app, cable, _database) = behind_a_cable().await;
+    assert_eq!(app.get("/api/v1/markets").await.status(), 200);
+    let run = uuid::Uuid::new_v4().simple().to_string();
 
     cable.cut();
-    let down = readiness_until(&app, 503).await;
-    assert_eq!(down["status"], "unavailable");
-    assert_eq!(down["checks"]["database"], "down");
-    // Like every 503 (v1.1 "Errors"), it says when to ask again.
-    let again = app.get("/health/ready").await;
-    assert_eq!(again.status(), 503);
-    assert_eq!(header(&again, "retry-after").as_deref(), Some("5"));
-
+    for n in 0..REQUESTS {
+        let response = app
+            .client
+            .get(format!("{}/api/v1/markets", app.base))
+            .header("x-request-id", format!("outage-{run}-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(header(&response, "retry-after").as_deref(), Some("5"));
+    }
+    let ours: Vec<Value> = log_lines()
+        .into_iter()
+        .filter(|line| {
+            line["span"]["request_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&format!("outage-{run}-")))
+        })
+        .collect();
+    let count = |level: &str| ours.iter().filter(|line| line["level"] == level).count();
+    assert_eq!(count("ERROR"), 1, "{ours:#?}");
+    assert_eq!(count("WARN"), REQUESTS, "{ours:#?}");
+    let first = ours.iter().find(|line| line["level"] == "ERROR").unwrap();
+    assert_eq!(first["message"], "database unavailable: outage begins");
+    assert_eq!(first["span"]["request_id"], format!("outage-{run}-0"));
+    assert!(ours.iter().all(|line| line["service"] == "database"));
+    assert!(
+        ours.iter().all(|line| line["cause"].is_string()),
+        "{ours:#?}"
+    );
     cable.restore();
-    assert_eq!(readiness_until(&app, 200).await["status"], "ok");
 }
 
 #[tokio::test]

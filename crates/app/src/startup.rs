@@ -66,12 +66,14 @@ fn api_server(
     let state = web::Data::new(components.state.clone());
     let readiness = web::Data::from(components.infra.readiness().clone());
     let store = web::Data::new(components.infra.store().clone());
+    let outages = web::Data::new(http::outage::Outages::new(http::outage::QUIET_PERIOD));
     let cors = settings.cors.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(readiness.clone())
             .app_data(store.clone())
+            .app_data(outages.clone())
             .wrap(http::cors::cors(&cors))
             .wrap(from_fn(http::middleware::request_id))
             // Last wrapped, so first to run: nothing reads an oversized header.

@@ -437,6 +437,7 @@ mod tests {
         for error in [
             PoolError::Timeout(TimeoutType::Wait),
             PoolError::Timeout(TimeoutType::Create),
+            PoolError::Timeout(TimeoutType::Recycle),
             PoolError::Closed,
             PoolError::Backend(BackendError::ConnectionError(
                 ConnectionError::BadConnection("Connection refused".to_owned()),

@@ -83,7 +83,11 @@ mod tests {
 
     #[test]
     fn lock_contention_is_an_outage_and_other_failures_are_not() {
-        for message in ["database is locked", "database table is locked"] {
+        for message in [
+            "database is locked",
+            "database table is locked",
+            "database schema is locked",
+        ] {
             assert!(
                 matches!(
                     from_query(unknown(message)),

@@ -74,17 +74,21 @@ pub enum AppError {
         /// Seconds until a retry would be allowed.
         retry_after: u64,
     },
-    /// 503: a required dependency is down; carries `Retry-After` in seconds.
+    /// 503: a required dependency is down; carries `Retry-After` in seconds. Logged at warn
+    /// with its cause, and the first of an outage at error (see the request-id middleware).
     #[error("{service} is currently unavailable")]
     Unavailable {
         /// What is unavailable (`database`, `cache`, ...).
         service: &'static str,
         /// Seconds after which a retry may succeed.
         retry_after: u64,
+        /// What the adapter saw; logged, never sent.
+        #[source]
+        cause: BoxError,
     },
     /// 503 as well, but nothing is broken: `service` is too busy to take the request now
-    /// (load shedding). The same response as [`AppError::Unavailable`]; not logged as a fault,
-    /// so that a flood of refusals is not a flood of error lines.
+    /// (load shedding). The same response as [`AppError::Unavailable`]; logged at warn, never
+    /// at error, so that a flood of refusals is not a flood of error lines.
     #[error("{service} is currently unavailable")]
     Saturated {
         /// What is saturated (`password hashing`).
@@ -98,17 +102,21 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// 503 for a `service` that is down: retry in [`DEPENDENCY_RETRY_AFTER_SECS`].
-    pub fn unavailable(service: &'static str) -> Self {
+    /// 503 for a `service` that is down because of `cause`: retry in
+    /// [`DEPENDENCY_RETRY_AFTER_SECS`].
+    pub fn unavailable(service: &'static str, cause: impl Into<BoxError>) -> Self {
         Self::Unavailable {
             service,
             retry_after: DEPENDENCY_RETRY_AFTER_SECS,
+            cause: cause.into(),
         }
     }
 
-    /// Whether this is a fault to log: a 5xx other than load shedding.
+    /// Whether this is a fault to log at error: a 5xx other than a 503 (load shedding, or a
+    /// dependency that is down, whose outage is logged once rather than per request).
     pub fn is_fault(&self) -> bool {
-        self.status_code().is_server_error() && !matches!(self, Self::Saturated { .. })
+        self.status_code().is_server_error()
+            && !matches!(self, Self::Saturated { .. } | Self::Unavailable { .. })
     }
 
     /// 422 for one field.
@@ -217,7 +225,7 @@ impl From<ValidationError> for AppError {
 impl From<RepositoryError> for AppError {
     fn from(error: RepositoryError) -> Self {
         match error {
-            RepositoryError::Unavailable { service, .. } => Self::unavailable(service),
+            RepositoryError::Unavailable { service, source } => Self::unavailable(service, source),
             RepositoryError::Unexpected(source) => Self::Internal(source),
             other => Self::Internal(Box::new(other)),
         }
@@ -375,13 +383,21 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn a_dependency_outage_carries_retry_after() {
-        let error = AppError::from(RepositoryError::unavailable("database", "down"));
+    async fn a_dependency_outage_carries_retry_after_and_keeps_its_cause_for_the_log() {
+        let error = AppError::from(RepositoryError::unavailable("database", "socket closed"));
         let response = error.error_response();
         assert_eq!(
             response.headers().get(RETRY_AFTER).unwrap(),
             &DEPENDENCY_RETRY_AFTER_SECS.to_string()
         );
+        assert!(
+            !error.is_fault(),
+            "an outage is logged once, not per request"
+        );
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("socket closed"));
+        let (_, json) = body(error).await;
+        assert_eq!(json["error"], "database is currently unavailable");
     }
 
     #[actix_web::test]

@@ -9,10 +9,11 @@ use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
-use tracing::{Instrument, Span, error, info, info_span};
+use tracing::{Instrument, Span, error, info, info_span, warn};
 
 use super::client_ip::{ClientAddressing, ClientIp};
 use super::error::AppError;
+use super::outage::Outages;
 use crate::wiring::AppState;
 
 /// The header carrying the request id, in both directions.
@@ -65,7 +66,8 @@ impl ResponseError for Tagged {
 }
 
 /// Gives every request an id (the caller's, if sane), runs it inside a span carrying that id,
-/// echoes it in `X-Request-Id`, and logs 5xx errors once, with their cause, under that id.
+/// echoes it in `X-Request-Id`, and logs its outcome once under that id: a 5xx with its cause,
+/// at error, or at warn for a 503 (the first of a dependency's outage also at error).
 /// A panic in a handler becomes a logged 500 in the envelope instead of a dropped connection.
 ///
 /// The request is not cloned across the inner call: actix's router needs it uniquely owned.
@@ -97,6 +99,9 @@ pub async fn request_id(
         user_agent = %user_agent(&req),
         market_id = tracing::field::Empty,
     );
+    let outages = req
+        .app_data::<actix_web::web::Data<Outages>>()
+        .map(|outages| outages.clone().into_inner());
     let outcome = AssertUnwindSafe(next.call(req))
         .catch_unwind()
         .instrument(span.clone())
@@ -109,11 +114,10 @@ pub async fn request_id(
                 .unwrap_or_else(|| "unmatched".to_owned());
             let status = response.status();
             record(&span, method, &route, status, started);
-            match response.response().error() {
-                Some(failure) if is_fault(failure) => {
-                    span.in_scope(|| error!(error = %failure, "request failed"));
-                }
-                _ => span.in_scope(|| info!("request completed")),
+            settle(outages.as_deref());
+            let failure = response.response().error();
+            if !failure.is_some_and(|failure| log_failure(&span, failure, outages.as_deref())) {
+                span.in_scope(|| info!("request completed"));
             }
             harden(response.headers_mut(), id);
             return Ok(response);
@@ -123,12 +127,49 @@ pub async fn request_id(
     };
     let status = error.as_response_error().status_code();
     record(&span, method, "unmatched", status, started);
-    span.in_scope(|| error!(error = %error, "request failed"));
+    settle(outages.as_deref());
+    if !log_failure(&span, &error, outages.as_deref()) {
+        span.in_scope(|| error!(error = %error, "request failed"));
+    }
     Err(Tagged { error, id }.into())
 }
 
-/// Whether `failure` is worth an error line: any 5xx but load shedding, which a flood would
-/// otherwise turn into a flood of error lines (its 503s still show in the request metrics).
+/// Logs a request that failed with a 5xx, once, in its span; `false` (nothing logged) for any
+/// other error. A 503 is a warning: it names the service, and the cause when one is down. The
+/// first failure of a dependency's outage (per `outages`; every one, without them) is also
+/// logged at error, so that an outage under load is one error line, not one per request.
+fn log_failure(span: &Span, failure: &Error, outages: Option<&Outages>) -> bool {
+    let _entered = span.enter();
+    match failure.as_error::<AppError>() {
+        Some(AppError::Unavailable { service, cause, .. }) => {
+            if outages.is_none_or(|outages| outages.failed(service, Instant::now())) {
+                error!(service, cause = %cause, "{service} unavailable: outage begins");
+            }
+            warn!(service, cause = %cause, "request failed");
+        }
+        Some(AppError::Saturated { service, .. }) => warn!(service, "request failed"),
+        _ if is_fault(failure) => error!(error = %failure, "request failed"),
+        _ => return false,
+    }
+    true
+}
+
+/// Logs, outside any request, each dependency outage that has gone quiet.
+fn settle(outages: Option<&Outages>) {
+    let Some(outages) = outages else { return };
+    for recovered in outages.settle(Instant::now()) {
+        let service = recovered.service;
+        info!(
+            service,
+            failed_requests = recovered.failures,
+            outage_ms = u64::try_from(recovered.lasted.as_millis()).unwrap_or(u64::MAX),
+            "{service} recovered: no failure for {} s",
+            outages.quiet().as_secs()
+        );
+    }
+}
+
+/// Whether `failure` is worth an error line: any 5xx but a 503 ([`AppError::is_fault`]).
 fn is_fault(failure: &Error) -> bool {
     failure.as_error::<AppError>().map_or_else(
         || failure.as_response_error().status_code().is_server_error(),
@@ -242,6 +283,7 @@ fn user_agent(req: &ServiceRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn only_sane_ids_are_kept() {
@@ -318,6 +360,112 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["code"], "bad_request");
         assert!(json["error"].as_str().unwrap().contains("x-long"), "{json}");
+    }
+
+    /// The lines logged, as JSON, while `body` runs on this thread.
+    async fn logged<F: std::future::Future<Output = ()>>(body: F) -> Vec<serde_json::Value> {
+        let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || Sink(writer.clone()))
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        body.await;
+        drop(guard);
+        let text = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn at<'a>(lines: &'a [serde_json::Value], level: &str) -> Vec<&'a serde_json::Value> {
+        lines.iter().filter(|line| line["level"] == level).collect()
+    }
+
+    /// The lines logged for requests to `paths` of an app whose outages end after `quiet`:
+    /// `/down` fails for want of the database, `/broken` with a 500, `/up` succeeds.
+    async fn log_of(quiet: Duration, paths: &[&str]) -> Vec<serde_json::Value> {
+        use actix_web::dev::Service;
+        use actix_web::web;
+        logged(async {
+            let app = actix_web::test::init_service(
+                actix_web::App::new()
+                    .app_data(web::Data::new(Outages::new(quiet)))
+                    .wrap(actix_web::middleware::from_fn(request_id))
+                    .route(
+                        "/down",
+                        web::get().to(|| async {
+                            Err::<&str, _>(AppError::unavailable("database", "connection refused"))
+                        }),
+                    )
+                    .route(
+                        "/broken",
+                        web::get().to(|| async {
+                            Err::<&str, _>(AppError::Internal("corrupt row".into()))
+                        }),
+                    )
+                    .route("/up", web::get().to(|| async { "ok" })),
+            )
+            .await;
+            for path in paths {
+                let request = actix_web::test::TestRequest::get().uri(path);
+                app.call(request.to_request()).await.unwrap();
+            }
+        })
+        .await
+    }
+
+    #[actix_web::test]
+    async fn an_outage_is_one_error_line_and_a_warning_per_request() {
+        const REQUESTS: usize = 20;
+        let mut paths = vec!["/down"; REQUESTS];
+        paths.push("/broken");
+        let lines = log_of(crate::http::outage::QUIET_PERIOD, &paths).await;
+        let errors = at(&lines, "ERROR");
+        let warnings = at(&lines, "WARN");
+        assert_eq!(
+            errors.len(),
+            2,
+            "the outage's first failure, and the 500: {errors:#?}"
+        );
+        assert_eq!(errors[0]["message"], "database unavailable: outage begins");
+        assert_eq!(errors[1]["message"], "request failed");
+        assert_eq!(warnings.len(), REQUESTS, "{warnings:#?}");
+        for line in errors[..1].iter().chain(&warnings) {
+            assert_eq!(line["service"], "database");
+            assert_eq!(line["cause"], "connection refused");
+        }
+        assert!(at(&lines, "INFO").is_empty(), "one line per request");
+    }
+
+    #[actix_web::test]
+    async fn a_quiet_service_is_logged_recovered_once() {
+        let lines = log_of(Duration::ZERO, &["/down", "/up", "/up"]).await;
+        let recovered: Vec<_> = at(&lines, "INFO")
+            .into_iter()
+            .filter(|line| line["service"] == "database")
+            .collect();
+        assert_eq!(recovered.len(), 1, "{lines:#?}");
+        assert_eq!(
+            recovered[0]["message"],
+            "database recovered: no failure for 0 s"
+        );
+        assert_eq!(recovered[0]["failed_requests"], 1);
     }
 
     #[actix_web::test]

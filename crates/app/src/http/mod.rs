@@ -15,6 +15,7 @@ mod json;
 mod markets;
 pub mod middleware;
 pub mod openapi;
+pub mod outage;
 mod params;
 #[cfg(test)]
 mod properties;
