@@ -5,7 +5,8 @@
 //! is cut off from the writing instance only) after the database committed the change. The
 //! database therefore publishes every change and deletion (a [`ChangeFeed`]); each instance
 //! keeps the newest one per market in a [`FenceBook`] for a window longer than any cache entry
-//! can live, and [`FencedCache`] treats an older cached copy as a miss. While an instance cannot
+//! can live (its own writes are recorded there at once, too), and [`FencedCache`] treats an
+//! older cached copy as a miss. While an instance cannot
 //! be sure its book is complete (its feed is behind), it serves no cache hits at all. A writer
 //! whose own cache update failed waits out the feed's propagation bound before it answers, so
 //! that every instance has heard of the change before the client can ask again.
@@ -62,8 +63,9 @@ forward_through_arc!(ChangeFeed {
     fn is_current(&self) -> bool;
 });
 
-/// A feed for a single process, whose book holds every change it makes: always current, and
-/// nothing to wait for. Right for the embedded set, where one process owns the database.
+/// A feed for a single process, whose book holds every change it makes (the service reports
+/// each one): always current, and nothing to wait for. Right where one process owns the
+/// database (SQLite).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OwnChanges;
 
@@ -189,9 +191,11 @@ impl<C: Cache, F: ChangeFeed> Cache for FencedCache<C, F> {
         self.inner.remove(id).await
     }
 
-    async fn fence(&self, id: MarketId, fence: Fence) {
+    async fn committed(&self, id: MarketId, fence: Fence, taken: bool) {
         self.book.record(id, fence, Duration::ZERO);
-        self.feed.settle().await;
+        if !taken {
+            self.feed.settle().await;
+        }
     }
 }
 

@@ -53,12 +53,13 @@ pub trait Cache: Send + Sync + std::fmt::Debug + 'static {
     /// Removes the market's entry and, for the guard period, refuses writes of any version.
     async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
 
-    /// Called when a committed change (or deletion) of `id` could not be written to the cache,
-    /// before the use case answers: records `fence` and returns once no instance can serve the
-    /// copy it replaced. The default does nothing, which is right only for a cache whose
-    /// writes cannot fail; a shared cache is wrapped in a [`FencedCache`].
-    async fn fence(&self, id: MarketId, fence: Fence) {
-        let _ = (id, fence);
+    /// Called after every committed change (or deletion) of `id`, before the use case answers;
+    /// `taken` says whether this cache was updated with it. A shared cache records `fence` and,
+    /// when the change was not taken, returns only once no instance can serve the copy it
+    /// replaced (see [`FencedCache`]). The default does nothing, which is right only for a
+    /// cache in the writing process whose updates cannot fail.
+    async fn committed(&self, id: MarketId, fence: Fence, taken: bool) {
+        let _ = (id, fence, taken);
     }
 }
 
@@ -66,7 +67,7 @@ forward_through_arc!(Cache {
     async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError>;
     async fn put(&self, markets: &[Market]) -> Result<(), CacheError>;
     async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
-    async fn fence(&self, id: MarketId, fence: Fence) -> ();
+    async fn committed(&self, id: MarketId, fence: Fence, taken: bool) -> ();
 });
 
 /// No cache at all: every read misses. For deployments and tests without one.

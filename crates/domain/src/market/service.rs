@@ -44,7 +44,7 @@ pub enum MarketError {
 /// Applies the market rules on top of a [`MarketRepository`], with a [`Cache`] in front of
 /// single-market reads: cache-aside on reads, write-through on create and update, removal on
 /// delete. Cache failures never fail a use case: they count as misses and skipped writes, and a
-/// change the cache could not take is [fenced](Cache::fence) before the use case answers.
+/// change the cache could not take is fenced ([`Cache::committed`]) before the use case answers.
 #[derive(Debug, Clone)]
 pub struct MarketService<M, C> {
     markets: M,
@@ -185,16 +185,11 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         };
         let updated = self.update_checked(actor, user_id, id, patch, jobs).await?;
         // Write-through: the new version replaces the old entry; if that fails the entry must
-        // not outlive the change, so remove it, and if that fails too, fence it.
-        if self
-            .cache
-            .put(std::slice::from_ref(&updated))
-            .await
-            .is_err()
-            && self.cache.remove(id).await.is_err()
-        {
-            self.cache.fence(id, Fence::Version(updated.version)).await;
-        }
+        // not outlive the change, so remove it, and if that fails too, the fence must hold.
+        let taken = self.cache.put(std::slice::from_ref(&updated)).await.is_ok()
+            || self.cache.remove(id).await.is_ok();
+        let fence = Fence::Version(updated.version);
+        self.cache.committed(id, fence, taken).await;
         Ok(updated)
     }
 
@@ -241,14 +236,12 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     ) -> Result<(), MarketError> {
         require(actor, Permission::Delete)?;
         let deleted = self.markets.delete(id, Some(audit)).await?;
-        if self.cache.remove(id).await.is_err() {
-            self.cache.fence(id, Fence::Deleted).await;
+        let taken = self.cache.remove(id).await.is_ok();
+        if !deleted {
+            return Err(MarketError::NotFound(id));
         }
-        if deleted {
-            Ok(())
-        } else {
-            Err(MarketError::NotFound(id))
-        }
+        self.cache.committed(id, Fence::Deleted, taken).await;
+        Ok(())
     }
 }
 
@@ -475,6 +468,19 @@ mod tests {
             (updated, CacheStatus::Hit),
             "healed by the read"
         );
+    }
+
+    #[test]
+    fn a_cache_restored_from_an_old_snapshot_never_serves_what_was_changed_since() {
+        let (world, markets) = fenced_world();
+        let owner = world.actor("owner", Role::User);
+        let market = world.create(&owner, MarketStatus::Open);
+        let updated = block_on(markets.update(&owner, market.id, rename())).unwrap();
+        // The cache took the update, then lost it: it came back with the version before.
+        world.cache.clear();
+        block_on(world.cache.put(std::slice::from_ref(&market))).unwrap();
+        let (read, status) = block_on(markets.get(market.id)).unwrap();
+        assert_eq!((read, status), (updated, CacheStatus::Miss));
     }
 
     #[test]
