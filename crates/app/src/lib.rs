@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod http;
+pub mod series;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -32,8 +32,10 @@ impl Application {
     pub fn build(settings: &Settings, components: &Components) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.server.bind_addr)?;
         let address = listener.local_addr()?;
-        // Installed before the first request is counted.
+        // Installed before the first request is counted, with every series at zero.
         crate::telemetry::metrics_handle();
+        let api = <http::openapi::ApiDoc as utoipa::OpenApi>::openapi();
+        crate::series::register(&api, &policy_names(settings));
         let separate_metrics = settings.metrics.bind_addr.is_some();
         let mut servers = vec![api_server(
             settings,
@@ -53,6 +55,17 @@ impl Application {
             metrics_address,
         })
     }
+}
+
+/// The names of every rate-limit policy: the routes' and the login flow's failure budgets.
+fn policy_names(settings: &Settings) -> Vec<String> {
+    let routes = http::RoutePolicies::new(&settings.rate_limit);
+    let budgets = settings.rate_limit.login_failures.budgets();
+    let policies = routes
+        .all()
+        .into_iter()
+        .chain([&budgets.per_client, &budgets.per_account]);
+    policies.map(|policy| policy.name.clone()).collect()
 }
 
 /// The API (and, unless it has a listener of its own, `/metrics`) on `listener`.
@@ -100,9 +113,11 @@ fn metrics_server(
     listener: TcpListener,
 ) -> std::io::Result<Server> {
     let store = web::Data::new(components.infra.store().clone());
+    let readiness = web::Data::from(components.infra.readiness().clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(store.clone())
+            .app_data(readiness.clone())
             .wrap(from_fn(http::middleware::bounded_headers))
             .configure(http::metrics_route)
             .default_service(web::to(http::unknown_route))

@@ -1,16 +1,6 @@
 //! Logging (human-readable text in development, JSON lines in production) and Prometheus
-//! metrics (one recorder per process, rendered by `GET /metrics`):
-//!
-//! | metric | labels |
-//! |---|---|
-//! | `http_requests_total`, `http_request_duration_seconds` (histogram) | `method`, `route` (the pattern, never raw ids), `status` |
-//! | `db_pool_connections` (gauge) | `state`: `max`, `open`, `idle`, `waiting` |
-//! | `cache_requests_total` | `result`: `hit`, `miss` |
-//! | `cache_errors_total` | |
-//! | `search_requests_total` | `mode`: `semantic`, `fallback` |
-//! | `rate_limit_rejections_total` | `policy` |
-//! | `jobs_total` | `kind`, `outcome`: `succeeded`, `retried`, `dead` |
-//! | `build_info` (gauge, 1) | `version` |
+//! metrics (one recorder per process, rendered by `GET /metrics`; `crate::series` lists every
+//! series and registers them at start-up).
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;

@@ -67,10 +67,13 @@ pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
     }
 }
 
-/// Prometheus text: requests, latencies, pool, cache, search, rate limits, jobs, build.
+/// Prometheus text: requests, latencies, pool, dependencies, cache, search, rate limits, jobs,
+/// build and process (`crate::series` lists every series).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn metrics(store: web::Data<Store>) -> HttpResponse {
+pub async fn metrics(store: web::Data<Store>, probe: web::Data<ReadinessProbe>) -> HttpResponse {
+    crate::series::record_readiness(&probe.check().await);
+    crate::series::record_process();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(crate::telemetry::render_metrics(&store))

@@ -144,6 +144,11 @@ impl RoutePolicies {
             writes: policy(&settings.writes, "writes"),
         }
     }
+
+    /// Every policy, e.g. to register its metrics at start-up.
+    pub fn all(&self) -> [&RatePolicy; 4] {
+        [&self.search, &self.login, &self.register, &self.writes]
+    }
 }
 
 /// The rate-limit middleware `$per` (`per_client_ip`, `per_user`) for a policy.
