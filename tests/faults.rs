@@ -15,7 +15,7 @@
 #[path = "faults/mod.rs"]
 mod harness;
 
-use harness::http::{Answer, Readiness};
+use harness::http::Readiness;
 use harness::instance::KEY_PREFIX;
 use harness::redis::Restart;
 use harness::{DEADLINE, Route, World};
@@ -49,24 +49,77 @@ fn ok(readiness: &Readiness) -> bool {
     readiness.code == 200 && readiness.status == "ok"
 }
 
-/// Reports how long a scripted write took, and a problem unless it answered `status`.
-fn answered(world: &mut World, what: &str, answer: Option<Answer>, status: u16) {
-    match answer {
-        Some(answer) if answer.status == status => {
-            let took = answer.answered.duration_since(answer.started);
-            world
-                .report
-                .row(what, format!("{status} in {} ms", took.as_millis()));
+/// PATCHes `targets[0]` through instance `through[0]` and DELETEs `targets[1]` through
+/// `through[1]`; reports how long each took, and a problem unless they answered 200 and 204.
+async fn write_targets(world: &mut World, targets: &[String], through: [usize; 2], when: &str) {
+    let patch = world.http.patch(world.base(through[0]), &targets[0]).await;
+    let delete = world.http.delete(world.base(through[1]), &targets[1]).await;
+    let writes = [
+        ("PATCH", through[0], patch, 200),
+        ("DELETE", through[1], delete, 204),
+    ];
+    for (method, index, answer, status) in writes {
+        let what = format!("{method} through instance {index} {when}");
+        match answer {
+            Some(answer) if answer.status == status => {
+                let took = answer.answered.duration_since(answer.started);
+                let took = format!("{status} in {} ms", took.as_millis());
+                world.report.row(&what, took);
+            }
+            Some(answer) => {
+                world.report.row(&what, answer.status);
+                let problem = format!("{what} answered {}: {}", answer.status, answer.json);
+                world.report.problem(problem);
+            }
+            None => world.report.problem(format!("{what} got no answer")),
         }
-        Some(answer) => {
-            world.report.row(what, answer.status);
-            world.report.problem(format!(
-                "{what} answered {}: {}",
-                answer.status, answer.json
-            ));
-        }
-        None => world.report.problem(format!("{what} got no answer")),
     }
+}
+
+/// After the fault that ended at `since` (`after` names its end): reads both targets on every
+/// instance for [`CHECK`] while measuring how long until every instance serves the patched one
+/// from the cache, fresh.
+async fn check_targets(world: &mut World, targets: &[String], since: Instant, after: &str) {
+    let (checked, hit) = tokio::join!(
+        world.read_for(targets, CHECK),
+        world.hits_everywhere(&targets[0], since),
+    );
+    let report = &mut world.report;
+    report.row(
+        &format!("reads of both markets on every instance after {after}"),
+        checked,
+    );
+    let hits = format!("fresh cache hits of the patched market on every instance after {after}");
+    report.measured(&hits, hit);
+}
+
+/// Measures, from now, how long until every instance's readiness is `state` and every
+/// instance serves `id` from the cache again, after the end of the fault `after`.
+async fn recovered(
+    world: &mut World,
+    state: &str,
+    wanted: impl Fn(&Readiness) -> bool,
+    after: &str,
+    id: &str,
+) {
+    let since = Instant::now();
+    let (ready, hit) = tokio::join!(
+        world.all_ready_until(DEADLINE, wanted),
+        world.hits_everywhere(id, since),
+    );
+    let report = &mut world.report;
+    report.measured(&format!("readiness {state} after {after}"), ready);
+    report.measured(&format!("cache hits on every instance after {after}"), hit);
+}
+
+/// A world with markets to read, among them the two `targets` a scenario writes, cached on
+/// every instance: the old values a stale read would show.
+async fn with_cached_targets(title: &str, route: Route) -> (World, Vec<String>, Vec<String>) {
+    let mut world = World::start(title, route).await;
+    let targets = world.seed("target", 2).await;
+    world.cache_everywhere(&targets).await;
+    let reads = [world.seed("read", 30).await, targets.clone()].concat();
+    (world, reads, targets)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,17 +138,7 @@ async fn redis_killed_under_load_then_restarted_empty() {
         .measured("readiness degraded (cache down) after the kill", down);
     phase_until(killed + FAULT).await;
     world.redis.restart(Restart::Empty).await;
-    let restarted = Instant::now();
-    let (ready, hit) = tokio::join!(
-        world.all_ready_until(DEADLINE, ok),
-        world.hits_everywhere(&reads[0], restarted),
-    );
-    world
-        .report
-        .measured("readiness ok after the restart", ready);
-    world
-        .report
-        .measured("cache hits on every instance after the restart", hit);
+    recovered(&mut world, "ok", ok, "the restart", &reads[0]).await;
     phase(FAULT).await;
     load.stop().await;
     world.finish();
@@ -104,11 +147,8 @@ async fn redis_killed_under_load_then_restarted_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_while_a_market_is_patched_and_another_deleted() {
     let title = "Redis SIGSTOP during a PATCH and a DELETE, then SIGCONT";
-    let mut world = World::start(title, Route::Direct).await;
-    let reads = world.seed("read", 30).await;
-    let targets = world.seed("target", 2).await;
-    world.cache_everywhere(&targets).await;
-    let load = world.load(&[reads, targets.clone()].concat(), &[]);
+    let (mut world, reads, targets) = with_cached_targets(title, Route::Direct).await;
+    let load = world.load(&reads, &[]);
     phase(Duration::from_secs(1)).await;
 
     world.redis.freeze();
@@ -119,36 +159,12 @@ async fn redis_frozen_while_a_market_is_patched_and_another_deleted() {
     world
         .report
         .measured("readiness degraded (cache down) after SIGSTOP", noticed);
-    let patch = world.http.patch(world.base(0), &targets[0]).await;
-    answered(
-        &mut world,
-        "PATCH through instance 0 while frozen",
-        patch,
-        200,
-    );
-    let delete = world.http.delete(world.base(1), &targets[1]).await;
-    answered(
-        &mut world,
-        "DELETE through instance 1 while frozen",
-        delete,
-        204,
-    );
+    write_targets(&mut world, &targets, [0, 1], "while frozen").await;
     phase_until(frozen + FAULT).await;
     world.redis.thaw();
     let thawed = Instant::now();
 
-    let (checked, hit) = tokio::join!(
-        world.read_for(&targets, CHECK),
-        world.hits_everywhere(&targets[0], thawed),
-    );
-    world.report.row(
-        "reads of the two markets on both instances after SIGCONT",
-        checked,
-    );
-    world.report.measured(
-        "fresh cache hits of the patched market on every instance after SIGCONT",
-        hit,
-    );
+    check_targets(&mut world, &targets, thawed, "SIGCONT").await;
     let ready = world.all_ready_until(DEADLINE, ok).await;
     world
         .report
@@ -160,32 +176,15 @@ async fn redis_frozen_while_a_market_is_patched_and_another_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_with_data_older_than_a_patch_and_a_delete() {
     let title = "Redis restarted with old data (SIGKILL, then its last snapshot)";
-    let mut world = World::start(title, Route::Direct).await;
-    let reads = world.seed("read", 30).await;
-    let targets = world.seed("target", 2).await;
-    world.cache_everywhere(&targets).await;
-    let everything = [reads, targets.clone()].concat();
-    let load = world.load(&everything, &[]);
+    let (mut world, reads, targets) = with_cached_targets(title, Route::Direct).await;
+    let load = world.load(&reads, &[]);
     phase(Duration::from_secs(1)).await;
     // Quiet while the snapshot is taken and restored, so that what Redis holds after the
     // restart is known: the revision before the writes.
     load.stop().await;
 
     world.redis.snapshot().await;
-    let patch = world.http.patch(world.base(0), &targets[0]).await;
-    answered(
-        &mut world,
-        "PATCH through instance 0 after the snapshot",
-        patch,
-        200,
-    );
-    let delete = world.http.delete(world.base(1), &targets[1]).await;
-    answered(
-        &mut world,
-        "DELETE through instance 1 after the snapshot",
-        delete,
-        204,
-    );
+    write_targets(&mut world, &targets, [0, 1], "after the snapshot").await;
     world.redis.kill();
     world.redis.restart(Restart::WithData).await;
     let restarted = Instant::now();
@@ -203,19 +202,8 @@ async fn redis_restarted_with_data_older_than_a_patch_and_a_delete() {
         .report
         .row("Redis after the restart", "holds rev 0 of both markets");
 
-    let load = world.load(&everything, &[]);
-    let (checked, hit) = tokio::join!(
-        world.read_for(&targets, CHECK),
-        world.hits_everywhere(&targets[0], restarted),
-    );
-    world.report.row(
-        "reads of the two markets on both instances after the restart",
-        checked,
-    );
-    world.report.measured(
-        "fresh cache hits of the patched market on every instance after the restart",
-        hit,
-    );
+    let load = world.load(&reads, &[]);
+    check_targets(&mut world, &targets, restarted, "the restart").await;
     // An instance started now remembers nothing of the writes: it must not believe Redis either.
     let redis_url = world.redis.url();
     world.start_instance(&redis_url).await;
@@ -231,11 +219,8 @@ async fn redis_restarted_with_data_older_than_a_patch_and_a_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_partitioned_from_one_instance() {
     let title = "Redis partitioned from instance 0 only (a proxy stops moving bytes)";
-    let mut world = World::start(title, Route::ThroughProxy).await;
-    let reads = world.seed("read", 30).await;
-    let targets = world.seed("target", 2).await;
-    world.cache_everywhere(&targets).await;
-    let load = world.load(&[reads, targets.clone()].concat(), &[]);
+    let (mut world, reads, targets) = with_cached_targets(title, Route::ThroughProxy).await;
+    let load = world.load(&reads, &[]);
     phase(Duration::from_secs(1)).await;
 
     let proxy = world.proxy.as_ref().unwrap();
@@ -249,20 +234,8 @@ async fn redis_partitioned_from_one_instance() {
     world
         .report
         .measured("instance 1 readiness ok during the partition", other);
-    let patch = world.http.patch(world.base(0), &targets[0]).await;
-    answered(
-        &mut world,
-        "PATCH through the partitioned instance",
-        patch,
-        200,
-    );
-    let delete = world.http.delete(world.base(0), &targets[1]).await;
-    answered(
-        &mut world,
-        "DELETE through the partitioned instance",
-        delete,
-        204,
-    );
+    let during = "during the partition";
+    write_targets(&mut world, &targets, [0, 0], during).await;
     let checked = world.read_for(&targets, CHECK).await;
     world.report.row(
         "reads of the two markets on both instances during the partition",
@@ -271,22 +244,11 @@ async fn redis_partitioned_from_one_instance() {
 
     world.proxy.as_ref().unwrap().heal();
     let healed = Instant::now();
-    let (checked, hit, ready) = tokio::join!(
-        world.read_for(&targets, CHECK),
-        world.hits_everywhere(&targets[0], healed),
-        world.readiness_until(0, DEADLINE, ok),
-    );
-    world.report.row(
-        "reads of the two markets on both instances after healing",
-        checked,
-    );
-    world.report.measured(
-        "fresh cache hits of the patched market on every instance after healing",
-        hit,
-    );
+    let ready = world.readiness_until(0, DEADLINE, ok).await;
     world
         .report
         .measured("instance 0 readiness ok after healing", ready);
+    check_targets(&mut world, &targets, healed, "healing").await;
     load.stop().await;
     world.finish();
 }
@@ -324,17 +286,8 @@ async fn postgres_restarted_and_stopped_under_load() {
     );
     phase_until(stopped + Duration::from_secs(5)).await;
     blocking(|| world.postgres.start_again());
-    let started = Instant::now();
-    let (back, hit) = tokio::join!(
-        world.all_ready_until(DEADLINE, database_up),
-        world.hits_everywhere(&reads[0], started),
-    );
-    world
-        .report
-        .measured("readiness with the database up after `pg_ctl start`", back);
-    world
-        .report
-        .measured("cache hits on every instance after `pg_ctl start`", hit);
+    let (after, id) = ("`pg_ctl start`", &reads[0]);
+    recovered(&mut world, "with the database up", database_up, after, id).await;
     phase(FAULT).await;
     load.stop().await;
 
