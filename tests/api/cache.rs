@@ -6,9 +6,11 @@ use futures_util::future::join_all;
 use markets_domain::cache::Cache;
 use markets_domain::market::{MarketId, MarketRepository};
 use markets_domain::permission::Role;
+use markets_postgres::testing::TestDatabase;
 use markets_redis::RedisCache;
 use markets_redis::testing::{PrivateRedis, shared_settings};
 use reqwest::{Method, Response};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -232,4 +234,55 @@ async fn a_stampede_on_a_cold_key_reads_the_database_once() {
         reads, 1,
         "200 concurrent cold reads, {reads} database reads"
     );
+}
+
+#[tokio::test]
+async fn a_change_its_writer_could_not_take_to_redis_is_never_read_old_elsewhere() {
+    // Both instances on PostgreSQL, whichever set this run uses: the fences follow its change
+    // feed. The reader shares Redis with this test; the writer cannot reach Redis at all.
+    let db = TestDatabase::new().await;
+    let url = db.settings().url.expose_secret().to_owned();
+    let redis = shared_settings();
+    let reader = TestApp::spawn_with(redis.clone(), &[("DATABASE_URL", &url)]).await;
+    let writer = TestApp::spawn_configured(&[
+        ("DATABASE_URL", &url),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("MARKETS__REDIS__KEY_PREFIX", &redis.key_prefix),
+    ])
+    .await;
+    let admin = reader.user("admin", Role::Admin).await;
+    let market = reader
+        .market(&admin, json!({"name": "Before", "description": ""}))
+        .await;
+    let id = market["id"].as_str().unwrap();
+    assert_eq!(get_market(&reader, id).await.0, "HIT");
+
+    let path = format!("/api/v1/markets/{id}");
+    let patch = json!({"name": "After"});
+    let patched = writer.request(Method::PATCH, &path, Some(&admin.token), Some(patch));
+    assert_eq!(body(patched.await, 200).await["data"]["name"], "After");
+    assert!(
+        cached_text(&reader, id).contains("Before"),
+        "Redis kept the old entry"
+    );
+    let (cache, read) = get_market(&reader, id).await;
+    assert_eq!((cache.as_str(), &read["name"]), ("MISS", &json!("After")));
+
+    let deleted = writer.request(Method::DELETE, &path, Some(&admin.token), None);
+    assert_eq!(deleted.await.status(), 204);
+    assert!(
+        cached_text(&reader, id).contains("After"),
+        "Redis kept the entry"
+    );
+    error(reader.get(&path).await, 404, "not_found").await;
+}
+
+/// The market's entry as Redis holds it.
+fn cached_text(app: &TestApp, id: &str) -> String {
+    let key = format!("{}market:{id}", app.redis().key_prefix);
+    let output = Command::new("redis-cli")
+        .args(["-u", &app.redis().url, "GET", &key])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
 }

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// The JWT secret every test app signs with, so tests can forge tokens.
 pub const SECRET: &str = "test secret that is comfortably longer than 32 bytes";
@@ -144,6 +145,14 @@ impl TestApp {
         }
         settings.auth.password_hashing = hashing;
         let components = Components::build(&settings).await.unwrap();
+        // Unless a test pointed the app at a Redis of its own choosing (e.g. one that is down).
+        let configured = settings.redis.url.as_ref().map(|url| url.expose_secret());
+        if redis
+            .as_ref()
+            .is_some_and(|redis| Some(redis.url.as_str()) == configured)
+        {
+            cache_serving(&components).await;
+        }
         let application = Application::build(&settings, &components).unwrap();
         let base = format!("http://{}", application.address());
         let metrics_base = application
@@ -255,6 +264,19 @@ impl TestApp {
 
 /// Real argon2id, but cheap: tests hash many passwords. The queue is the default one, with
 /// more slots.
+/// Waits (up to 10 s) until the cache answers and its hits may be served: with Redis, once the
+/// change feed has caught up, which a fresh instance does within moments of starting.
+pub async fn cache_serving(components: &Components) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !components.infra.cache().ping().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache never served"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub fn cheap_hashing() -> HashingSettings {
     HashingSettings {
         memory_kib: 64,

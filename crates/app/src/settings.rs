@@ -145,6 +145,21 @@ pub struct CacheSettings {
     pub warm_on_start: bool,
     /// How many markets warming loads (1 to 100).
     pub warm_count: u32,
+    /// The change feed's propagation bound in milliseconds (100 to 10000): an instance that has
+    /// not heard the database's change feed for this long serves no cache hits, and a write
+    /// whose cache update failed waits this long before it answers.
+    pub propagation_ms: u64,
+    /// Seconds a fence outlives the TTL: room for a read's late write-back and clock skew.
+    pub fence_slack_secs: u64,
+    /// The most fences an instance keeps; past it, it serves no cache hits until some expire.
+    pub max_fences: usize,
+}
+
+impl CacheSettings {
+    /// How long a fence is kept: longer than any entry written before its change can live.
+    pub fn fence_window(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs.saturating_add(self.fence_slack_secs))
+    }
 }
 
 /// Tokens and passwords.
@@ -569,6 +584,9 @@ impl Settings {
         if !(1..=100).contains(&self.cache.warm_count) {
             return invalid("cache.warm_count", "must be between 1 and 100");
         }
+        if !(100..=10_000).contains(&self.cache.propagation_ms) {
+            return invalid("cache.propagation_ms", "must be between 100 and 10000");
+        }
         if self.search.provider == EmbeddingChoice::Openai && self.openai.api_key.is_none() {
             return invalid(
                 "openai.api_key (OPENAI_API_KEY)",
@@ -901,6 +919,16 @@ mod tests {
             ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
             ("OPENAI_BASE_URL", "::", "openai.base_url"),
             ("CACHE_TTL_SECONDS", "soon", "cache.ttl_secs"),
+            (
+                "MARKETS__CACHE__PROPAGATION_MS",
+                "50",
+                "cache.propagation_ms",
+            ),
+            (
+                "MARKETS__CACHE__PROPAGATION_MS",
+                "60000",
+                "cache.propagation_ms",
+            ),
         ] {
             let message = load(&[(var, value)]).unwrap_err().to_string();
             assert!(message.contains(key), "{var}={value}: {message}");

@@ -1,6 +1,7 @@
 //! PostgreSQL adapters for the markets ports: the market and user repositories, the pgvector
 //! index, the job queue (its `jobs` table is the outbox that market writes fill in their own
-//! transaction; a [`JobListener`] wakes idle workers), the audit log and the token revocations.
+//! transaction; a [`JobListener`] wakes idle workers), the audit log, the token revocations, and
+//! the change feed that keeps every instance's cache fences ([`PgChangeFeed`]).
 //! diesel-async over a bounded deadpool pool, with the workspace's migrations embedded and run
 //! under an advisory lock. The `testing` feature adds a freshly migrated database per test.
 //!
@@ -15,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod audit;
+mod changes;
 mod error;
 mod jobs;
 mod markets;
@@ -30,6 +32,7 @@ mod volume;
 mod wakeups;
 
 pub use audit::PgAuditLog;
+pub use changes::{ChangeFeedSettings, FeedTask, PgChangeFeed};
 pub use jobs::PgJobQueue;
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};

@@ -119,6 +119,24 @@ impl TestDatabase {
         }
     }
 
+    /// Lets new sessions into this database, or refuses them all (superusers included) until
+    /// allowed again; sessions already open stay: how a network cut looks to a reconnecting
+    /// client.
+    ///
+    /// # Panics
+    /// If the server cannot be reached.
+    pub async fn allow_connections(&self, allowed: bool) {
+        let changed = async {
+            let mut admin = AsyncPgConnection::establish(self.server.as_str()).await?;
+            let statement = format!("ALTER DATABASE {} ALLOW_CONNECTIONS {allowed}", self.name);
+            admin.batch_execute(&statement).await?;
+            TestResult::Ok(())
+        };
+        if let Err(error) = changed.await {
+            panic!("cannot set ALLOW_CONNECTIONS on {}: {error}", self.name);
+        }
+    }
+
     /// The settings `pool` was built with, to build another pool (e.g. a tiny one) on it.
     pub fn settings(&self) -> &PoolSettings {
         &self.settings

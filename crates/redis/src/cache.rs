@@ -6,18 +6,19 @@ use fred::types::scripts::Script;
 use markets_domain::cache::{Cache, CacheError};
 use markets_domain::market::{Market, MarketId};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::info;
 
 use crate::breaker::Breaker;
 use crate::client::RedisConnection;
 use crate::entry::{self, FORMAT, REMOVED};
 
-/// Compare-and-set for any number of entries in one call. `ARGV[1]` is the TTL in seconds,
-/// `ARGV[2]` the format tag, then a version and an entry per key. An entry is written unless
-/// the key holds a removal marker or an entry of this format with the same or a newer version.
+/// Compare-and-set for any number of entries in one call. `ARGV[1]` is the instant the entries
+/// expire (Unix milliseconds), `ARGV[2]` the format tag, then a version and an entry per key. An
+/// entry is written unless the key holds a removal marker or an entry of this format with the
+/// same or a newer version.
 const PUT_IF_NEWER: &str = r"
-local ttl, format = ARGV[1], ARGV[2]
+local expire_at, format = ARGV[1], ARGV[2]
 local written = 0
 for i, key in ipairs(KEYS) do
   local version = tonumber(ARGV[1 + 2 * i])
@@ -32,7 +33,7 @@ for i, key in ipairs(KEYS) do
     end
   end
   if not keep then
-    redis.call('SET', key, ARGV[2 + 2 * i], 'EX', ttl)
+    redis.call('SET', key, ARGV[2 + 2 * i], 'PXAT', expire_at)
     written = written + 1
   end
 end
@@ -77,11 +78,16 @@ fn without_credentials(url: &str) -> String {
 }
 
 /// Markets cached in Redis. Cheap to clone: clones share the connection.
+///
+/// Entries and removal markers expire at an instant the sender computes (its clock plus the
+/// TTL), not a TTL counted from when Redis runs the command: a write delayed in a stalled
+/// Redis, or restored from a snapshot, cannot live longer than it would have, which bounds how
+/// long the [fences](markets_domain::cache::fences) must be kept.
 #[derive(Clone)]
 pub struct RedisCache {
     client: Client,
     prefix: Arc<str>,
-    ttl_secs: i64,
+    ttl: Duration,
     put_script: Arc<Script>,
     breaker: Arc<Breaker>,
 }
@@ -90,7 +96,7 @@ impl std::fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCache")
             .field("prefix", &self.prefix)
-            .field("ttl_secs", &self.ttl_secs)
+            .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +120,7 @@ impl RedisCache {
         Self {
             client: connection.client.clone(),
             prefix: settings.key_prefix.as_str().into(),
-            ttl_secs: i64::try_from(settings.ttl.as_secs()).unwrap_or(i64::MAX),
+            ttl: settings.ttl,
             put_script: Arc::new(Script::from_lua(PUT_IF_NEWER)),
             breaker: Arc::new(Breaker::for_timeout(settings.command_timeout)),
         }
@@ -122,6 +128,16 @@ impl RedisCache {
 
     fn key(&self, id: MarketId) -> String {
         format!("{}market:{id}", self.prefix)
+    }
+
+    /// When an entry written now expires, in Unix milliseconds.
+    fn expire_at(&self) -> i64 {
+        let at = SystemTime::now() + self.ttl;
+        let millis = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        i64::try_from(millis).unwrap_or(i64::MAX)
     }
 
     /// Runs `command` unless the breaker is open, and keeps the breaker's state.
@@ -168,7 +184,7 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let keys: Vec<String> = markets.iter().map(|market| self.key(market.id)).collect();
-        let mut args = vec![self.ttl_secs.to_string(), FORMAT.to_owned()];
+        let mut args = vec![self.expire_at().to_string(), FORMAT.to_owned()];
         for market in markets {
             args.push(market.version.to_string());
             args.push(entry::encode(market).map_err(unavailable)?);
@@ -181,7 +197,7 @@ impl Cache for RedisCache {
     }
 
     async fn remove(&self, id: MarketId) -> Result<(), CacheError> {
-        let expire = Some(Expiration::EX(self.ttl_secs));
+        let expire = Some(Expiration::PXAT(self.expire_at()));
         self.call(
             self.client
                 .set::<(), _, _>(self.key(id), REMOVED, expire, None, false),

@@ -4,19 +4,30 @@
 //! instance and needs no server.
 
 use markets_domain::auth::TokenRevocations;
-use markets_domain::cache::Cache;
+use markets_domain::cache::{Cache, ChangeFeed, FenceBook, FencedCache, OwnChanges};
 use markets_domain::ratelimit::RateLimiter;
 use markets_local::{LocalRateLimiter, MokaCache, MokaCacheSettings};
+use markets_postgres::{ChangeFeedSettings, FeedTask, PgChangeFeed};
 use markets_redis::{RedisCache, RedisConnection, RedisRateLimiter, RedisRevocations};
 use std::sync::Arc;
+use std::time::Duration;
+
+use super::store::is_sqlite;
 
 use crate::settings::{RateLimitBackend, Settings};
 
 /// The cache, for readiness checks and the start-up line.
 #[derive(Debug, Clone)]
 pub enum CacheBackend {
-    /// Redis: can be down.
-    Redis(RedisCache),
+    /// Redis: can be down, and its hits are only served while the change feed is current.
+    Redis {
+        /// The cache.
+        cache: RedisCache,
+        /// What its hits are checked against.
+        feed: Arc<dyn ChangeFeed>,
+        /// The feed's listener, which lives as long as a clone of this does.
+        listener: Option<Arc<FeedTask>>,
+    },
     /// This process's memory: always up.
     InProcess,
 }
@@ -25,15 +36,15 @@ impl CacheBackend {
     /// `redis` or `memory`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Redis(_) => "redis",
+            Self::Redis { .. } => "redis",
             Self::InProcess => "memory",
         }
     }
 
-    /// Whether the cache answers.
+    /// Whether the cache answers and its hits may be served.
     pub async fn ping(&self) -> bool {
         match self {
-            Self::Redis(cache) => cache.ping().await.is_ok(),
+            Self::Redis { cache, feed, .. } => cache.ping().await.is_ok() && feed.is_current(),
             Self::InProcess => true,
         }
     }
@@ -67,7 +78,7 @@ impl Shared {
         let Some(redis_settings) = settings.redis_client() else {
             return Ok(Self {
                 cache: Arc::new(MokaCache::new(MokaCacheSettings {
-                    ttl: std::time::Duration::from_secs(settings.cache.ttl_secs),
+                    ttl: Duration::from_secs(settings.cache.ttl_secs),
                     ..MokaCacheSettings::default()
                 })),
                 backend: CacheBackend::InProcess,
@@ -77,6 +88,11 @@ impl Shared {
         };
         let redis = RedisConnection::connect(&redis_settings)?;
         let cache = RedisCache::new(&redis, &redis_settings);
+        let book = Arc::new(FenceBook::new(
+            settings.cache.fence_window(),
+            settings.cache.max_fences,
+        ));
+        let (feed, listener) = change_feed(settings, book.clone());
         let limiter: Arc<dyn RateLimiter> = match settings.rate_limit_backend() {
             RateLimitBackend::Memory => local,
             RateLimitBackend::Redis => {
@@ -84,10 +100,34 @@ impl Shared {
             }
         };
         Ok(Self {
-            cache: Arc::new(cache.clone()),
-            backend: CacheBackend::Redis(cache),
+            cache: Arc::new(FencedCache::new(cache.clone(), book, feed.clone())),
+            backend: CacheBackend::Redis {
+                cache,
+                feed,
+                listener,
+            },
             limiter,
             revocations: Arc::new(RedisRevocations::new(&redis, &redis_settings, durable)),
         })
     }
+}
+
+/// The feed that keeps the cache's fences: the database's, on PostgreSQL (several instances);
+/// on SQLite, which one process owns, that process's own writes, which fence themselves.
+fn change_feed(
+    settings: &Settings,
+    book: Arc<FenceBook>,
+) -> (Arc<dyn ChangeFeed>, Option<Arc<FeedTask>>) {
+    if is_sqlite(&settings.database.url) {
+        return (Arc::new(OwnChanges), None);
+    }
+    let (feed, listener) = PgChangeFeed::spawn(
+        ChangeFeedSettings {
+            url: settings.database.url.clone(),
+            propagation: Duration::from_millis(settings.cache.propagation_ms),
+            connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
+        },
+        book,
+    );
+    (Arc::new(feed), Some(Arc::new(listener)))
 }

@@ -5,7 +5,7 @@ use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, SortFiel
 use super::repository::{CreateMarketError, MarketRepository};
 use super::values::{MarketId, MarketStatus};
 use crate::audit::AuditEvent;
-use crate::cache::{Cache, CacheStatus};
+use crate::cache::{Cache, CacheStatus, Fence};
 use crate::error::{RepositoryError, ValidationError};
 use crate::jobs::{JobKind, NewJob};
 use crate::paging::{Page, PageRequest, PageSize};
@@ -43,7 +43,8 @@ pub enum MarketError {
 
 /// Applies the market rules on top of a [`MarketRepository`], with a [`Cache`] in front of
 /// single-market reads: cache-aside on reads, write-through on create and update, removal on
-/// delete. Cache failures never fail a use case: they count as misses and skipped writes.
+/// delete. Cache failures never fail a use case: they count as misses and skipped writes, and a
+/// change the cache could not take is [fenced](Cache::fence) before the use case answers.
 #[derive(Debug, Clone)]
 pub struct MarketService<M, C> {
     markets: M,
@@ -184,14 +185,15 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         };
         let updated = self.update_checked(actor, user_id, id, patch, jobs).await?;
         // Write-through: the new version replaces the old entry; if that fails the entry must
-        // not outlive the change, so remove it.
+        // not outlive the change, so remove it, and if that fails too, fence it.
         if self
             .cache
             .put(std::slice::from_ref(&updated))
             .await
             .is_err()
+            && self.cache.remove(id).await.is_err()
         {
-            let _ = self.cache.remove(id).await;
+            self.cache.fence(id, Fence::Version(updated.version)).await;
         }
         Ok(updated)
     }
@@ -239,7 +241,9 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     ) -> Result<(), MarketError> {
         require(actor, Permission::Delete)?;
         let deleted = self.markets.delete(id, Some(audit)).await?;
-        let _ = self.cache.remove(id).await;
+        if self.cache.remove(id).await.is_err() {
+            self.cache.fence(id, Fence::Deleted).await;
+        }
         if deleted {
             Ok(())
         } else {
@@ -264,12 +268,14 @@ fn require(actor: &Actor, permission: Permission) -> Result<UserId, MarketError>
 mod tests {
     use super::*;
     use crate::auth::PasswordHash;
-    use crate::cache::Cache;
+    use crate::cache::{Cache, FenceBook, FencedCache, OwnChanges};
     use crate::market::{Description, MarketName, Volume};
     use crate::permission::Role;
     use crate::testing::{InMemoryCache, InMemoryStore};
     use crate::user::{DisplayName, Email, NewUser, UserId, UserRepository};
     use futures_executor::block_on;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     struct World {
         store: InMemoryStore,
@@ -433,6 +439,54 @@ mod tests {
         assert_eq!(updated.version, market.version + 1);
         let (cached, status) = block_on(world.markets.get(market.id)).unwrap();
         assert_eq!((cached, status), (updated, CacheStatus::Hit));
+    }
+
+    /// A service whose cache this writer cannot update while readers still get its entries.
+    fn fenced_world() -> (
+        World,
+        MarketService<InMemoryStore, FencedCache<InMemoryCache, OwnChanges>>,
+    ) {
+        let world = world();
+        let book = Arc::new(FenceBook::new(Duration::from_secs(3600), 100));
+        let fenced = FencedCache::new(world.cache.clone(), book, OwnChanges);
+        let markets = MarketService::new(world.store.clone(), fenced);
+        (world, markets)
+    }
+
+    #[test]
+    fn an_update_the_cache_missed_is_never_followed_by_the_old_copy() {
+        let (world, markets) = fenced_world();
+        let owner = world.actor("owner", Role::User);
+        let market = world.create(&owner, MarketStatus::Open);
+        world.cache.set_writes_failing(true);
+        let updated = block_on(markets.update(&owner, market.id, rename())).unwrap();
+        assert_eq!(
+            block_on(world.cache.get(market.id)).unwrap(),
+            Some(market.clone()),
+            "the stale copy is still in the cache"
+        );
+        let (read, status) = block_on(markets.get(market.id)).unwrap();
+        assert_eq!((read, status), (updated.clone(), CacheStatus::Miss));
+        world.cache.set_writes_failing(false);
+        block_on(markets.get(market.id)).unwrap();
+        let (read, status) = block_on(markets.get(market.id)).unwrap();
+        assert_eq!(
+            (read, status),
+            (updated, CacheStatus::Hit),
+            "healed by the read"
+        );
+    }
+
+    #[test]
+    fn a_deletion_the_cache_missed_is_never_followed_by_the_old_copy() {
+        let (world, markets) = fenced_world();
+        let admin = world.actor("admin", Role::Admin);
+        let market = world.create(&admin, MarketStatus::Open);
+        world.cache.set_writes_failing(true);
+        block_on(markets.delete(&admin, market.id, &deletion())).unwrap();
+        assert!(block_on(world.cache.get(market.id)).unwrap().is_some());
+        let read = block_on(markets.get(market.id));
+        assert!(matches!(read, Err(MarketError::NotFound(_))), "{read:?}");
     }
 
     #[test]

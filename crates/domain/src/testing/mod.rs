@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
@@ -490,6 +491,7 @@ enum Slot {
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryCache {
     slots: Arc<Mutex<HashMap<MarketId, Slot>>>,
+    writes_fail: Arc<AtomicBool>,
 }
 
 impl InMemoryCache {
@@ -503,6 +505,22 @@ impl InMemoryCache {
     pub fn clear(&self) {
         self.slots().clear();
     }
+
+    /// Makes puts and removals fail (or succeed again) while reads still answer with what is
+    /// held: a cache that this writer cannot reach but readers can.
+    pub fn set_writes_failing(&self, failing: bool) {
+        self.writes_fail
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// An error if writes are failing.
+    fn writable(&self) -> Result<(), CacheError> {
+        if self.writes_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(CacheError("writes are failing".into()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[async_trait]
@@ -515,6 +533,7 @@ impl Cache for InMemoryCache {
     }
 
     async fn put(&self, markets: &[Market]) -> Result<(), CacheError> {
+        self.writable()?;
         let mut slots = self.slots();
         for market in markets {
             let newer_held = match slots.get(&market.id) {
@@ -530,6 +549,7 @@ impl Cache for InMemoryCache {
     }
 
     async fn remove(&self, id: MarketId) -> Result<(), CacheError> {
+        self.writable()?;
         self.slots().insert(id, Slot::Removed);
         Ok(())
     }

@@ -3,12 +3,16 @@
 //! Entries are versioned by [`Market::version`]: a write never replaces a newer entry with an
 //! older one, and a removal leaves a marker that refuses every write-back for a while. That
 //! closes the race where a reader misses, reads the old row, and writes it back after an update
-//! or a delete has already refreshed or removed the entry.
+//! or a delete has already refreshed or removed the entry. [`fences`] close the rest: a change
+//! that the cache itself missed.
+
+pub mod fences;
 
 use async_trait::async_trait;
 
 use crate::error::BoxError;
 use crate::market::{Market, MarketId};
+pub use fences::{ChangeFeed, Fence, FenceBook, FencedCache, OwnChanges};
 
 /// The cache failed (unreachable, timed out). Callers treat this as a miss and carry on: a cache
 /// outage must never fail a request.
@@ -48,12 +52,21 @@ pub trait Cache: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes the market's entry and, for the guard period, refuses writes of any version.
     async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
+
+    /// Called when a committed change (or deletion) of `id` could not be written to the cache,
+    /// before the use case answers: records `fence` and returns once no instance can serve the
+    /// copy it replaced. The default does nothing, which is right only for a cache whose
+    /// writes cannot fail; a shared cache is wrapped in a [`FencedCache`].
+    async fn fence(&self, id: MarketId, fence: Fence) {
+        let _ = (id, fence);
+    }
 }
 
 forward_through_arc!(Cache {
     async fn get(&self, id: MarketId) -> Result<Option<Market>, CacheError>;
     async fn put(&self, markets: &[Market]) -> Result<(), CacheError>;
     async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
+    async fn fence(&self, id: MarketId, fence: Fence) -> ();
 });
 
 /// No cache at all: every read misses. For deployments and tests without one.
