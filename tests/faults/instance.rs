@@ -45,6 +45,9 @@ fn markets(database_url: &str, redis_url: &str) -> Command {
             ("MARKETS__DATABASE__WAIT_TIMEOUT_MS", "300"),
             ("MARKETS__DATABASE__CONNECT_TIMEOUT_MS", "300"),
             ("MARKETS__CACHE__WARM_ON_START", "false"),
+            // The production default (the test configuration's is looser, for the suite's
+            // shared PostgreSQL; here each scenario has its own).
+            ("MARKETS__CACHE__PROPAGATION_MS", "1000"),
             // The load is one client address and one user: no limit may refuse it.
             ("MARKETS__RATE_LIMIT__SEARCH__LIMIT", "1000000"),
             ("MARKETS__RATE_LIMIT__WRITES__LIMIT", "1000000"),
