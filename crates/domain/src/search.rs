@@ -232,11 +232,13 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
                 hits,
                 mode: SearchMode::Semantic,
                 fallback_cause: None,
+                embedding_failed: false,
             }),
             Err(cause) => Ok(SearchResults {
                 hits: self.markets.search_text(query, limit).await?,
                 mode: SearchMode::Fallback,
                 fallback_cause: Some(crate::error::report(&cause)),
+                embedding_failed: !matches!(cause, SemanticError::Index(_)),
             }),
         }
     }

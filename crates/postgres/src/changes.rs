@@ -26,7 +26,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{SERVICE, from_connect, from_query};
 
@@ -143,7 +143,12 @@ impl Listener {
         loop {
             let Err(error) = self.session(&mut backoff).await;
             self.state.lost();
-            warn!(%error, "cache change feed lost: cache hits are refused until it catches up");
+            // Once per outage: the first failure after the feed was current (or at start).
+            if backoff == Self::BACKOFF.0 {
+                warn!(%error, "cache change feed lost: cache hits are refused until it catches up");
+            } else {
+                debug!(%error, "cache change feed still cannot reconnect");
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Self::BACKOFF.1);
         }

@@ -199,12 +199,14 @@ pub async fn search(
     let (query, limit) = params.parse()?;
     let results = state.search().search(&query, limit).await?;
     metrics::counter!("search_requests_total", "mode" => results.mode.as_str()).increment(1);
+    // Only the provider's failures count against the embedder's health (and are logged at
+    // most once a minute); the index's are the database's, which readiness reports itself.
     let log_fallback = results
         .fallback_cause
         .as_ref()
-        .filter(|_| state.search_health().fell_back());
+        .filter(|_| !results.embedding_failed || state.search_health().fell_back());
     if let Some(cause) = log_fallback {
-        warn!(%cause, "semantic search unavailable, answering with text search (logged at most once a minute)");
+        warn!(%cause, "semantic search unavailable, answering with text search");
     }
     let hits: Vec<SearchHitResponse> = results.hits.into_iter().map(Into::into).collect();
     let mut response = envelope::ok(hits);

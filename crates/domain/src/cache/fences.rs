@@ -191,6 +191,10 @@ impl<C: Cache, F: ChangeFeed> Cache for FencedCache<C, F> {
         self.inner.remove(id).await
     }
 
+    fn admits(&self, market: &Market) -> bool {
+        self.book.admits(market)
+    }
+
     async fn committed(&self, id: MarketId, fence: Fence, taken: bool) {
         self.book.record(id, fence, Duration::ZERO);
         if !taken {

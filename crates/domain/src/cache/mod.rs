@@ -61,6 +61,14 @@ pub trait Cache: Send + Sync + std::fmt::Debug + 'static {
     async fn committed(&self, id: MarketId, fence: Fence, taken: bool) {
         let _ = (id, fence, taken);
     }
+
+    /// Whether `market`, just read from the repository, is as new as every change this cache
+    /// has heard of: a read shared with one that started before another instance's commit may
+    /// not be. The default knows of none.
+    fn admits(&self, market: &Market) -> bool {
+        let _ = market;
+        true
+    }
 }
 
 forward_through_arc!(Cache {
@@ -68,6 +76,7 @@ forward_through_arc!(Cache {
     async fn put(&self, markets: &[Market]) -> Result<(), CacheError>;
     async fn remove(&self, id: MarketId) -> Result<(), CacheError>;
     async fn committed(&self, id: MarketId, fence: Fence, taken: bool) -> ();
+    fn admits(&self, market: &Market) -> bool;
 });
 
 /// No cache at all: every read misses. For deployments and tests without one.

@@ -88,6 +88,9 @@ pub struct SearchResults {
     pub mode: SearchMode,
     /// Why semantic search was not used, when it was not (for the operator's log).
     pub fallback_cause: Option<String>,
+    /// Whether the fallback was the embedding provider's fault (not the vector index's, which
+    /// is the database's): what readiness reports as `embeddings` down.
+    pub embedding_failed: bool,
 }
 
 #[cfg(test)]

@@ -112,12 +112,17 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         }
     }
 
-    /// The market with this id, from the repository.
+    /// The market with this id, from the repository. A read that another instance's change
+    /// has overtaken (it was shared with one that started before that commit) is read again
+    /// on its own.
     async fn load(&self, id: MarketId) -> Result<Market, MarketError> {
-        self.markets
-            .find_by_id(id)
-            .await?
-            .ok_or(MarketError::NotFound(id))
+        let market = match self.markets.find_by_id(id).await? {
+            Some(market) if !self.cache.admits(&market) => {
+                self.markets.find_by_ids(&[id]).await?.pop()
+            }
+            found => found,
+        };
+        market.ok_or(MarketError::NotFound(id))
     }
 
     /// Loads the `count` markets with the most volume into the cache, with one repository
