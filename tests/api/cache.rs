@@ -193,6 +193,9 @@ async fn a_redis_outage_degrades_but_never_fails_reads() {
     assert_eq!(second, "HIT");
 }
 
+/// Held by the tests that start several instances or count queries, so they do not overlap.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 static MARKET_READS: AtomicUsize = AtomicUsize::new(0);
 static WATCHED: OnceLock<String> = OnceLock::new();
 
@@ -216,6 +219,8 @@ impl Instrumentation for CountReadsOfWatched {
 
 #[tokio::test]
 async fn a_stampede_on_a_cold_key_reads_the_database_once() {
+    // Counts queries, so nothing else of this module may crowd its 200 reads apart.
+    let _alone = ALONE.lock().await;
     set_default_instrumentation(|| Some(Box::new(CountReadsOfWatched))).unwrap();
     let app = redis_app().await;
     let ann = app.user("ann", Role::User).await;
@@ -238,6 +243,7 @@ async fn a_stampede_on_a_cold_key_reads_the_database_once() {
 
 #[tokio::test]
 async fn a_change_its_writer_could_not_take_to_redis_is_never_read_old_elsewhere() {
+    let _alone = ALONE.lock().await;
     // Both instances on PostgreSQL, whichever set this run uses: the fences follow its change
     // feed. The reader shares Redis with this test; the writer cannot reach Redis at all.
     let db = TestDatabase::new().await;

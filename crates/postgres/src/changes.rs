@@ -198,7 +198,10 @@ impl Listener {
         .await
         .map_err(|_| RepositoryError::unavailable(SERVICE, "connecting timed out"))?
         .map_err(from_connect)?;
-        conn.batch_execute(&format!("LISTEN {CHANNEL}"))
+        // Heartbeats need not be durable, only ordered: an asynchronous commit is visible, and
+        // its notification delivered after every change committed before it, without waiting
+        // for a WAL flush that a busy server may take seconds to give.
+        conn.batch_execute(&format!("SET synchronous_commit = off; LISTEN {CHANNEL}"))
             .await
             .map_err(from_query)?;
         Ok(conn)
