@@ -85,6 +85,9 @@ pub struct Job {
     pub market_id: MarketId,
     /// This attempt's number, from 1; also the claim's fencing token.
     pub attempt: u32,
+    /// How long the job waited between becoming due (queued, retried or its last lease run
+    /// out) and this claim, by the queue's clock.
+    pub waited: Duration,
 }
 
 impl Job {
@@ -95,6 +98,44 @@ impl Job {
             kind,
             market_id,
             attempt,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// The same claim, which waited `waited` after it was due.
+    pub fn with_wait(self, waited: Duration) -> Self {
+        Self { waited, ..self }
+    }
+}
+
+/// Where the jobs of one kind stand, for operators and gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KindStats {
+    /// The kind.
+    pub kind: JobKind,
+    /// Jobs waiting, due or not.
+    pub queued: u64,
+    /// Jobs claimed, whether or not their lease still runs.
+    pub running: u64,
+    /// Jobs that gave up.
+    pub dead: u64,
+    /// How long the longest-waiting due job has been due; `None` when none is due.
+    pub oldest_due: Option<Duration>,
+    /// Jobs completed within the window asked for.
+    pub completed: u64,
+}
+
+impl KindStats {
+    /// Nothing yet of `kind`; a queue fills in the counts.
+    pub fn new(kind: JobKind) -> Self {
+        Self {
+            kind,
+            queued: 0,
+            running: 0,
+            dead: 0,
+            oldest_due: None,
+            completed: 0,
         }
     }
 }
@@ -148,14 +189,28 @@ pub enum Failure {
 }
 
 /// The job queue. Claims are leases: a job whose worker died is claimable again once its lease
-/// expires, and an attempt's outcome only counts if the job is still on that attempt.
+/// expires, and an attempt's outcome only counts if the job is still on that attempt. A worker
+/// keeps the jobs it runs by renewing their leases, so leases can be short and a dead worker's
+/// jobs come back soon.
 #[async_trait]
 pub trait JobQueue: Send + Sync + fmt::Debug + 'static {
-    /// Claims up to `limit` due jobs (queued and due, or running with an expired lease) for
-    /// `lease`; concurrent claimers never get the same job.
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    /// Claims up to `limit` due jobs of `kind` (queued and due, or running with an expired
+    /// lease), longest due first, for `lease`; concurrent claimers never get the same job. Each
+    /// says how long it waited since it was due ([`Job::waited`]).
+    async fn claim(
+        &self,
+        kind: JobKind,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, RepositoryError>;
 
-    /// The attempt succeeded: the job is done.
+    /// Extends the leases of `jobs` to `lease` from now, for those still on that attempt (the
+    /// fencing of outcomes); returns the ids renewed. A job missing from the answer was taken
+    /// over, or finished.
+    async fn renew(&self, jobs: &[Job], lease: Duration) -> Result<Vec<JobId>, RepositoryError>;
+
+    /// The attempt succeeded: the job is done (and counted in [`JobQueue::stats`]'
+    /// completions until [`JobQueue::prune`] forgets it).
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError>;
 
     /// The attempt failed with `error`.
@@ -170,15 +225,25 @@ pub trait JobQueue: Send + Sync + fmt::Debug + 'static {
 
     /// Queues dead jobs again (one, or all when `id` is `None`); returns how many.
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
+
+    /// Every kind's counts, with the jobs completed within the last `window`, in
+    /// [`JobKind::ALL`]'s order.
+    async fn stats(&self, window: Duration) -> Result<Vec<KindStats>, RepositoryError>;
+
+    /// Forgets completions older than `keep`; returns how many.
+    async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError>;
 }
 
 forward_through_arc!(JobQueue {
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    async fn claim(&self, kind: JobKind, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    async fn renew(&self, jobs: &[Job], lease: Duration) -> Result<Vec<JobId>, RepositoryError>;
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError>;
     async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError>;
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError>;
     async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError>;
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
+    async fn stats(&self, window: Duration) -> Result<Vec<KindStats>, RepositoryError>;
+    async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError>;
 });
 
 /// How a worker learns that jobs may have been queued, so it claims them at once instead of at

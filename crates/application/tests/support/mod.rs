@@ -12,7 +12,8 @@ use markets_domain::market::{
 };
 use markets_domain::permission::{Actor, Role};
 use markets_domain::search::{
-    Embedding, EmbeddingError, EmbeddingProvider, IndexBacklog, IndexService, IndexTask,
+    Embedding, EmbeddingError, EmbeddingProvider, IndexBacklog, IndexPacing, IndexService,
+    IndexTask,
 };
 use markets_domain::testing::{InMemoryStore, RecordingNotifier};
 use markets_domain::user::{DisplayName, Email, NewUser, User, UserId, UserRepository};
@@ -70,12 +71,16 @@ pub struct EmptyBacklog;
 
 #[async_trait]
 impl IndexBacklog for EmptyBacklog {
-    async fn pending(&self, _: usize) -> Result<Vec<IndexTask>, RepositoryError> {
+    async fn claim(&self, _: usize, _: Duration) -> Result<Vec<IndexTask>, RepositoryError> {
         Ok(Vec::new())
     }
 
-    async fn store(&self, _: &IndexTask, _: &Embedding) -> Result<bool, RepositoryError> {
-        Ok(false)
+    async fn store(&self, _: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
+        Ok(0)
+    }
+
+    async fn release(&self, _: &[IndexTask]) -> Result<(), RepositoryError> {
+        Ok(())
     }
 
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
@@ -105,9 +110,46 @@ impl EmbeddingProvider for ConstantEmbedder {
     }
 }
 
+/// A backlog whose claims never answer: every indexing job hangs, as behind a provider that
+/// does not answer.
+#[derive(Debug, Default)]
+pub struct StuckBacklog;
+
+#[async_trait]
+impl IndexBacklog for StuckBacklog {
+    async fn claim(&self, _: usize, _: Duration) -> Result<Vec<IndexTask>, RepositoryError> {
+        std::future::pending().await
+    }
+
+    async fn store(&self, _: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
+        Ok(0)
+    }
+
+    async fn release(&self, _: &[IndexTask]) -> Result<(), RepositoryError> {
+        Ok(())
+    }
+
+    async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
+        Ok(0)
+    }
+
+    async fn pending_count(&self) -> Result<u64, RepositoryError> {
+        Ok(0)
+    }
+}
+
 /// An indexer over `backlog`.
 pub fn indexer(backlog: Arc<dyn IndexBacklog>) -> Indexer {
-    IndexService::new(Arc::new(ConstantEmbedder), backlog)
+    IndexService::new(Arc::new(ConstantEmbedder), backlog, IndexPacing::default())
+}
+
+/// Makes `store`'s job queue tell the time by tokio's clock (paused in these tests), so leases
+/// and delays run out in simulated time.
+pub fn follow_tokio_clock(store: &InMemoryStore) {
+    let (epoch, start) = (chrono::Utc::now(), tokio::time::Instant::now());
+    store.set_clock(Arc::new(move || {
+        epoch + chrono::Duration::from_std(start.elapsed()).unwrap()
+    }));
 }
 
 /// Job handlers over `store`, sending to `notifier`, with nothing to index.
