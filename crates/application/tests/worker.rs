@@ -167,7 +167,7 @@ async fn stuck_worker(
     settings: WorkerSettings,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let stuck = Arc::new(Stuck::default());
-    let handlers = handlers_with(store, stuck.clone(), Arc::new(support::EmptyBacklog));
+    let handlers = handlers_with(store, stuck.clone(), Arc::new(support::Backlog::Empty));
     let worker = start(store, handlers, settings);
     eventually("the notification is running", || async {
         stuck.0.load(Ordering::SeqCst)
@@ -256,7 +256,7 @@ async fn through_an_outage(
         sends: AtomicUsize::new(0),
         answer,
     });
-    let handlers = handlers_with(store, notifier.clone(), Arc::new(support::EmptyBacklog));
+    let handlers = handlers_with(store, notifier.clone(), Arc::new(support::Backlog::Empty));
     let worker = start(store, handlers, settings());
     eventually("the notification was sent", || async {
         notifier.sends.load(Ordering::SeqCst) == 1
@@ -335,7 +335,7 @@ async fn a_job_outlasting_its_lease_stays_with_its_worker_while_the_heartbeat_re
         delay: Duration::from_secs(21),
         sent: AtomicUsize::new(0),
     });
-    let empty = || Arc::new(support::EmptyBacklog);
+    let empty = || Arc::new(support::Backlog::Empty);
     let first = start(
         &store,
         handlers_with(&store, slow.clone(), empty()),
@@ -393,7 +393,7 @@ async fn notifications_go_out_while_every_indexing_job_hangs() {
     let hanging = handlers_with(
         &store,
         Arc::new(notifier.clone()),
-        Arc::new(support::StuckBacklog),
+        Arc::new(support::Backlog::Stuck),
     );
     let worker = start(&store, hanging, settings());
     eventually("every notification was sent", || async {

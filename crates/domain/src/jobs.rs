@@ -138,6 +138,36 @@ impl KindStats {
             completed: 0,
         }
     }
+
+    /// Every kind's stats, in [`JobKind::ALL`]'s order, from a queue's counts, as it stores
+    /// them: of each kind's jobs in each state (`queued`, with how long its oldest due job has
+    /// waited; `running`; `dead`) and of its `completed` ones. A state it does not know is left
+    /// out.
+    ///
+    /// # Errors
+    /// If a kind is not a [`JobKind`]'s name.
+    pub fn from_counts<'a>(
+        counts: impl IntoIterator<Item = (&'a str, &'a str, u64, Option<Duration>)>,
+    ) -> Result<Vec<Self>, ValidationError> {
+        let mut stats: Vec<Self> = JobKind::ALL.into_iter().map(Self::new).collect();
+        for (kind, state, count, oldest_due) in counts {
+            let kind: JobKind = kind.parse()?;
+            let Some(of_kind) = stats.iter_mut().find(|stats| stats.kind == kind) else {
+                continue;
+            };
+            match state {
+                "queued" => {
+                    of_kind.queued = count;
+                    of_kind.oldest_due = oldest_due;
+                }
+                "running" => of_kind.running = count,
+                "dead" => of_kind.dead = count,
+                "completed" => of_kind.completed = count,
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
 }
 
 /// A job that failed every attempt, for operators.
@@ -340,6 +370,25 @@ mod tests {
             assert_eq!(kind.as_str().parse::<JobKind>(), Ok(kind));
         }
         assert!("send_spam".parse::<JobKind>().is_err());
+    }
+
+    #[test]
+    fn stats_come_from_counts_by_kind_and_state_for_every_kind() {
+        let (notify, index) = (JobKind::NotifyMarketCreated, JobKind::IndexMarketEmbedding);
+        let due = Some(Duration::from_secs(3));
+        let stats = KindStats::from_counts([
+            (index.as_str(), "queued", 4, due),
+            (index.as_str(), "completed", 7, None),
+            (notify.as_str(), "dead", 1, None),
+            (notify.as_str(), "finished", 9, None),
+        ])
+        .unwrap();
+        let mut indexed = KindStats::new(index);
+        (indexed.queued, indexed.oldest_due, indexed.completed) = (4, due, 7);
+        let mut notified = KindStats::new(notify);
+        notified.dead = 1;
+        assert_eq!(stats, [notified, indexed]);
+        assert!(KindStats::from_counts([("send_spam", "queued", 1, None)]).is_err());
     }
 
     #[test]

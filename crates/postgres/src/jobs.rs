@@ -155,25 +155,17 @@ const STATS: &str = "SELECT kind, state, count(*)::int8 AS count, \
      WHERE completed_at > now() - $1 * interval '1 millisecond' GROUP BY kind";
 
 /// Folds the stats rows into one [`KindStats`] per kind.
-fn fold_stats(rows: Vec<StatsRow>) -> Result<Vec<KindStats>, RepositoryError> {
-    let mut stats: Vec<KindStats> = JobKind::ALL.into_iter().map(KindStats::new).collect();
-    for row in rows {
-        let row_kind = kind(&row.kind)?;
-        let Some(of_kind) = stats.iter_mut().find(|stats| stats.kind == row_kind) else {
-            continue;
-        };
-        let value = count(row.count);
-        match row.state.as_str() {
-            "queued" => {
-                of_kind.queued = value;
-                of_kind.oldest_due = row.oldest_due_ms.map(since);
-            }
-            "running" => of_kind.running = value,
-            "dead" => of_kind.dead = value,
-            _ => of_kind.completed = value,
-        }
-    }
-    Ok(stats)
+fn fold_stats(rows: &[StatsRow]) -> Result<Vec<KindStats>, RepositoryError> {
+    KindStats::from_counts(rows.iter().map(|row| {
+        let oldest_due = row.oldest_due_ms.map(since);
+        (
+            row.kind.as_str(),
+            row.state.as_str(),
+            count(row.count),
+            oldest_due,
+        )
+    }))
+    .map_err(RepositoryError::unexpected)
 }
 
 #[async_trait]
@@ -333,7 +325,7 @@ impl JobQueue for PgJobQueue {
             .load::<StatsRow>(&mut conn)
             .await
             .map_err(from_query)?;
-        fold_stats(rows)
+        fold_stats(&rows)
     }
 
     async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError> {

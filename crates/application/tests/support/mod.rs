@@ -65,14 +65,21 @@ pub async fn market(store: &InMemoryStore, creator: &User, name: &str) -> Market
     service.create(&actor, draft).await.unwrap().id
 }
 
-/// A backlog with nothing pending: indexing jobs succeed at once.
-#[derive(Debug, Default)]
-pub struct EmptyBacklog;
+/// A backlog of no work: indexing jobs find nothing to claim and succeed at once (`Empty`), or
+/// their claims never answer, as behind a database that hangs (`Stuck`).
+#[derive(Debug, Clone, Copy)]
+pub enum Backlog {
+    Empty,
+    Stuck,
+}
 
 #[async_trait]
-impl IndexBacklog for EmptyBacklog {
+impl IndexBacklog for Backlog {
     async fn claim(&self, _: usize, _: Duration) -> Result<Vec<IndexTask>, RepositoryError> {
-        Ok(Vec::new())
+        match self {
+            Self::Empty => Ok(Vec::new()),
+            Self::Stuck => std::future::pending().await,
+        }
     }
 
     async fn store(&self, _: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
@@ -110,34 +117,6 @@ impl EmbeddingProvider for ConstantEmbedder {
     }
 }
 
-/// A backlog whose claims never answer: every indexing job hangs, as behind a provider that
-/// does not answer.
-#[derive(Debug, Default)]
-pub struct StuckBacklog;
-
-#[async_trait]
-impl IndexBacklog for StuckBacklog {
-    async fn claim(&self, _: usize, _: Duration) -> Result<Vec<IndexTask>, RepositoryError> {
-        std::future::pending().await
-    }
-
-    async fn store(&self, _: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
-        Ok(0)
-    }
-
-    async fn release(&self, _: &[IndexTask]) -> Result<(), RepositoryError> {
-        Ok(())
-    }
-
-    async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
-        Ok(0)
-    }
-
-    async fn pending_count(&self) -> Result<u64, RepositoryError> {
-        Ok(0)
-    }
-}
-
 /// An indexer over `backlog`.
 pub fn indexer(backlog: Arc<dyn IndexBacklog>) -> Indexer {
     IndexService::new(Arc::new(ConstantEmbedder), backlog, IndexPacing::default())
@@ -158,7 +137,7 @@ pub fn handlers(store: &InMemoryStore, notifier: &RecordingNotifier) -> JobHandl
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::new(notifier.clone()),
-        indexer(Arc::new(EmptyBacklog)),
+        indexer(Arc::new(Backlog::Empty)),
         "https://markets.example.com/",
     )
 }
