@@ -10,6 +10,10 @@
 //! | `search_requests_total` | `mode`: `semantic`, `fallback` |
 //! | `rate_limit_rejections_total` | `policy` |
 //! | `jobs_total` | `kind`, `outcome`: `succeeded`, `retried`, `dead` |
+//! | `jobs_queue_depth` (gauge, sampled by workers) | `kind`, `state`: `queued`, `running`, `dead` |
+//! | `jobs_oldest_due_seconds` (gauge, sampled by workers) | `kind` |
+//! | `job_wait_seconds` (histogram: due to claimed), `job_run_seconds` (histogram) | `kind` |
+//! | `embeddings_computed_total` | |
 //! | `build_info` (gauge, 1) | `version` |
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
