@@ -242,7 +242,7 @@ async fn serve_refuses_an_embedder_that_does_not_fit_the_index() {
 }
 
 #[tokio::test]
-async fn operators_list_and_retry_dead_jobs() {
+async fn operators_list_count_and_retry_dead_jobs() {
     let db = TestDatabase::new().await;
     let url = db.settings().url.expose_secret().to_owned();
     let job = "01a20c00-0000-7000-8000-00000000dead";
@@ -266,6 +266,23 @@ async fn operators_list_and_retry_dead_jobs() {
     assert!(
         listed.contains(job) && listed.contains("smtp said no"),
         "{listed}"
+    );
+
+    let mut stats = markets(&db);
+    stats.args(["jobs", "stats"]);
+    let stats = run(stats);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    let notify: Vec<&str> = stats
+        .lines()
+        .find(|line| line.starts_with("notify_market_created"))
+        .unwrap_or_else(|| panic!("no line for the kind in {stats}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        notify[1..4],
+        ["0", "0", "1"],
+        "queued, running, dead: {stats}"
     );
 
     let mut retry = markets(&db);

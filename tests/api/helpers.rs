@@ -179,17 +179,15 @@ impl TestApp {
     }
 
     /// Runs the search indexer until nothing is pending (what `serve`'s background indexer
-    /// does on its own), so that searches see every market.
+    /// does on its own), so that searches see every market; markets another runner (a job)
+    /// holds are left to it, and waited for.
     pub async fn settle(&self) {
-        while self
-            .components
-            .infra
-            .indexer()
-            .index_pending(64)
-            .await
-            .unwrap()
-            > 0
-        {}
+        let indexer = self.components.infra.indexer();
+        while indexer.pending().await.unwrap() > 0 {
+            if indexer.index_pending().await.unwrap() == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 
     /// Sends `method path` with an optional bearer token and JSON body.

@@ -64,6 +64,9 @@ pub enum JobsCommand {
         #[arg(long)]
         dead: bool,
     },
+    /// Print, per kind of job, how many are queued, running and dead, how long the oldest due
+    /// one has waited, and how many completed in the last minute.
+    Stats,
     /// Queue dead jobs again.
     Retry {
         /// The dead job to retry.

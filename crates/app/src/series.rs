@@ -12,6 +12,10 @@
 //! | `search_requests_total` | `mode`: `semantic`, `fallback` |
 //! | `rate_limit_rejections_total` | `policy` |
 //! | `jobs_total` | `kind`, `outcome`: `succeeded`, `retried`, `dead` |
+//! | `jobs_queue_depth` (gauge, sampled by workers) | `kind`, `state`: `queued`, `running`, `dead` |
+//! | `jobs_oldest_due_seconds` (gauge, sampled by workers) | `kind` |
+//! | `job_wait_seconds` (histogram: due to claimed), `job_run_seconds` (histogram) | `kind` |
+//! | `embeddings_computed_total` | |
 //! | `build_info` (gauge, 1) | `version` |
 //! | `process_*` (CPU seconds, resident and virtual memory, open and max file descriptors, threads, start time) | |
 
@@ -24,7 +28,7 @@ use std::sync::OnceLock;
 use crate::wiring::Checks;
 
 /// The metrics a fresh instance lists (with `# HELP`) from its first scrape on.
-pub const EXPORTED: [&str; 16] = [
+pub const EXPORTED: [&str; 17] = [
     "http_requests_total",
     "http_request_duration_seconds",
     "db_pool_connections",
@@ -34,6 +38,7 @@ pub const EXPORTED: [&str; 16] = [
     "search_requests_total",
     "rate_limit_rejections_total",
     "jobs_total",
+    "embeddings_computed_total",
     "build_info",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
@@ -65,6 +70,7 @@ pub fn register(api: &utoipa::openapi::OpenApi, policies: &[String]) {
         counter!("cache_requests_total", "result" => result).increment(0);
     }
     counter!("cache_errors_total").increment(0);
+    counter!("embeddings_computed_total").increment(0);
     for mode in ["semantic", "fallback"] {
         counter!("search_requests_total", "mode" => mode).increment(0);
     }
@@ -137,6 +143,25 @@ fn describe() {
         "Requests refused by a rate-limit policy."
     );
     describe_counter!("jobs_total", "Job runs by kind and outcome.");
+    describe_gauge!(
+        "jobs_queue_depth",
+        "Jobs by kind and state, as a worker last sampled them."
+    );
+    describe_gauge!(
+        "jobs_oldest_due_seconds",
+        Unit::Seconds,
+        "How long the oldest due job of a kind has waited, as a worker last sampled it."
+    );
+    describe_histogram!(
+        "job_wait_seconds",
+        Unit::Seconds,
+        "From a job's due time to its claim."
+    );
+    describe_histogram!("job_run_seconds", Unit::Seconds, "How long a job ran.");
+    describe_counter!(
+        "embeddings_computed_total",
+        "Market embeddings computed by the indexer."
+    );
     describe_gauge!("build_info", "The running build, as a label.");
 }
 

@@ -2,6 +2,7 @@
 //! environment. Every problem is reported as one line naming the key.
 
 use config::{Config, File, FileFormat};
+use markets_domain::jobs::JobKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -199,9 +200,9 @@ pub struct OpenAiConfig {
 pub struct JobSettings {
     /// Whether `serve` runs a worker too.
     pub run_in_serve: bool,
-    /// Jobs run at once.
-    pub concurrency: usize,
-    /// Claim lease, in seconds.
+    /// Jobs of each kind run at once.
+    pub lanes: LaneSettings,
+    /// Claim lease, in seconds; renewed every third of it while the job runs.
     pub lease_secs: u64,
     /// Poll interval when idle, in milliseconds.
     pub poll_interval_ms: u64,
@@ -213,6 +214,26 @@ pub struct JobSettings {
     pub retry_max_ms: u64,
     /// Time running jobs get on shutdown, in seconds.
     pub shutdown_grace_secs: u64,
+}
+
+/// Jobs of each kind run at once by one worker: every kind has slots of its own.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneSettings {
+    /// Notifications of new markets.
+    pub notify_market_created: usize,
+    /// Indexing runs (each embeds up to `search.index_batch` markets).
+    pub index_market_embedding: usize,
+}
+
+impl LaneSettings {
+    /// Each kind with its concurrency.
+    pub fn per_kind(self) -> [(JobKind, usize); 2] {
+        [
+            (JobKind::NotifyMarketCreated, self.notify_market_created),
+            (JobKind::IndexMarketEmbedding, self.index_market_embedding),
+        ]
+    }
 }
 
 /// Where notifications go.
@@ -425,8 +446,10 @@ pub struct SearchSettings {
     pub provider: EmbeddingChoice,
     /// Budget for a query's embedding, in milliseconds.
     pub query_timeout_ms: u64,
-    /// Markets embedded per indexer call.
+    /// Markets claimed, embedded (one provider call) and stored (one write) per indexing run.
     pub index_batch: usize,
+    /// How long an indexing run's claim lasts, in seconds: longer than a run can take.
+    pub index_lease_secs: u64,
     /// Idle indexer polling interval, in milliseconds.
     pub index_interval_ms: u64,
 }
@@ -621,6 +644,27 @@ impl Settings {
         }
         if self.search.index_batch == 0 {
             return invalid("search.index_batch", "must be at least 1");
+        }
+        if self.search.index_lease_secs == 0 {
+            return invalid("search.index_lease_secs", "must be at least 1");
+        }
+        if self.jobs.lease_secs == 0 {
+            return invalid("jobs.lease_secs", "must be at least 1");
+        }
+        let lanes = &self.jobs.lanes;
+        for (key, concurrency) in [
+            (
+                "jobs.lanes.notify_market_created",
+                lanes.notify_market_created,
+            ),
+            (
+                "jobs.lanes.index_market_embedding",
+                lanes.index_market_embedding,
+            ),
+        ] {
+            if concurrency == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if self.openai.dimensions == 0 {
             return invalid("openai.dimensions", "must be at least 1");

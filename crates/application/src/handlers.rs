@@ -1,6 +1,7 @@
 //! What each kind of job does. Handlers are idempotent, because a job can run more than once
 //! (at-least-once delivery): a notification carries the job id as its idempotency key, and an
-//! embedding is simply recomputed.
+//! indexing job embeds whatever pending markets it can claim (its own market among them, unless
+//! another runner holds it or has done it already), the same round as the background sweep.
 
 use markets_domain::error::report;
 use markets_domain::jobs::{Job, JobKind, MarketCreatedNotice, Notifier, NotifyError};
@@ -12,9 +13,6 @@ use std::sync::Arc;
 /// The indexing service as the jobs and the background indexer use it, whatever adapters the
 /// composition root chose.
 pub type Indexer = IndexService<Arc<dyn EmbeddingProvider>, Arc<dyn IndexBacklog>>;
-
-/// How many pending markets one indexing job embeds.
-const JOB_INDEX_BATCH: usize = 64;
 
 /// Why a job's attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +59,7 @@ impl JobHandlers {
     pub async fn run(&self, job: &Job) -> Result<(), JobError> {
         match job.kind {
             JobKind::NotifyMarketCreated => self.notify_market_created(job).await,
-            JobKind::IndexMarketEmbedding => self
-                .indexer
-                .index_pending(JOB_INDEX_BATCH)
+            JobKind::IndexMarketEmbedding => crate::indexer::index_once(&self.indexer)
                 .await
                 .map(drop)
                 .map_err(|error| JobError::Transient(report(&error))),

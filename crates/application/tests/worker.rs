@@ -1,7 +1,10 @@
-//! The job worker over the in-memory outbox: jobs run once and complete, transient failures are
-//! retried, hopeless ones and exhausted ones are parked dead, and shutdown gives back what it
-//! could not finish without counting the attempt; an outcome the queue refuses during an outage
-//! is recorded once it answers again.
+//! The job worker over the in-memory outbox, whose clock follows tokio's paused one: jobs run
+//! once and complete, transient failures are retried, hopeless ones and exhausted ones are
+//! parked dead, and shutdown gives back what it could not finish without counting the attempt;
+//! an outcome the queue refuses during an outage is recorded once it answers again. Leases are
+//! renewed while a job runs, so a job outlasting its lease stays with its worker, while the job
+//! of a worker that is gone is taken over within one lease; and one kind of job never waits for
+//! another's slots.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -15,7 +18,7 @@ use markets_domain::testing::{InMemoryStore, RecordingNotifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{eventually, handlers, indexer, market, user};
+use support::{eventually, follow_tokio_clock, handlers, indexer, market, user};
 use tokio::sync::watch;
 
 fn settings() -> WorkerSettings {
@@ -26,6 +29,13 @@ fn settings() -> WorkerSettings {
         shutdown_grace: Duration::from_millis(100),
         ..WorkerSettings::default()
     }
+}
+
+/// An empty store whose job queue follows tokio's (paused) clock.
+fn fresh_store() -> InMemoryStore {
+    let store = InMemoryStore::new();
+    follow_tokio_clock(&store);
+    store
 }
 
 /// Runs a worker over `store` until the returned sender says stop.
@@ -46,7 +56,7 @@ async fn stop(worker: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
 
 #[tokio::test(start_paused = true)]
 async fn a_new_market_notifies_its_creator_once_and_every_job_completes() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     let id = market(&store, &ann, "Will it rain?").await;
     assert_eq!(store.jobs().len(), 2, "the market scheduled two jobs");
@@ -66,7 +76,7 @@ async fn a_new_market_notifies_its_creator_once_and_every_job_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_transient_failure_is_retried_until_it_succeeds() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let notifier = RecordingNotifier::default();
@@ -81,7 +91,7 @@ async fn a_transient_failure_is_retried_until_it_succeeds() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_notification_is_parked_dead_without_retrying() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let notifier = RecordingNotifier::default();
@@ -101,7 +111,7 @@ async fn a_refused_notification_is_parked_dead_without_retrying() {
 
 #[tokio::test(start_paused = true)]
 async fn transient_failures_past_the_last_attempt_park_the_job_dead() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let notifier = RecordingNotifier::default();
@@ -136,19 +146,28 @@ impl Notifier for Stuck {
     }
 }
 
+/// Handlers over `store` that send with `notifier` and index `backlog`.
+fn handlers_with(
+    store: &InMemoryStore,
+    notifier: Arc<dyn Notifier>,
+    backlog: Arc<dyn markets_domain::search::IndexBacklog>,
+) -> JobHandlers {
+    JobHandlers::new(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        notifier,
+        indexer(backlog),
+        "https://markets.example.com",
+    )
+}
+
 /// Starts a worker (with `settings`) whose notification never finishes, and waits until it runs.
 async fn stuck_worker(
     store: &InMemoryStore,
     settings: WorkerSettings,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let stuck = Arc::new(Stuck::default());
-    let handlers = JobHandlers::new(
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        stuck.clone(),
-        indexer(Arc::new(support::EmptyBacklog)),
-        "https://markets.example.com",
-    );
+    let handlers = handlers_with(store, stuck.clone(), Arc::new(support::Backlog::Empty));
     let worker = start(store, handlers, settings);
     eventually("the notification is running", || async {
         stuck.0.load(Ordering::SeqCst)
@@ -159,7 +178,7 @@ async fn stuck_worker(
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let worker = stuck_worker(&store, settings()).await;
@@ -169,7 +188,7 @@ async fn shutdown_releases_what_it_cannot_finish_without_counting_the_attempt() 
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_during_an_outage_releases_once_the_queue_answers_within_the_grace() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let grace = Duration::from_secs(5);
@@ -192,7 +211,11 @@ async fn shutdown_during_an_outage_releases_once_the_queue_answers_within_the_gr
 
 /// The stuck notification was given back at once, its attempt not counted.
 async fn assert_released_once(store: &InMemoryStore) {
-    let released = store.claim(10, Duration::from_secs(60)).await.unwrap();
+    let kind = JobKind::NotifyMarketCreated;
+    let released = store
+        .claim(kind, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(released.len(), 1, "released at once, not after its lease");
     assert_eq!(released[0].kind, JobKind::NotifyMarketCreated);
     assert_eq!(
@@ -233,13 +256,7 @@ async fn through_an_outage(
         sends: AtomicUsize::new(0),
         answer,
     });
-    let handlers = JobHandlers::new(
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        notifier.clone(),
-        indexer(Arc::new(support::EmptyBacklog)),
-        "https://markets.example.com",
-    );
+    let handlers = handlers_with(store, notifier.clone(), Arc::new(support::Backlog::Empty));
     let worker = start(store, handlers, settings());
     eventually("the notification was sent", || async {
         notifier.sends.load(Ordering::SeqCst) == 1
@@ -252,7 +269,7 @@ async fn through_an_outage(
 
 #[tokio::test(start_paused = true)]
 async fn a_success_the_queue_refused_is_recorded_once_it_answers_and_not_run_again() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let (notifier, worker) = through_an_outage(&store, || Ok(())).await;
@@ -266,7 +283,7 @@ async fn a_success_the_queue_refused_is_recorded_once_it_answers_and_not_run_aga
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_the_queue_refused_is_recorded_once_it_answers_instead_of_staying_running() {
-    let store = InMemoryStore::new();
+    let store = fresh_store();
     let ann = user(&store, "ann@example.com").await;
     market(&store, &ann, "Will it rain?").await;
     let rejected = || Err(NotifyError::Rejected("no such mailbox".into()));
@@ -282,5 +299,115 @@ async fn a_failure_the_queue_refused_is_recorded_once_it_answers_instead_of_stay
         (1, "no such mailbox")
     );
     assert_eq!(notifier.sends.load(Ordering::SeqCst), 1);
+    stop(worker).await;
+}
+
+/// A notifier that takes `delay` (simulated) to send, and counts what it sent.
+#[derive(Debug)]
+struct Slow {
+    delay: Duration,
+    sent: AtomicUsize,
+}
+
+#[async_trait]
+impl Notifier for Slow {
+    async fn market_created(&self, _: &MarketCreatedNotice) -> Result<(), NotifyError> {
+        tokio::time::sleep(self.delay).await;
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn short_leases() -> WorkerSettings {
+    WorkerSettings {
+        lease: Duration::from_secs(3),
+        ..settings()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_outlasting_its_lease_stays_with_its_worker_while_the_heartbeat_renews_it() {
+    let store = fresh_store();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    // Seven leases long: without renewals the second worker would take it over and send again.
+    let slow = Arc::new(Slow {
+        delay: Duration::from_secs(21),
+        sent: AtomicUsize::new(0),
+    });
+    let empty = || Arc::new(support::Backlog::Empty);
+    let first = start(
+        &store,
+        handlers_with(&store, slow.clone(), empty()),
+        short_leases(),
+    );
+    let second = start(
+        &store,
+        handlers_with(&store, slow.clone(), empty()),
+        short_leases(),
+    );
+    eventually("every job completed", || async { store.jobs().is_empty() }).await;
+    assert_eq!(
+        slow.sent.load(Ordering::SeqCst),
+        1,
+        "sent by one worker only"
+    );
+    stop(first).await;
+    stop(second).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_job_of_a_worker_that_is_gone_is_taken_over_within_one_lease() {
+    let store = fresh_store();
+    let ann = user(&store, "ann@example.com").await;
+    market(&store, &ann, "Will it rain?").await;
+    let settings = short_leases();
+    let (_, gone) = stuck_worker(&store, settings.clone()).await;
+    // Dropped without a shutdown (as a killed process): nothing is released or renewed.
+    gone.abort();
+    assert!(gone.await.unwrap_err().is_cancelled());
+    let since = tokio::time::Instant::now();
+    let notifier = RecordingNotifier::default();
+    let worker = start(&store, handlers(&store, &notifier), settings.clone());
+    eventually("the notification was sent", || async {
+        !notifier.sent().is_empty()
+    })
+    .await;
+    let waited = since.elapsed();
+    assert!(
+        waited <= settings.lease + settings.poll_interval,
+        "taken over after {waited:?}, lease {:?}",
+        settings.lease
+    );
+    stop(worker).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn notifications_go_out_while_every_indexing_job_hangs() {
+    let store = fresh_store();
+    let ann = user(&store, "ann@example.com").await;
+    for n in 0..50 {
+        market(&store, &ann, &format!("Market {n}")).await;
+    }
+    let notifier = RecordingNotifier::default();
+    let hanging = handlers_with(
+        &store,
+        Arc::new(notifier.clone()),
+        Arc::new(support::Backlog::Stuck),
+    );
+    let worker = start(&store, hanging, settings());
+    eventually("every notification was sent", || async {
+        notifier.sent().len() == 50
+    })
+    .await;
+    let index = JobKind::IndexMarketEmbedding;
+    let stats = store.stats(Duration::from_secs(60)).await.unwrap();
+    let indexing = stats.iter().find(|stats| stats.kind == index).unwrap();
+    let lane = settings().lanes.of(index) as u64;
+    assert_eq!(
+        (indexing.running, indexing.queued),
+        (lane, 50 - lane),
+        "only the indexing lane's slots hang"
+    );
     stop(worker).await;
 }

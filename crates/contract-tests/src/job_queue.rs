@@ -1,7 +1,7 @@
 //! The contract of [`JobQueue`]: jobs written atomically with the market change that schedules
-//! them (the outbox), leased claims, completion, retries with a delay, dead jobs and their
-//! requeueing, releases, and the fencing that makes an overtaken attempt's outcome count for
-//! nothing.
+//! them (the outbox), leased claims of one kind at a time, longest due first, lease renewals,
+//! completion, retries with a delay, dead jobs and their requeueing, releases, the fencing that
+//! makes an overtaken attempt's outcome (or renewal) count for nothing, and the stats.
 //!
 //! Jobs are scheduled through the fixture's [`MarketRepository`], as the services do. Cases that
 //! need a lease to run out claim with a zero lease and then poll, with a deadline, until the job
@@ -12,7 +12,7 @@
 //!
 //! [`MarketRepository`]: markets_domain::market::MarketRepository
 
-use markets_domain::jobs::{Failure, Job, JobId, JobKind, JobQueue, NewJob};
+use markets_domain::jobs::{Failure, Job, JobId, JobKind, JobQueue, KindStats, NewJob};
 use markets_domain::market::{
     CreateMarketError, MarketId, MarketPatch, MarketRepository, MarketStatus,
 };
@@ -48,6 +48,11 @@ macro_rules! job_queue_contract {
             jobs_die_after_their_last_attempt_and_are_listed_newest_first,
             retry_dead_requeues_one_or_all_with_attempts_starting_over,
             released_jobs_are_due_at_once_and_keep_their_attempt_count,
+            claims_take_only_the_kind_asked_for,
+            claims_come_longest_due_first_and_say_how_long_they_waited,
+            renewals_extend_the_lease_of_the_current_attempt_only,
+            stats_count_each_kind_by_state_with_its_completions,
+            prune_forgets_old_completions,
         );
     };
 }
@@ -77,8 +82,13 @@ async fn one_market<F: JobQueueFixture>(fixture: &F) -> MarketId {
     create(fixture, &creator).await
 }
 
+/// Claims every kind's due jobs (up to 100 of each), kind by kind in [`JobKind::ALL`]'s order.
 async fn claim<F: JobQueueFixture>(fixture: &F, lease: Duration) -> Vec<Job> {
-    fixture.queue().claim(100, lease).await.unwrap()
+    let mut claimed = Vec::new();
+    for kind in JobKind::ALL {
+        claimed.extend(fixture.queue().claim(kind, 100, lease).await.unwrap());
+    }
+    claimed
 }
 
 /// Claims (for [`LEASE`]) until job `id` comes back, and returns it with the other claimed
@@ -183,10 +193,11 @@ pub async fn claims_take_at_most_the_limit_and_lease_what_they_take<F: JobQueueF
     for _ in 0..3 {
         create(fixture, &creator).await;
     }
-    let first = fixture.queue().claim(4, LEASE).await.unwrap();
-    assert_eq!(first.len(), 4);
+    let kind = JobKind::NotifyMarketCreated;
+    let first = fixture.queue().claim(kind, 2, LEASE).await.unwrap();
+    assert_eq!(first.len(), 2);
     let rest = claim(fixture, LEASE).await;
-    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert_eq!(rest.len(), 4, "{rest:?}");
     assert!(
         ids(&first).is_disjoint(&ids(&rest)),
         "a leased job claimed again"
@@ -360,4 +371,148 @@ pub async fn released_jobs_are_due_at_once_and_keep_their_attempt_count<F: JobQu
     assert_eq!(ids(&again), ids(&claimed));
     assert!(again.iter().all(|job| job.attempt == 1), "{again:?}");
     fixture.queue().release(&[]).await.unwrap();
+}
+
+/// A claim takes jobs of the kind it names only, however many of another kind are due.
+pub async fn claims_take_only_the_kind_asked_for<F: JobQueueFixture>(fixture: &F) {
+    let creator = user(fixture, "ann").await;
+    for _ in 0..3 {
+        create(fixture, &creator).await;
+    }
+    for kind in JobKind::ALL {
+        let claimed = fixture.queue().claim(kind, 100, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{kind}: {claimed:?}");
+        assert!(claimed.iter().all(|job| job.kind == kind), "{claimed:?}");
+    }
+}
+
+/// Of the due jobs of a kind, the one due longest comes first; each says how long it waited
+/// since it was due, which is never more than it has existed.
+pub async fn claims_come_longest_due_first_and_say_how_long_they_waited<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    let started = Instant::now();
+    let creator = user(fixture, "ann").await;
+    let first = create(fixture, &creator).await;
+    let second = create(fixture, &creator).await;
+    let kind = JobKind::NotifyMarketCreated;
+    let claimed = fixture.queue().claim(kind, 1, LEASE).await.unwrap();
+    assert_eq!(claimed[0].market_id, first, "the job due longest first");
+    let claimed = fixture.queue().claim(kind, 1, LEASE).await.unwrap();
+    assert_eq!(claimed[0].market_id, second);
+    // One second of slack for a database whose clock is not the test's.
+    let bound = started.elapsed() + Duration::from_secs(1);
+    assert!(
+        claimed[0].waited <= bound,
+        "{claimed:?} waited past {bound:?}"
+    );
+}
+
+/// A renewal extends a running attempt's lease (it is not claimable once its first lease is
+/// over) and says which jobs it renewed; an overtaken or completed attempt is not renewed, and
+/// renewing it changes nothing for the current one.
+pub async fn renewals_extend_the_lease_of_the_current_attempt_only<F: JobQueueFixture>(
+    fixture: &F,
+) {
+    one_market(fixture).await;
+    let queue = fixture.queue();
+    let claimed = claim(fixture, Duration::ZERO).await;
+    let (kept, lapsed) = (claimed[0].clone(), claimed[1].clone());
+    let renewed = queue
+        .renew(std::slice::from_ref(&kept), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(renewed, [kept.id]);
+
+    let overtaking = reclaim(fixture, lapsed.id).await;
+    assert_eq!(overtaking.attempt, lapsed.attempt + 1);
+    let claimed = claim(fixture, Duration::ZERO).await;
+    assert!(claimed.is_empty(), "a renewed lease ran out: {claimed:?}");
+
+    let stale = queue
+        .renew(std::slice::from_ref(&lapsed), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(stale.is_empty(), "an overtaken attempt renewed: {stale:?}");
+    let claimed = claim(fixture, LEASE).await;
+    assert!(
+        claimed.is_empty(),
+        "renewing an overtaken attempt shortened the current lease: {claimed:?}"
+    );
+
+    queue.complete(&kept).await.unwrap();
+    let done = queue
+        .renew(&[kept, overtaking.clone()], LEASE)
+        .await
+        .unwrap();
+    assert_eq!(done, [overtaking.id], "a completed job renewed");
+    assert!(queue.renew(&[], LEASE).await.unwrap().is_empty());
+}
+
+/// The stats of `kind`, from `stats`.
+fn of_kind(stats: &[KindStats], kind: JobKind) -> &KindStats {
+    stats
+        .iter()
+        .find(|stats| stats.kind == kind)
+        .unwrap_or_else(|| panic!("no stats for {kind} in {stats:?}"))
+}
+
+/// Stats have every kind, in [`JobKind::ALL`]'s order, counting its jobs by state (queued, due
+/// or not; running; dead), how long its oldest due job has waited, and its completions within
+/// the window.
+pub async fn stats_count_each_kind_by_state_with_its_completions<F: JobQueueFixture>(fixture: &F) {
+    let started = Instant::now();
+    let (notify, index) = (JobKind::NotifyMarketCreated, JobKind::IndexMarketEmbedding);
+    let queue = fixture.queue();
+    let empty = queue.stats(LEASE).await.unwrap();
+    assert_eq!(empty, JobKind::ALL.map(KindStats::new), "nothing yet");
+
+    let creator = user(fixture, "ann").await;
+    for _ in 0..3 {
+        create(fixture, &creator).await;
+    }
+    let done = queue.claim(notify, 1, LEASE).await.unwrap();
+    queue.complete(&done[0]).await.unwrap();
+    let died = queue.claim(notify, 1, LEASE).await.unwrap();
+    queue.fail(&died[0], "boom", Failure::Dead).await.unwrap();
+    let later = queue.claim(notify, 1, LEASE).await.unwrap();
+    let hour = Failure::RetryIn(Duration::from_secs(3600));
+    queue.fail(&later[0], "not yet", hour).await.unwrap();
+    queue.claim(index, 1, LEASE).await.unwrap();
+
+    let stats = queue.stats(LEASE).await.unwrap();
+    let kinds: Vec<JobKind> = stats.iter().map(|stats| stats.kind).collect();
+    assert_eq!(kinds, JobKind::ALL);
+    let notified = of_kind(&stats, notify);
+    let counts = (notified.queued, notified.running, notified.dead);
+    assert_eq!(counts, (1, 0, 1), "{notified:?}");
+    assert_eq!(notified.completed, 1);
+    assert_eq!(notified.oldest_due, None, "the queued one is not due");
+    let indexed = of_kind(&stats, index);
+    let counts = (indexed.queued, indexed.running, indexed.dead);
+    assert_eq!(counts, (2, 1, 0), "{indexed:?}");
+    assert_eq!(indexed.completed, 0);
+    let bound = started.elapsed() + Duration::from_secs(1);
+    let oldest = indexed.oldest_due.expect("two index jobs are due");
+    assert!(oldest <= bound, "due for {oldest:?}, past {bound:?}");
+}
+
+/// `prune` forgets the completions older than what it keeps (and only those), so the stats no
+/// longer count them.
+pub async fn prune_forgets_old_completions<F: JobQueueFixture>(fixture: &F) {
+    one_market(fixture).await;
+    let queue = fixture.queue();
+    for job in claim(fixture, LEASE).await {
+        queue.complete(&job).await.unwrap();
+    }
+    assert_eq!(queue.prune(LEASE).await.unwrap(), 0, "both are recent");
+    let deadline = Instant::now() + PATIENCE;
+    let mut pruned = 0;
+    while pruned < 2 {
+        pruned += queue.prune(Duration::ZERO).await.unwrap();
+        assert!(Instant::now() < deadline, "completions never aged");
+        crate::__private::tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = queue.stats(LEASE).await.unwrap();
+    assert!(stats.iter().all(|stats| stats.completed == 0), "{stats:?}");
 }

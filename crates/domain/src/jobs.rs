@@ -85,6 +85,9 @@ pub struct Job {
     pub market_id: MarketId,
     /// This attempt's number, from 1; also the claim's fencing token.
     pub attempt: u32,
+    /// How long the job waited between becoming due (queued, retried or its last lease run
+    /// out) and this claim, by the queue's clock.
+    pub waited: Duration,
 }
 
 impl Job {
@@ -95,7 +98,75 @@ impl Job {
             kind,
             market_id,
             attempt,
+            waited: Duration::ZERO,
         }
+    }
+
+    /// The same claim, which waited `waited` after it was due.
+    pub fn with_wait(self, waited: Duration) -> Self {
+        Self { waited, ..self }
+    }
+}
+
+/// Where the jobs of one kind stand, for operators and gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KindStats {
+    /// The kind.
+    pub kind: JobKind,
+    /// Jobs waiting, due or not.
+    pub queued: u64,
+    /// Jobs claimed, whether or not their lease still runs.
+    pub running: u64,
+    /// Jobs that gave up.
+    pub dead: u64,
+    /// How long the longest-waiting due job has been due; `None` when none is due.
+    pub oldest_due: Option<Duration>,
+    /// Jobs completed within the window asked for.
+    pub completed: u64,
+}
+
+impl KindStats {
+    /// Nothing yet of `kind`; a queue fills in the counts.
+    pub fn new(kind: JobKind) -> Self {
+        Self {
+            kind,
+            queued: 0,
+            running: 0,
+            dead: 0,
+            oldest_due: None,
+            completed: 0,
+        }
+    }
+
+    /// Every kind's stats, in [`JobKind::ALL`]'s order, from a queue's counts, as it stores
+    /// them: of each kind's jobs in each state (`queued`, with how long its oldest due job has
+    /// waited; `running`; `dead`) and of its `completed` ones. A state it does not know is left
+    /// out.
+    ///
+    /// # Errors
+    /// If a kind is not a [`JobKind`]'s name.
+    pub fn from_counts<'a>(
+        counts: impl IntoIterator<Item = (&'a str, &'a str, u64, Option<Duration>)>,
+    ) -> Result<Vec<Self>, ValidationError> {
+        let mut stats: Vec<Self> = JobKind::ALL.into_iter().map(Self::new).collect();
+        for (kind, state, count, oldest_due) in counts {
+            let kind: JobKind = kind.parse()?;
+            let Some(of_kind) = stats.iter_mut().find(|stats| stats.kind == kind) else {
+                continue;
+            };
+            match state {
+                "queued" => {
+                    of_kind.queued = count;
+                    of_kind.oldest_due = oldest_due;
+                }
+                "running" => of_kind.running = count,
+                "dead" => of_kind.dead = count,
+                "completed" => of_kind.completed = count,
+                _ => {}
+            }
+        }
+        Ok(stats)
     }
 }
 
@@ -148,14 +219,28 @@ pub enum Failure {
 }
 
 /// The job queue. Claims are leases: a job whose worker died is claimable again once its lease
-/// expires, and an attempt's outcome only counts if the job is still on that attempt.
+/// expires, and an attempt's outcome only counts if the job is still on that attempt. A worker
+/// keeps the jobs it runs by renewing their leases, so leases can be short and a dead worker's
+/// jobs come back soon.
 #[async_trait]
 pub trait JobQueue: Send + Sync + fmt::Debug + 'static {
-    /// Claims up to `limit` due jobs (queued and due, or running with an expired lease) for
-    /// `lease`; concurrent claimers never get the same job.
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    /// Claims up to `limit` due jobs of `kind` (queued and due, or running with an expired
+    /// lease), longest due first, for `lease`; concurrent claimers never get the same job. Each
+    /// says how long it waited since it was due ([`Job::waited`]).
+    async fn claim(
+        &self,
+        kind: JobKind,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, RepositoryError>;
 
-    /// The attempt succeeded: the job is done.
+    /// Extends the leases of `jobs` to `lease` from now, for those still on that attempt (the
+    /// fencing of outcomes); returns the ids renewed. A job missing from the answer was taken
+    /// over, or finished.
+    async fn renew(&self, jobs: &[Job], lease: Duration) -> Result<Vec<JobId>, RepositoryError>;
+
+    /// The attempt succeeded: the job is done (and counted in [`JobQueue::stats`]'
+    /// completions until [`JobQueue::prune`] forgets it).
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError>;
 
     /// The attempt failed with `error`.
@@ -170,15 +255,25 @@ pub trait JobQueue: Send + Sync + fmt::Debug + 'static {
 
     /// Queues dead jobs again (one, or all when `id` is `None`); returns how many.
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
+
+    /// Every kind's counts, with the jobs completed within the last `window`, in
+    /// [`JobKind::ALL`]'s order.
+    async fn stats(&self, window: Duration) -> Result<Vec<KindStats>, RepositoryError>;
+
+    /// Forgets completions older than `keep`; returns how many.
+    async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError>;
 }
 
 forward_through_arc!(JobQueue {
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    async fn claim(&self, kind: JobKind, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError>;
+    async fn renew(&self, jobs: &[Job], lease: Duration) -> Result<Vec<JobId>, RepositoryError>;
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError>;
     async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError>;
     async fn release(&self, jobs: &[Job]) -> Result<(), RepositoryError>;
     async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError>;
     async fn retry_dead(&self, id: Option<JobId>) -> Result<u64, RepositoryError>;
+    async fn stats(&self, window: Duration) -> Result<Vec<KindStats>, RepositoryError>;
+    async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError>;
 });
 
 /// How a worker learns that jobs may have been queued, so it claims them at once instead of at
@@ -275,6 +370,25 @@ mod tests {
             assert_eq!(kind.as_str().parse::<JobKind>(), Ok(kind));
         }
         assert!("send_spam".parse::<JobKind>().is_err());
+    }
+
+    #[test]
+    fn stats_come_from_counts_by_kind_and_state_for_every_kind() {
+        let (notify, index) = (JobKind::NotifyMarketCreated, JobKind::IndexMarketEmbedding);
+        let due = Some(Duration::from_secs(3));
+        let stats = KindStats::from_counts([
+            (index.as_str(), "queued", 4, due),
+            (index.as_str(), "completed", 7, None),
+            (notify.as_str(), "dead", 1, None),
+            (notify.as_str(), "finished", 9, None),
+        ])
+        .unwrap();
+        let mut indexed = KindStats::new(index);
+        (indexed.queued, indexed.oldest_due, indexed.completed) = (4, due, 7);
+        let mut notified = KindStats::new(notify);
+        notified.dead = 1;
+        assert_eq!(stats, [notified, indexed]);
+        assert!(KindStats::from_counts([("send_spam", "queued", 1, None)]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::error::{BoxError, RepositoryError, ValidationError};
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::market::{
     MarketError, MarketId, MarketRepository, ScoredSummary, SearchLimit, SearchMode, SearchQuery,
@@ -86,25 +87,34 @@ impl ScoredMarket {
     }
 }
 
-/// A market whose embedding is missing or stale, with the text to embed.
+crate::id::uuid_id!(
+    /// Identifies one claim on indexing work: the markets a runner took at once, so that giving
+    /// them back never ends a later claim on them.
+    IndexClaim
+);
+
+/// A claimed market whose embedding is missing or stale, with the text to embed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IndexTask {
     /// The market.
     pub id: MarketId,
-    /// Its version when the task was read: the embedding is only stored for this version.
+    /// Its version when the task was claimed: the embedding is only stored for this version.
     pub version: u64,
     /// Its name and description, as embedded.
     pub text: String,
+    /// The claim that holds it.
+    pub claim: IndexClaim,
 }
 
 impl IndexTask {
-    /// Embed `text` for market `id` at `version`.
-    pub fn new(id: MarketId, version: u64, text: impl Into<String>) -> Self {
+    /// Embed `text` for market `id` at `version`, held by `claim`.
+    pub fn new(id: MarketId, version: u64, text: impl Into<String>, claim: IndexClaim) -> Self {
         Self {
             id,
             version,
             text: text.into(),
+            claim,
         }
     }
 }
@@ -133,26 +143,38 @@ forward_through_arc!(VectorIndex {
 /// the index, apart from the query side so that a reader needs only [`VectorIndex`]. An
 /// embedding belongs to one version of a market: changing the name or description marks it
 /// stale until it is recomputed.
+///
+/// Indexing work is claimed, like jobs: a market held by one runner's claim is not handed to
+/// another until that claim is stored, released or its lease runs out, so runners in any number
+/// of processes never embed the same version twice while they live.
 #[async_trait]
 pub trait IndexBacklog: Send + Sync + std::fmt::Debug + 'static {
-    /// Up to `limit` markets whose embedding is missing or stale, oldest change first.
-    async fn pending(&self, limit: usize) -> Result<Vec<IndexTask>, RepositoryError>;
+    /// Claims, for `lease`, up to `limit` markets whose embedding is missing or stale and that
+    /// no live claim holds, oldest change first; concurrent claimers never get the same market.
+    /// All the tasks of one call share one [`IndexClaim`].
+    async fn claim(&self, limit: usize, lease: Duration)
+    -> Result<Vec<IndexTask>, RepositoryError>;
 
-    /// Stores `embedding` for `task`; `false` (nothing stored) if the market has changed since
-    /// the task was read, or is gone.
-    async fn store(&self, task: &IndexTask, embedding: &Embedding)
-    -> Result<bool, RepositoryError>;
+    /// Stores each embedding for its task, all in one write, and ends their claims; returns how
+    /// many were stored. One whose market has changed since the claim (it stays pending, at its
+    /// new version) or is gone is not.
+    async fn store(&self, embedded: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError>;
+
+    /// Ends the claims of `tasks` without storing anything (the provider failed), so that they
+    /// can be claimed again at once; a claim that has been taken over is left alone.
+    async fn release(&self, tasks: &[IndexTask]) -> Result<(), RepositoryError>;
 
     /// Marks every market's embedding stale (for a full re-index); returns how many.
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError>;
 
-    /// How many markets are pending.
+    /// How many markets are pending, claimed or not.
     async fn pending_count(&self) -> Result<u64, RepositoryError>;
 }
 
 forward_through_arc!(IndexBacklog {
-    async fn pending(&self, limit: usize) -> Result<Vec<IndexTask>, RepositoryError>;
-    async fn store(&self, task: &IndexTask, embedding: &Embedding) -> Result<bool, RepositoryError>;
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<IndexTask>, RepositoryError>;
+    async fn store(&self, embedded: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError>;
+    async fn release(&self, tasks: &[IndexTask]) -> Result<(), RepositoryError>;
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError>;
     async fn pending_count(&self) -> Result<u64, RepositoryError>;
 });
@@ -279,36 +301,91 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
     }
 }
 
-/// Keeps the index up to date: embeds the markets the backlog reports as pending, in batches,
-/// with one provider call per batch.
+/// How much indexing work one run claims, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexPacing {
+    /// Markets claimed, embedded (in one provider call) and stored (in one write) per run.
+    pub batch: usize,
+    /// How long a run's claim lasts: longer than a run can take (the provider's timeout and
+    /// retries included), since a market whose claim runs out may be embedded again.
+    pub lease: Duration,
+}
+
+impl Default for IndexPacing {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            lease: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Keeps the index up to date: claims pending markets from the backlog, embeds each claimed
+/// batch with one provider call and stores it with one write. Every runner (jobs, the
+/// background sweep, `reindex`) goes through [`IndexService::index_pending`], so none repeats
+/// another's work.
 #[derive(Debug, Clone)]
 pub struct IndexService<E, B> {
     embedder: E,
     backlog: B,
+    pacing: IndexPacing,
 }
 
 impl<E: EmbeddingProvider, B: IndexBacklog> IndexService<E, B> {
     /// Builds the service on its ports.
-    pub fn new(embedder: E, backlog: B) -> Self {
-        Self { embedder, backlog }
+    pub fn new(embedder: E, backlog: B, pacing: IndexPacing) -> Self {
+        Self {
+            embedder,
+            backlog,
+            pacing,
+        }
     }
 
-    /// Embeds up to `batch` pending markets in one provider call and stores the embeddings;
-    /// returns how many were pending (0 when the index is up to date).
+    /// Claims up to a batch of pending markets no other runner holds, embeds them in one
+    /// provider call and stores the embeddings in one write; returns how many it embedded
+    /// (0 when nothing was left to claim).
     ///
     /// # Errors
-    /// If the provider or the index fails; the markets stay pending and a later call retries.
-    pub async fn index_pending(&self, batch: usize) -> Result<usize, IndexError> {
-        let tasks = self.backlog.pending(batch).await?;
+    /// If the provider or the index fails. After a provider failure the claim is given back, so
+    /// a later call (here or elsewhere) retries at once; after a failed write it runs out with
+    /// its lease.
+    pub async fn index_pending(&self) -> Result<usize, IndexError> {
+        let tasks = self
+            .backlog
+            .claim(self.pacing.batch, self.pacing.lease)
+            .await?;
         if tasks.is_empty() {
             return Ok(0);
         }
         let texts: Vec<String> = tasks.iter().map(|task| task.text.clone()).collect();
-        let embeddings = self.embedder.embed(&texts).await?;
-        for (task, embedding) in tasks.iter().zip(&embeddings) {
-            self.backlog.store(task, embedding).await?;
+        let embeddings = match self.embed(&texts).await {
+            Ok(embeddings) => embeddings,
+            Err(error) => {
+                // Best effort: unreleased, the claim still ends with its lease.
+                let _ = self.backlog.release(&tasks).await;
+                return Err(error);
+            }
+        };
+        let embedded: Vec<(IndexTask, Embedding)> = tasks.into_iter().zip(embeddings).collect();
+        self.backlog.store(&embedded).await?;
+        Ok(embedded.len())
+    }
+
+    /// One embedding per text, or an error: a provider that answers with fewer is unavailable.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Embedding>, IndexError> {
+        let embeddings = self.embedder.embed(texts).await?;
+        if embeddings.len() == texts.len() {
+            Ok(embeddings)
+        } else {
+            Err(IndexError::Embedding(EmbeddingError::Unavailable(
+                format!(
+                    "the provider returned {} embeddings for {} texts",
+                    embeddings.len(),
+                    texts.len()
+                )
+                .into(),
+            )))
         }
-        Ok(tasks.len())
     }
 
     /// Marks every market for re-embedding; `index_pending` then works through them.

@@ -8,7 +8,7 @@ use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
-use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, NewJob};
+use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, KindStats, NewJob};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -61,6 +61,28 @@ struct ClaimedRow {
     market_id: Uuid,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    waited_ms: i64,
+}
+
+#[derive(QueryableByName)]
+struct RenewedRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// One line of the stats: a kind's count in one state (or its completions), and for queued
+/// jobs how long the oldest due one has waited.
+#[derive(QueryableByName)]
+struct StatsRow {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    oldest_due_ms: Option<i64>,
 }
 
 #[derive(QueryableByName)]
@@ -96,50 +118,124 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+fn since(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or_default())
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// A claim: the kind's expired leases first, then its due jobs, longest due first, each found
+/// through its partial index and locked with `SKIP LOCKED` (two scans, so neither sorts the
+/// other's rows). `run_at` becomes the moment the job was due (for a lease that ran out, when it
+/// ran out), which is what the wait is measured from.
+const CLAIM: &str = "WITH expired AS ( \
+         SELECT id FROM jobs WHERE kind = $1 AND state = 'running' AND locked_until < now() \
+         ORDER BY locked_until LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     due AS ( \
+         SELECT id FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= now() \
+         ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = now(), \
+         run_at = CASE WHEN state = 'running' THEN locked_until ELSE run_at END, \
+         locked_until = now() + $3 * interval '1 millisecond' \
+     WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) AS d \
+                  LIMIT $2) \
+     RETURNING id, kind, market_id, attempts, \
+         greatest(0, extract(epoch FROM now() - run_at) * 1000)::int8 AS waited_ms";
+
+/// Every kind's jobs by state, with the oldest due wait of the queued ones, and the kind's
+/// completions within the window ($1 ms).
+const STATS: &str = "SELECT kind, state, count(*)::int8 AS count, \
+         (extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())) * 1000)::int8 \
+             AS oldest_due_ms \
+     FROM jobs GROUP BY kind, state \
+     UNION ALL \
+     SELECT kind, 'completed', count(*)::int8, NULL FROM job_completions \
+     WHERE completed_at > now() - $1 * interval '1 millisecond' GROUP BY kind";
+
+/// Folds the stats rows into one [`KindStats`] per kind.
+fn fold_stats(rows: &[StatsRow]) -> Result<Vec<KindStats>, RepositoryError> {
+    KindStats::from_counts(rows.iter().map(|row| {
+        let oldest_due = row.oldest_due_ms.map(since);
+        (
+            row.kind.as_str(),
+            row.state.as_str(),
+            count(row.count),
+            oldest_due,
+        )
+    }))
+    .map_err(RepositoryError::unexpected)
+}
+
 #[async_trait]
 impl JobQueue for PgJobQueue {
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError> {
+    async fn claim(
+        &self,
+        kind: JobKind,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let rows = sql_query(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = now(), \
-                 locked_until = now() + $2 * interval '1 millisecond' \
-             WHERE id IN ( \
-                 SELECT id FROM jobs \
-                 WHERE (state = 'queued' AND run_at <= now()) \
-                    OR (state = 'running' AND locked_until < now()) \
-                 ORDER BY run_at \
-                 LIMIT $1 \
-                 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, kind, market_id, attempts",
-        )
-        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind::<BigInt, _>(millis(lease))
-        .load::<ClaimedRow>(&mut conn)
-        .await
-        .map_err(from_query)?;
+        let rows = sql_query(CLAIM)
+            .bind::<Text, _>(kind.as_str())
+            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind::<BigInt, _>(millis(lease))
+            .load::<ClaimedRow>(&mut conn)
+            .await
+            .map_err(from_query)?;
         rows.into_iter()
             .map(|row| {
-                Ok(Job::new(
+                let job = Job::new(
                     JobId::from(row.id),
-                    kind(&row.kind)?,
+                    self::kind(&row.kind)?,
                     row.market_id.into(),
                     attempt(row.attempts),
-                ))
+                );
+                Ok(job.with_wait(since(row.waited_ms)))
             })
             .collect()
+    }
+
+    async fn renew(&self, jobs: &[Job], lease: Duration) -> Result<Vec<JobId>, RepositoryError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.get().await?;
+        let ids: Vec<Uuid> = jobs.iter().map(|job| job.id.as_uuid()).collect();
+        let attempts: Vec<i32> = jobs.iter().map(fence).collect();
+        let rows = sql_query(
+            "UPDATE jobs SET locked_until = now() + $3 * interval '1 millisecond' \
+             FROM unnest($1::uuid[], $2::int[]) AS held(id, attempts) \
+             WHERE jobs.id = held.id AND jobs.attempts = held.attempts \
+                 AND jobs.state = 'running' \
+             RETURNING jobs.id",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Integer>, _>(attempts)
+        .bind::<BigInt, _>(millis(lease))
+        .load::<RenewedRow>(&mut conn)
+        .await
+        .map_err(from_query)?;
+        Ok(rows.into_iter().map(|row| JobId::from(row.id)).collect())
     }
 
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError> {
         let mut conn = self.pool.get().await?;
         // Only if the job is still on this attempt: a worker whose lease ran out and was
-        // overtaken must not delete the newer attempt's claim.
-        sql_query("DELETE FROM jobs WHERE id = $1 AND attempts = $2 AND state = 'running'")
-            .bind::<SqlUuid, _>(job.id.as_uuid())
-            .bind::<Integer, _>(fence(job))
-            .execute(&mut conn)
-            .await
-            .map(drop)
-            .map_err(from_query)
+        // overtaken must not delete the newer attempt's claim (nor count a completion).
+        sql_query(
+            "WITH done AS ( \
+                 DELETE FROM jobs WHERE id = $1 AND attempts = $2 AND state = 'running' \
+                 RETURNING kind) \
+             INSERT INTO job_completions (kind) SELECT kind FROM done",
+        )
+        .bind::<SqlUuid, _>(job.id.as_uuid())
+        .bind::<Integer, _>(fence(job))
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(from_query)
     }
 
     async fn fail(&self, job: &Job, error: &str, failure: Failure) -> Result<(), RepositoryError> {
@@ -220,5 +316,28 @@ impl JobQueue for PgJobQueue {
         .await
         .map_err(from_query)?;
         Ok(retried as u64)
+    }
+
+    async fn stats(&self, window: Duration) -> Result<Vec<KindStats>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let rows = sql_query(STATS)
+            .bind::<BigInt, _>(millis(window))
+            .load::<StatsRow>(&mut conn)
+            .await
+            .map_err(from_query)?;
+        fold_stats(&rows)
+    }
+
+    async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let pruned = sql_query(
+            "DELETE FROM job_completions \
+             WHERE completed_at < now() - $1 * interval '1 millisecond'",
+        )
+        .bind::<BigInt, _>(millis(keep))
+        .execute(&mut conn)
+        .await
+        .map_err(from_query)?;
+        Ok(pruned as u64)
     }
 }

@@ -1,21 +1,26 @@
 //! [`VectorIndex`] on pgvector: embeddings in `markets.embedding` (an HNSW index with cosine
-//! distance serves the nearest-neighbour query), staleness in `markets.embedding_stale`.
+//! distance serves the nearest-neighbour query), staleness in `markets.embedding_stale`, and
+//! the claims of indexing runners in `markets.index_claim` / `index_claimed_until`.
 //!
 //! The `vector` type is mapped by hand (its binary form is a dimension count, a reserved word,
 //! then big-endian `f32`s) so the binary does not link libpq for the `pgvector` crate.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Float, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Float, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
-use markets_domain::search::{Embedding, IndexBacklog, IndexTask, ScoredMarket, VectorIndex};
+use markets_domain::search::{
+    Embedding, IndexBacklog, IndexClaim, IndexTask, ScoredMarket, VectorIndex,
+};
 use std::io::Write;
+use std::time::Duration;
 use uuid::Uuid;
 
 use crate::error::from_query;
@@ -71,6 +76,8 @@ struct Pending {
     version: i64,
     #[diesel(sql_type = Text)]
     text: String,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
 }
 
 #[derive(QueryableByName)]
@@ -134,18 +141,60 @@ impl VectorIndex for PgVectorIndex {
     }
 }
 
+/// A claim: the oldest-changed stale markets that no live claim holds, locked with `SKIP
+/// LOCKED` so concurrent claimers pass each other by, marked with the claim until the lease ends.
+const CLAIM: &str = "UPDATE markets SET index_claim = $3, \
+         index_claimed_until = now() + $2 * interval '1 millisecond' \
+     WHERE id IN ( \
+         SELECT id FROM markets \
+         WHERE embedding_stale AND (index_claimed_until IS NULL OR index_claimed_until <= now()) \
+         ORDER BY updated_at, id LIMIT $1 \
+         FOR UPDATE SKIP LOCKED) \
+     RETURNING id, version, name || E'\\n' || description AS text, updated_at";
+
+/// Stores a batch in one statement: the embeddings of markets still at the claimed version, and
+/// the end of the claim on the others (changed since: still pending, at their new version).
+const STORE: &str = "WITH batch AS ( \
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::vector[], $4::uuid[]) \
+             AS b(id, version, embedding, claim)), \
+     stored AS ( \
+         UPDATE markets SET embedding = batch.embedding, embedding_stale = false, \
+             index_claim = NULL, index_claimed_until = NULL \
+         FROM batch WHERE markets.id = batch.id AND markets.version = batch.version \
+         RETURNING markets.id), \
+     released AS ( \
+         UPDATE markets SET index_claim = NULL, index_claimed_until = NULL \
+         FROM batch WHERE markets.id = batch.id AND markets.version <> batch.version \
+             AND markets.index_claim = batch.claim \
+         RETURNING markets.id) \
+     SELECT count(*)::int8 AS value FROM stored";
+
+fn version(task: &IndexTask) -> i64 {
+    i64::try_from(task.version).unwrap_or(i64::MAX)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[async_trait]
 impl IndexBacklog for PgVectorIndex {
-    async fn pending(&self, batch: usize) -> Result<Vec<IndexTask>, RepositoryError> {
+    async fn claim(
+        &self,
+        batch: usize,
+        lease: Duration,
+    ) -> Result<Vec<IndexTask>, RepositoryError> {
+        let claim = IndexClaim::new();
         let mut conn = self.pool.get().await?;
-        let rows = sql_query(
-            "SELECT id, version, name || E'\\n' || description AS text FROM markets \
-             WHERE embedding_stale ORDER BY updated_at, id LIMIT $1",
-        )
-        .bind::<BigInt, _>(limit(batch))
-        .load::<Pending>(&mut conn)
-        .await
-        .map_err(from_query)?;
+        let mut rows = sql_query(CLAIM)
+            .bind::<BigInt, _>(limit(batch))
+            .bind::<BigInt, _>(millis(lease))
+            .bind::<SqlUuid, _>(claim.as_uuid())
+            .load::<Pending>(&mut conn)
+            .await
+            .map_err(from_query)?;
+        // RETURNING keeps no order.
+        rows.sort_by_key(|row| (row.updated_at, row.id));
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -153,28 +202,56 @@ impl IndexBacklog for PgVectorIndex {
                     MarketId::from(row.id),
                     u64::try_from(row.version).unwrap_or_default(),
                     row.text,
+                    claim,
                 )
             })
             .collect())
     }
 
-    async fn store(
-        &self,
-        task: &IndexTask,
-        embedding: &Embedding,
-    ) -> Result<bool, RepositoryError> {
+    async fn store(&self, embedded: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
+        if embedded.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = embedded.iter().map(|(task, _)| task.id.as_uuid()).collect();
+        let versions: Vec<i64> = embedded.iter().map(|(task, _)| version(task)).collect();
+        let vectors: Vec<VectorParam<'_>> = embedded
+            .iter()
+            .map(|(_, embedding)| VectorParam(embedding.as_slice()))
+            .collect();
+        let claims: Vec<Uuid> = embedded
+            .iter()
+            .map(|(task, _)| task.claim.as_uuid())
+            .collect();
         let mut conn = self.pool.get().await?;
-        let stored = sql_query(
-            "UPDATE markets SET embedding = $1, embedding_stale = false \
-             WHERE id = $2 AND version = $3",
+        let stored = sql_query(STORE)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<BigInt>, _>(versions)
+            .bind::<Array<Vector>, _>(vectors)
+            .bind::<Array<SqlUuid>, _>(claims)
+            .get_result::<Number>(&mut conn)
+            .await
+            .map_err(from_query)?;
+        usize::try_from(stored.value).map_err(RepositoryError::unexpected)
+    }
+
+    async fn release(&self, tasks: &[IndexTask]) -> Result<(), RepositoryError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = tasks.iter().map(|task| task.id.as_uuid()).collect();
+        let claims: Vec<Uuid> = tasks.iter().map(|task| task.claim.as_uuid()).collect();
+        let mut conn = self.pool.get().await?;
+        sql_query(
+            "UPDATE markets SET index_claim = NULL, index_claimed_until = NULL \
+             FROM unnest($1::uuid[], $2::uuid[]) AS released(id, claim) \
+             WHERE markets.id = released.id AND markets.index_claim = released.claim",
         )
-        .bind::<Vector, _>(VectorParam(embedding.as_slice()))
-        .bind::<SqlUuid, _>(task.id.as_uuid())
-        .bind::<BigInt, _>(i64::try_from(task.version).unwrap_or(i64::MAX))
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(claims)
         .execute(&mut conn)
         .await
-        .map_err(from_query)?;
-        Ok(stored > 0)
+        .map(drop)
+        .map_err(from_query)
     }
 
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
@@ -243,8 +320,9 @@ mod tests {
             .await
             .unwrap()
             .id;
-        let pending = PgVectorIndex::new(db.pool()).pending(100).await.unwrap();
-        let task = pending.into_iter().find(|task| task.id == id).unwrap();
+        let claimed = PgVectorIndex::new(db.pool());
+        let claimed = claimed.claim(100, Duration::ZERO).await.unwrap();
+        let task = claimed.into_iter().find(|task| task.id == id).unwrap();
         assert_eq!((task.version, task.text.as_str()), (1, "Rain\nabout it"));
     }
 

@@ -57,13 +57,16 @@ async fn concurrent_claimers_never_get_the_same_job() {
     }
     let claim_all = |queue: PgJobQueue| async move {
         let mut mine = Vec::new();
-        loop {
-            let batch = queue.claim(7, LEASE).await.unwrap();
-            if batch.is_empty() {
-                return mine;
+        for kind in JobKind::ALL {
+            loop {
+                let batch = queue.claim(kind, 7, LEASE).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                mine.extend(batch.into_iter().map(|job| job.id));
             }
-            mine.extend(batch.into_iter().map(|job| job.id));
         }
+        mine
     };
     let (a, b) = join(
         claim_all(world.queue.clone()),

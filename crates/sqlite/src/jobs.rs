@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Binary, Integer, Nullable, Text};
 use markets_domain::RepositoryError;
-use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, NewJob};
+use markets_domain::jobs::{DeadJob, Failure, Job, JobId, JobKind, JobQueue, KindStats, NewJob};
 use std::time::Duration;
 
 use crate::error::from_query;
@@ -62,6 +62,28 @@ struct ClaimedRow {
     market_id: SqlId,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    waited_us: i64,
+}
+
+#[derive(QueryableByName)]
+struct RenewedRow {
+    #[diesel(sql_type = Binary)]
+    id: SqlId,
+}
+
+/// One line of the stats: a kind's count in one state (or its completions), and for queued
+/// jobs when the oldest due one became due.
+#[derive(QueryableByName)]
+struct StatsRow {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    oldest_due_us: Option<i64>,
 }
 
 #[derive(QueryableByName)]
@@ -96,54 +118,151 @@ fn count(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+fn micros(value: i64) -> Duration {
+    Duration::from_micros(u64::try_from(value).unwrap_or_default())
+}
+
+fn tally(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// A claim (?1 now, ?2 the lease's end, ?3 the limit, ?4 the kind): the kind's expired leases
+/// first, then its due jobs, longest due first, each through its partial index. `run_at`
+/// becomes the moment the job was due (for a lease that ran out, when it ran out), which is what
+/// the wait is measured from.
+const CLAIM: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?1, \
+         run_at = CASE WHEN state = 'running' THEN locked_until ELSE run_at END, \
+         locked_until = ?2 \
+     WHERE id IN ( \
+         SELECT id FROM ( \
+             SELECT id FROM jobs WHERE kind = ?4 AND state = 'running' AND locked_until < ?1 \
+             ORDER BY locked_until LIMIT ?3) \
+         UNION ALL \
+         SELECT id FROM ( \
+             SELECT id FROM jobs WHERE kind = ?4 AND state = 'queued' AND run_at <= ?1 \
+             ORDER BY run_at LIMIT ?3) \
+         LIMIT ?3) \
+     RETURNING id, kind, market_id, attempts, max(0, ?1 - run_at) AS waited_us";
+
+/// Every kind's jobs by state, with the oldest due moment of the queued ones (?1 now), and the
+/// kind's completions since ?2.
+const STATS: &str = "SELECT kind, state, count(*) AS count, \
+         ?1 - min(CASE WHEN run_at <= ?1 THEN run_at END) AS oldest_due_us \
+     FROM jobs GROUP BY kind, state \
+     UNION ALL \
+     SELECT kind, 'completed', count(*), NULL FROM job_completions \
+     WHERE completed_at > ?2 GROUP BY kind";
+
+/// Folds the stats rows into one [`KindStats`] per kind.
+fn fold_stats(rows: &[StatsRow]) -> Result<Vec<KindStats>, RepositoryError> {
+    KindStats::from_counts(rows.iter().map(|row| {
+        let oldest_due = row.oldest_due_us.map(micros);
+        (
+            row.kind.as_str(),
+            row.state.as_str(),
+            tally(row.count),
+            oldest_due,
+        )
+    }))
+    .map_err(RepositoryError::unexpected)
+}
+
+/// `now` minus `duration`, saturating.
+fn before(now: Micros, duration: Duration) -> i64 {
+    let micros = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+    now.get().saturating_sub(micros)
+}
+
 #[async_trait]
 impl JobQueue for SqliteJobQueue {
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Job>, RepositoryError> {
+    async fn claim(
+        &self,
+        kind: JobKind,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, RepositoryError> {
         let rows = self
             .pool
             .write(move |conn| {
                 let now = Micros::now();
-                sql_query(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?1, \
-                         locked_until = ?2 \
-                     WHERE id IN ( \
-                         SELECT id FROM jobs \
-                         WHERE (state = 'queued' AND run_at <= ?1) \
-                            OR (state = 'running' AND locked_until < ?1) \
-                         ORDER BY run_at \
-                         LIMIT ?3) \
-                     RETURNING id, kind, market_id, attempts",
-                )
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(now.plus(lease))
-                .bind::<BigInt, _>(count(limit))
-                .load::<ClaimedRow>(conn)
+                sql_query(CLAIM)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(now.plus(lease))
+                    .bind::<BigInt, _>(count(limit))
+                    .bind::<Text, _>(kind.as_str())
+                    .load::<ClaimedRow>(conn)
             })
             .await?
             .map_err(from_query)?;
         rows.into_iter()
             .map(|row| {
-                Ok(Job::new(
+                let job = Job::new(
                     JobId::from(row.id.0),
-                    kind(&row.kind)?,
+                    self::kind(&row.kind)?,
                     row.market_id.0.into(),
                     attempt(row.attempts),
-                ))
+                );
+                Ok(job.with_wait(micros(row.waited_us)))
             })
             .collect()
+    }
+
+    async fn renew(&self, jobs: &[Job], lease: Duration) -> Result<Vec<JobId>, RepositoryError> {
+        let held: Vec<(SqlId, i32)> = jobs
+            .iter()
+            .map(|job| (SqlId(job.id.as_uuid()), fence(job)))
+            .collect();
+        let renewed = self
+            .pool
+            .write(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let until = Micros::now().plus(lease);
+                    let mut renewed = Vec::new();
+                    for (id, attempt) in held {
+                        let row = sql_query(
+                            "UPDATE jobs SET locked_until = ? \
+                             WHERE id = ? AND attempts = ? AND state = 'running' RETURNING id",
+                        )
+                        .bind::<BigInt, _>(until)
+                        .bind::<Binary, _>(id)
+                        .bind::<Integer, _>(attempt)
+                        .get_result::<RenewedRow>(conn)
+                        .optional()?;
+                        renewed.extend(row.map(|row| JobId::from(row.id.0)));
+                    }
+                    QueryResult::Ok(renewed)
+                })
+            })
+            .await?
+            .map_err(from_query)?;
+        Ok(renewed)
     }
 
     async fn complete(&self, job: &Job) -> Result<(), RepositoryError> {
         let (id, attempt) = (SqlId(job.id.as_uuid()), fence(job));
         self.pool
             .write(move |conn| {
-                // Only if the job is still on this attempt: a worker whose lease ran out and was
-                // overtaken must not delete the newer attempt's claim.
-                sql_query("DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'")
+                conn.immediate_transaction(|conn| {
+                    // Only if the job is still on this attempt: a worker whose lease ran out and
+                    // was overtaken must not delete the newer attempt's claim (nor count a
+                    // completion).
+                    sql_query(
+                        "INSERT INTO job_completions (kind, completed_at) \
+                         SELECT kind, ?1 FROM jobs \
+                         WHERE id = ?2 AND attempts = ?3 AND state = 'running'",
+                    )
+                    .bind::<BigInt, _>(Micros::now())
+                    .bind::<Binary, _>(id)
+                    .bind::<Integer, _>(attempt)
+                    .execute(conn)?;
+                    sql_query(
+                        "DELETE FROM jobs WHERE id = ? AND attempts = ? AND state = 'running'",
+                    )
                     .bind::<Binary, _>(id)
                     .bind::<Integer, _>(attempt)
                     .execute(conn)
                     .map(drop)
+                })
             })
             .await?
             .map_err(from_query)
@@ -248,5 +367,33 @@ impl JobQueue for SqliteJobQueue {
             .await?
             .map_err(from_query)?;
         Ok(retried as u64)
+    }
+
+    async fn stats(&self, window: Duration) -> Result<Vec<KindStats>, RepositoryError> {
+        let rows = self
+            .pool
+            .run(move |conn| {
+                let now = Micros::now();
+                sql_query(STATS)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(before(now, window))
+                    .load::<StatsRow>(conn)
+            })
+            .await?
+            .map_err(from_query)?;
+        fold_stats(&rows)
+    }
+
+    async fn prune(&self, keep: Duration) -> Result<u64, RepositoryError> {
+        let pruned = self
+            .pool
+            .write(move |conn| {
+                sql_query("DELETE FROM job_completions WHERE completed_at < ?")
+                    .bind::<BigInt, _>(before(Micros::now(), keep))
+                    .execute(conn)
+            })
+            .await?
+            .map_err(from_query)?;
+        Ok(pruned as u64)
     }
 }

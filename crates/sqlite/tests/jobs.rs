@@ -36,13 +36,16 @@ async fn fifty_markets() -> TestDatabase {
 
 async fn claim_all(queue: SqliteJobQueue) -> Vec<markets_domain::jobs::JobId> {
     let mut mine = Vec::new();
-    loop {
-        let batch = queue.claim(7, LEASE).await.unwrap();
-        if batch.is_empty() {
-            return mine;
+    for kind in JobKind::ALL {
+        loop {
+            let batch = queue.claim(kind, 7, LEASE).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            mine.extend(batch.into_iter().map(|job| job.id));
         }
-        mine.extend(batch.into_iter().map(|job| job.id));
     }
+    mine
 }
 
 fn assert_claimed_once(a: &[markets_domain::jobs::JobId], b: &[markets_domain::jobs::JobId]) {

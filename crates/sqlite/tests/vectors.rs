@@ -1,14 +1,17 @@
 //! What the in-process vector index does beyond the port's contract: it notices embeddings
-//! written by another process (here: another pool on the same file) and refuses vectors of the
-//! wrong size.
+//! written by another process (here: another pool on the same file), refuses vectors of the
+//! wrong size, and its claims on indexing work hold across processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use futures_util::future::join;
 use markets_domain::market::{
     Description, MarketId, MarketName, MarketRepository, MarketStatus, NewMarket, Volume,
 };
-use markets_domain::search::{Embedding, IndexBacklog, VectorIndex};
+use markets_domain::search::{Embedding, IndexBacklog, IndexTask, VectorIndex};
 use markets_sqlite::testing::TestDatabase;
 use markets_sqlite::{SqliteMarketRepository, SqlitePool, SqliteVectorIndex};
+use std::collections::HashSet;
+use std::time::Duration;
 
 const DIMENSIONS: usize = 1536;
 
@@ -35,15 +38,19 @@ async fn market(db: &TestDatabase, name: &str) -> MarketId {
         .id
 }
 
+/// The pending tasks, under a claim that ends at once.
+async fn peek(index: &SqliteVectorIndex) -> Vec<IndexTask> {
+    index.claim(100, Duration::ZERO).await.unwrap()
+}
+
 async fn embed(index: &SqliteVectorIndex, id: MarketId, embedding: &Embedding) {
-    let task = index
-        .pending(100)
+    let task = peek(index)
         .await
-        .unwrap()
         .into_iter()
         .find(|task| task.id == id)
         .unwrap();
-    assert!(index.store(&task, embedding).await.unwrap());
+    let stored = index.store(&[(task, embedding.clone())]).await.unwrap();
+    assert_eq!(stored, 1);
 }
 
 #[tokio::test]
@@ -110,9 +117,39 @@ async fn vectors_of_another_size_are_refused() {
     let db = TestDatabase::new().await;
     let index = SqliteVectorIndex::new(db.pool());
     let id = market(&db, "sized").await;
-    let task = index.pending(1).await.unwrap().remove(0);
+    let task = peek(&index).await.remove(0);
     let short = Embedding::new(vec![1.0; 3]).unwrap();
-    assert!(index.store(&task, &short).await.is_err());
-    assert_eq!(index.pending(1).await.unwrap()[0].id, id, "still pending");
+    assert!(index.store(&[(task, short.clone())]).await.is_err());
+    assert_eq!(peek(&index).await[0].id, id, "still pending");
     assert!(index.nearest(&short, 1).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claimers_on_separate_pools_never_get_the_same_market() {
+    let db = TestDatabase::new().await;
+    for n in 0..50 {
+        market(&db, &format!("m{n}")).await;
+    }
+    let other = SqlitePool::connect(db.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let claim_all = |index: SqliteVectorIndex| async move {
+        let mut mine = Vec::new();
+        loop {
+            let claimed = index.claim(7, Duration::from_secs(60)).await.unwrap();
+            if claimed.is_empty() {
+                return mine;
+            }
+            mine.extend(claimed.into_iter().map(|task| task.id));
+        }
+    };
+    let (a, b) = join(
+        tokio::spawn(claim_all(SqliteVectorIndex::new(db.pool()))),
+        tokio::spawn(claim_all(SqliteVectorIndex::new(other))),
+    )
+    .await;
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let all: HashSet<MarketId> = a.iter().chain(&b).copied().collect();
+    assert_eq!(all.len(), 50, "every market claimed");
+    assert_eq!(a.len() + b.len(), 50, "no market claimed twice");
 }

@@ -2,13 +2,17 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use markets_application::indexer::index_once;
+use std::time::Duration;
 use tracing::info;
 
 use crate::settings::Settings;
 use crate::wiring::Components;
 
 /// Marks every market stale (unless resuming), then embeds the pending ones batch by batch,
-/// showing progress. Stopping half-way loses nothing: the rest stay pending.
+/// showing progress, until none is pending: markets that other runners (a serving instance's
+/// jobs and sweep) hold are theirs to embed, so once nothing is left to claim it waits for them.
+/// Stopping half-way loses nothing: the rest stay pending.
 ///
 /// # Errors
 /// If the database or the embedding provider fails (what is done stays done).
@@ -33,12 +37,17 @@ pub async fn reindex(
         ProgressStyle::with_template("{bar:40} {pos}/{len} markets ({eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let idle = Duration::from_millis(settings.search.index_interval_ms);
     loop {
-        let done = indexer.index_pending(settings.search.index_batch).await?;
-        if done == 0 {
+        let done = index_once(indexer).await?;
+        let left = indexer.pending().await?;
+        progress.set_position(total.saturating_sub(left));
+        if left == 0 {
             break;
         }
-        progress.inc(done as u64);
+        if done == 0 {
+            tokio::time::sleep(idle).await;
+        }
     }
     progress.finish();
     info!(

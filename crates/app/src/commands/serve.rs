@@ -35,7 +35,6 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     hint_at_create_admin(state.auth()).await;
     let indexer = indexer::spawn(
         infra.indexer().clone(),
-        settings.search.index_batch,
         Duration::from_millis(settings.search.index_interval_ms),
     );
     // Idle keys are forgotten every minute, so a flood of distinct clients cannot grow the

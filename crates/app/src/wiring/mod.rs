@@ -6,14 +6,16 @@ use markets_application::handlers::{Indexer, JobHandlers};
 use markets_application::limits::RateLimits;
 use markets_application::login::LoginFlow;
 use markets_application::security::SecurityEvents;
-use markets_application::worker::{Worker, WorkerSettings};
+use markets_application::worker::{Lanes, Worker, WorkerSettings};
 use markets_auth::{Argon2Hasher, JwtIssuer};
 use markets_domain::audit::AuditLog;
 use markets_domain::auth::{AuthService, TokenRevocations};
 use markets_domain::cache::Cache;
 use markets_domain::jobs::{JobQueue, JobWakeups, Notifier};
 use markets_domain::market::{MarketRepository, MarketService};
-use markets_domain::search::{EmbeddingProvider, IndexService, SearchService, VectorIndex};
+use markets_domain::search::{
+    EmbeddingProvider, IndexPacing, IndexService, SearchService, VectorIndex,
+};
 use markets_domain::user::UserRepository;
 use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
@@ -25,7 +27,7 @@ use tracing::warn;
 
 use crate::http::client_ip::ClientAddressing;
 use crate::http::cursor::Cursors;
-use crate::settings::{EmbeddingChoice, JobSettings, NotifyBackend, Settings};
+use crate::settings::{EmbeddingChoice, JobSettings, NotifyBackend, SearchSettings, Settings};
 
 mod probes;
 mod shared;
@@ -190,13 +192,22 @@ impl Infrastructure {
 /// The worker's pacing, from the `[jobs]` settings.
 fn worker_settings(settings: &JobSettings) -> WorkerSettings {
     WorkerSettings {
-        concurrency: settings.concurrency,
+        lanes: Lanes::new(settings.lanes.per_kind()),
         lease: Duration::from_secs(settings.lease_secs),
         poll_interval: Duration::from_millis(settings.poll_interval_ms),
         max_attempts: settings.max_attempts,
         retry_base: Duration::from_millis(settings.retry_base_ms),
         retry_max: Duration::from_millis(settings.retry_max_ms),
         shutdown_grace: Duration::from_secs(settings.shutdown_grace_secs),
+        ..WorkerSettings::default()
+    }
+}
+
+/// How much indexing work a run claims, from the `[search]` settings.
+fn index_pacing(settings: &SearchSettings) -> IndexPacing {
+    IndexPacing {
+        batch: settings.index_batch,
+        lease: Duration::from_secs(settings.index_lease_secs),
     }
 }
 
@@ -266,7 +277,11 @@ impl Components {
             Duration::from_secs(settings.auth.token_lifetime_secs),
         );
         let embedders = embedders(settings)?;
-        let indexer = IndexService::new(embedders.indexing, ports.backlog.clone());
+        let indexer = IndexService::new(
+            embedders.indexing,
+            ports.backlog.clone(),
+            index_pacing(&settings.search),
+        );
         let handlers = JobHandlers::new(
             ports.markets.clone(),
             ports.users.clone(),

@@ -12,7 +12,8 @@ use markets_domain::market::{
 };
 use markets_domain::permission::{Actor, Role};
 use markets_domain::search::{
-    Embedding, EmbeddingError, EmbeddingProvider, IndexBacklog, IndexService, IndexTask,
+    Embedding, EmbeddingError, EmbeddingProvider, IndexBacklog, IndexPacing, IndexService,
+    IndexTask,
 };
 use markets_domain::testing::{InMemoryStore, RecordingNotifier};
 use markets_domain::user::{DisplayName, Email, NewUser, User, UserId, UserRepository};
@@ -64,18 +65,29 @@ pub async fn market(store: &InMemoryStore, creator: &User, name: &str) -> Market
     service.create(&actor, draft).await.unwrap().id
 }
 
-/// A backlog with nothing pending: indexing jobs succeed at once.
-#[derive(Debug, Default)]
-pub struct EmptyBacklog;
+/// A backlog of no work: indexing jobs find nothing to claim and succeed at once (`Empty`), or
+/// their claims never answer, as behind a database that hangs (`Stuck`).
+#[derive(Debug, Clone, Copy)]
+pub enum Backlog {
+    Empty,
+    Stuck,
+}
 
 #[async_trait]
-impl IndexBacklog for EmptyBacklog {
-    async fn pending(&self, _: usize) -> Result<Vec<IndexTask>, RepositoryError> {
-        Ok(Vec::new())
+impl IndexBacklog for Backlog {
+    async fn claim(&self, _: usize, _: Duration) -> Result<Vec<IndexTask>, RepositoryError> {
+        match self {
+            Self::Empty => Ok(Vec::new()),
+            Self::Stuck => std::future::pending().await,
+        }
     }
 
-    async fn store(&self, _: &IndexTask, _: &Embedding) -> Result<bool, RepositoryError> {
-        Ok(false)
+    async fn store(&self, _: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
+        Ok(0)
+    }
+
+    async fn release(&self, _: &[IndexTask]) -> Result<(), RepositoryError> {
+        Ok(())
     }
 
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
@@ -107,7 +119,16 @@ impl EmbeddingProvider for ConstantEmbedder {
 
 /// An indexer over `backlog`.
 pub fn indexer(backlog: Arc<dyn IndexBacklog>) -> Indexer {
-    IndexService::new(Arc::new(ConstantEmbedder), backlog)
+    IndexService::new(Arc::new(ConstantEmbedder), backlog, IndexPacing::default())
+}
+
+/// Makes `store`'s job queue tell the time by tokio's clock (paused in these tests), so leases
+/// and delays run out in simulated time.
+pub fn follow_tokio_clock(store: &InMemoryStore) {
+    let (epoch, start) = (chrono::Utc::now(), tokio::time::Instant::now());
+    store.set_clock(Arc::new(move || {
+        epoch + chrono::Duration::from_std(start.elapsed()).unwrap()
+    }));
 }
 
 /// Job handlers over `store`, sending to `notifier`, with nothing to index.
@@ -116,7 +137,7 @@ pub fn handlers(store: &InMemoryStore, notifier: &RecordingNotifier) -> JobHandl
         Arc::new(store.clone()),
         Arc::new(store.clone()),
         Arc::new(notifier.clone()),
-        indexer(Arc::new(EmptyBacklog)),
+        indexer(Arc::new(Backlog::Empty)),
         "https://markets.example.com/",
     )
 }

@@ -7,11 +7,11 @@
 mod jobs;
 mod ratelimit;
 
-pub use jobs::RecordingNotifier;
+pub use jobs::{Clock, RecordingNotifier};
 pub use ratelimit::BudgetLimiter;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -24,7 +24,7 @@ use crate::auth::{
 };
 use crate::cache::{Cache, CacheError};
 use crate::error::RepositoryError;
-use crate::jobs::NewJob;
+use crate::jobs::{JobKind, NewJob};
 use crate::market::{
     CreateMarketError, Creator, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter,
     MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
@@ -34,13 +34,17 @@ use crate::permission::Role;
 use crate::user::{
     CreateUserError, Email, NewUser, RoleChange, User, UserAccount, UserId, UserRepository,
 };
-use jobs::QueuedJob;
+use jobs::{QueuedJob, StoreClock};
 
 #[derive(Debug, Default)]
 struct State {
     users: HashMap<UserId, UserAccount>,
     markets: HashMap<MarketId, Market>,
     jobs: Vec<QueuedJob>,
+    /// When each completed job of each kind completed, until pruned.
+    completions: Vec<(JobKind, DateTime<Utc>)>,
+    /// What the job queue tells the time by.
+    clock: StoreClock,
     audit: Vec<AuditEvent>,
     /// The tallied events' rows, by tally key.
     tallies: HashMap<String, AuditEventId>,
@@ -146,7 +150,10 @@ impl MarketRepository for InMemoryStore {
             version: 1,
         };
         state.markets.insert(market.id, market.clone());
-        state.jobs.extend(jobs.iter().copied().map(QueuedJob::new));
+        let due = state.clock.now();
+        state
+            .jobs
+            .extend(jobs.iter().map(|job| QueuedJob::new(*job, due)));
         Ok(market)
     }
 
@@ -217,7 +224,10 @@ impl MarketRepository for InMemoryStore {
         if current != Some(expected_version) {
             return Ok(None);
         }
-        state.jobs.extend(jobs.iter().copied().map(QueuedJob::new));
+        let now = state.clock.now();
+        state
+            .jobs
+            .extend(jobs.iter().map(|job| QueuedJob::new(*job, now)));
         let Some(market) = state.markets.get_mut(&id) else {
             return Ok(None);
         };

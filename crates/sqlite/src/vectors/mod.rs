@@ -21,13 +21,16 @@ use diesel::sql_query;
 use diesel::sql_types::{BigInt, Binary, Text};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
-use markets_domain::search::{Embedding, IndexBacklog, IndexTask, ScoredMarket, VectorIndex};
+use markets_domain::search::{
+    Embedding, IndexBacklog, IndexClaim, IndexTask, ScoredMarket, VectorIndex,
+};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use self::matrix::Matrix;
 use crate::error::from_query;
 use crate::pool::SqlitePool;
-use crate::values::SqlId;
+use crate::values::{Micros, SqlId};
 
 /// Market embeddings in SQLite, searched in memory. Clones share the in-memory copy.
 #[derive(Debug, Clone)]
@@ -76,6 +79,8 @@ struct Pending {
     version: i64,
     #[diesel(sql_type = Text)]
     text: String,
+    #[diesel(sql_type = BigInt)]
+    updated_at: i64,
 }
 
 #[derive(QueryableByName)]
@@ -188,6 +193,37 @@ struct Change {
     after: i64,
 }
 
+impl SqliteVectorIndex {
+    /// Puts the `stored` embeddings in the in-memory copy, if it was current before the write
+    /// that made `change`.
+    ///
+    /// Applied once the write is over, outside the writer gate: the copy's lock waits for
+    /// searches under way, and for a reload as long as it reads every embedding, which must not
+    /// hold up every other write of the process. A change applied out of order, or not at all
+    /// because the caller went away, only leaves the copy behind: the next search reloads it.
+    async fn apply(
+        &self,
+        stored: Vec<(MarketId, Embedding)>,
+        change: Change,
+    ) -> Result<(), RepositoryError> {
+        let memory = Arc::clone(&self.memory);
+        tokio::task::spawn_blocking(move || {
+            let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
+            // Our write is the only change between `before` and `after` (we held the write
+            // lock): a copy that was current before it is current with it applied. A copy that
+            // is at any other generation is left to reload.
+            if matrix.generation == Some(change.before) {
+                for (id, embedding) in &stored {
+                    matrix.put(*id, embedding.as_slice());
+                }
+                matrix.generation = Some(change.after);
+            }
+        })
+        .await
+        .map_err(RepositoryError::unexpected)
+    }
+}
+
 #[async_trait]
 impl VectorIndex for SqliteVectorIndex {
     async fn dimensions(&self) -> Result<usize, RepositoryError> {
@@ -229,22 +265,83 @@ impl VectorIndex for SqliteVectorIndex {
     }
 }
 
+/// A claim (?1 the claim, ?2 its end, ?3 now, ?4 the limit): the oldest-changed stale markets
+/// that no live claim holds, taken under SQLite's write lock so that concurrent claimers (threads
+/// or processes) never get the same market.
+const CLAIM: &str = "UPDATE markets SET index_claim = ?1, index_claimed_until = ?2 \
+     WHERE row_id IN ( \
+         SELECT row_id FROM markets \
+         WHERE embedding_stale = 1 \
+             AND (index_claimed_until IS NULL OR index_claimed_until <= ?3) \
+         ORDER BY updated_at, id LIMIT ?4) \
+     RETURNING id, version, name || char(10) || description AS text, updated_at";
+
+/// Ends the claim of a market whose embedding is not stored (?1 the market, ?2 the claim).
+const RELEASE: &str = "UPDATE markets SET index_claim = NULL, index_claimed_until = NULL \
+     WHERE id = ?1 AND index_claim = ?2";
+
+fn version(task: &IndexTask) -> i64 {
+    i64::try_from(task.version).unwrap_or(i64::MAX)
+}
+
+/// Stores one embedding inside the caller's transaction, if its market is still at the task's
+/// version; otherwise ends the task's claim. Whether it was stored.
+fn store_one(
+    conn: &mut SqliteConnection,
+    task: &IndexTask,
+    vector: &[f32],
+) -> Result<bool, TxError> {
+    let row_id = sql_query(
+        "UPDATE markets SET embedding_stale = 0, index_claim = NULL, index_claimed_until = NULL \
+         WHERE id = ? AND version = ? RETURNING row_id AS value",
+    )
+    .bind::<Binary, _>(SqlId(task.id.as_uuid()))
+    .bind::<BigInt, _>(version(task))
+    .get_result::<Number>(conn)
+    .optional()?;
+    let Some(row_id) = row_id else {
+        sql_query(RELEASE)
+            .bind::<Binary, _>(SqlId(task.id.as_uuid()))
+            .bind::<Binary, _>(SqlId(task.claim.as_uuid()))
+            .execute(conn)?;
+        return Ok(false);
+    };
+    sql_query(
+        "INSERT INTO market_embeddings (market_row_id, version, vector) \
+         VALUES (?, ?, ?) ON CONFLICT (market_row_id) DO UPDATE \
+         SET version = excluded.version, vector = excluded.vector",
+    )
+    .bind::<BigInt, _>(row_id.value)
+    .bind::<BigInt, _>(version(task))
+    .bind::<Binary, _>(to_blob(vector))
+    .execute(conn)?;
+    Ok(true)
+}
+
 #[async_trait]
 impl IndexBacklog for SqliteVectorIndex {
-    async fn pending(&self, batch: usize) -> Result<Vec<IndexTask>, RepositoryError> {
+    async fn claim(
+        &self,
+        batch: usize,
+        lease: Duration,
+    ) -> Result<Vec<IndexTask>, RepositoryError> {
         let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let rows = self
+        let claim = IndexClaim::new();
+        let mut rows = self
             .pool
-            .run(move |conn| {
-                sql_query(
-                    "SELECT id, version, name || char(10) || description AS text FROM markets \
-                     WHERE embedding_stale = 1 ORDER BY updated_at, id LIMIT ?",
-                )
-                .bind::<BigInt, _>(limit)
-                .load::<Pending>(conn)
+            .write(move |conn| {
+                let now = Micros::now();
+                sql_query(CLAIM)
+                    .bind::<Binary, _>(SqlId(claim.as_uuid()))
+                    .bind::<BigInt, _>(now.plus(lease))
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .load::<Pending>(conn)
             })
             .await?
             .map_err(from_query)?;
+        // RETURNING keeps no order.
+        rows.sort_by_key(|row| (row.updated_at, row.id.0));
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -252,75 +349,70 @@ impl IndexBacklog for SqliteVectorIndex {
                     MarketId::from(row.id.0),
                     u64::try_from(row.version).unwrap_or_default(),
                     row.text,
+                    claim,
                 )
             })
             .collect())
     }
 
-    async fn store(
-        &self,
-        task: &IndexTask,
-        embedding: &Embedding,
-    ) -> Result<bool, RepositoryError> {
-        let (id, version) = (task.id, i64::try_from(task.version).unwrap_or(i64::MAX));
-        let stored = embedding.clone();
-        let change = self
+    /// One transaction under one write lock (one commit), however large the batch: SQLite's
+    /// statements cost no round trip, its commits do.
+    async fn store(&self, embedded: &[(IndexTask, Embedding)]) -> Result<usize, RepositoryError> {
+        if embedded.is_empty() {
+            return Ok(0);
+        }
+        let batch = embedded.to_vec();
+        let (stored, change) = self
             .pool
             .write(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let before = settings(conn)?;
-                    check(dimensions(&before)?, &stored)?;
-                    let row_id = sql_query(
-                        "UPDATE markets SET embedding_stale = 0 WHERE id = ? AND version = ? \
-                         RETURNING row_id AS value",
-                    )
-                    .bind::<Binary, _>(SqlId(id.as_uuid()))
-                    .bind::<BigInt, _>(version)
-                    .get_result::<Number>(conn)
-                    .optional()?;
-                    let Some(row_id) = row_id else {
-                        return Ok(None);
-                    };
-                    sql_query(
-                        "INSERT INTO market_embeddings (market_row_id, version, vector) \
-                         VALUES (?, ?, ?) ON CONFLICT (market_row_id) DO UPDATE \
-                         SET version = excluded.version, vector = excluded.vector",
-                    )
-                    .bind::<BigInt, _>(row_id.value)
-                    .bind::<BigInt, _>(version)
-                    .bind::<Binary, _>(to_blob(stored.as_slice()))
-                    .execute(conn)?;
+                    let expected = dimensions(&before)?;
+                    let mut stored = Vec::new();
+                    for (task, embedding) in batch {
+                        check(expected, &embedding)?;
+                        if store_one(conn, &task, embedding.as_slice())? {
+                            stored.push((task.id, embedding));
+                        }
+                    }
                     let after = settings(conn)?;
-                    Ok::<_, TxError>(Some(Change {
-                        before: before.generation,
-                        after: after.generation,
-                    }))
+                    Ok::<_, TxError>((
+                        stored,
+                        Change {
+                            before: before.generation,
+                            after: after.generation,
+                        },
+                    ))
                 })
                 .map_err(TxError::into_repository)
             })
             .await??;
-        let Some(change) = change else {
-            return Ok(false);
-        };
-        // Applied once the write is over, outside the writer gate: the copy's lock waits for
-        // searches under way, and for a reload as long as it reads every embedding, which must
-        // not hold up every other write of the process. A change applied out of order, or not
-        // at all because the caller went away, only leaves the copy behind: the next search
-        // reloads it.
-        let (memory, embedding) = (Arc::clone(&self.memory), embedding.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut matrix = memory.write().unwrap_or_else(PoisonError::into_inner);
-            // Our write is the only change between `before` and `after` (we held the write
-            // lock): a copy that was current before it is current with it applied. A copy that
-            // is at any other generation is left to reload.
-            if matrix.generation == Some(change.before) {
-                matrix.put(id, embedding.as_slice());
-                matrix.generation = Some(change.after);
-            }
-        })
-        .await
-        .map_err(RepositoryError::unexpected)?;
-        Ok(true)
+        let count = stored.len();
+        if count > 0 {
+            self.apply(stored, change).await?;
+        }
+        Ok(count)
+    }
+
+    async fn release(&self, tasks: &[IndexTask]) -> Result<(), RepositoryError> {
+        let released: Vec<(SqlId, SqlId)> = tasks
+            .iter()
+            .map(|task| (SqlId(task.id.as_uuid()), SqlId(task.claim.as_uuid())))
+            .collect();
+        self.pool
+            .write(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    for (id, claim) in released {
+                        sql_query(RELEASE)
+                            .bind::<Binary, _>(id)
+                            .bind::<Binary, _>(claim)
+                            .execute(conn)?;
+                    }
+                    QueryResult::Ok(())
+                })
+            })
+            .await?
+            .map_err(from_query)
     }
 
     async fn mark_all_stale(&self) -> Result<u64, RepositoryError> {
