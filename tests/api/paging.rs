@@ -501,4 +501,14 @@ async fn offset_paging_stops_at_ten_thousand_rows_and_points_at_cursors() {
         let page = list(&app, query).await;
         assert_eq!(page["data"], json!([]), "{query}");
     }
+    let document = body(app.get("/openapi.json").await, 200).await;
+    let parameters = document["paths"]["/api/v1/markets"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let page = parameters.iter().find(|p| p["name"] == "page").unwrap();
+    let described = page["description"].as_str().unwrap();
+    assert!(
+        described.contains("10000") && described.contains("cursor"),
+        "the document states the cap: {page}"
+    );
 }

@@ -3,6 +3,7 @@
 //! The two are tested together because markets reference their creators: a fixture hands out
 //! both repositories over the same, initially empty, storage.
 
+use futures_util::future::join_all;
 use markets_domain::auth::PasswordHash;
 use markets_domain::market::{
     CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
@@ -49,6 +50,7 @@ macro_rules! repository_contract {
             keyset_pages_follow_every_order,
             keyset_pages_filter_by_status,
             keyset_pages_are_stable_under_inserts,
+            totals_stay_exact_under_concurrent_writes,
             text_search_ranks_name_matches_first,
         );
     };
@@ -522,6 +524,132 @@ pub async fn keyset_pages_are_stable_under_inserts<F: RepositoryFixture>(fixture
         "an insert between pages shifted the walk"
     );
     assert_eq!(page_two.next, None);
+}
+
+/// How many writers [`concurrent_mixed_workload`] runs at once, and how many rounds each.
+const WRITERS: usize = 12;
+const ROUNDS: usize = 8;
+
+/// A mixed workload from many writers at once, as a busy service makes it: each writer creates
+/// markets and moves them between statuses, and changes the status of, renames and deletes
+/// markets that all writers share, so that creates, status changes, other updates and deletes
+/// of the same rows meet (updates racing on a version, deletes racing on a row). The store's
+/// own rows are then the truth to check its totals (or counters) against.
+pub async fn concurrent_mixed_workload<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let mut shared = Vec::new();
+    for n in 0..WRITERS {
+        let status = MarketStatus::ALL[n % 3];
+        shared.push(
+            market(fixture, &ann, &format!("shared {n}"), status, 0)
+                .await
+                .id,
+        );
+    }
+    let writers = (0..WRITERS).map(|writer| {
+        let (ann, shared) = (&ann, &shared);
+        async move {
+            let mut own = Vec::new();
+            for round in 0..ROUNDS {
+                let status = MarketStatus::ALL[(writer + round) % 3];
+                let name = format!("writer {writer} round {round}");
+                own.push(market(fixture, ann, &name, status, 0).await);
+                let target = shared[(writer * 5 + round) % shared.len()];
+                let next = MarketStatus::ALL[(writer + round + 1) % 3];
+                match round % 4 {
+                    0 => set_status(fixture, target, next).await,
+                    1 => set_status(fixture, own[round].id, next).await,
+                    2 => rename(fixture, target, &name).await,
+                    _ => {
+                        fixture.markets().delete(target, None).await.unwrap();
+                        fixture
+                            .markets()
+                            .delete(own[round - 1].id, None)
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+        }
+    });
+    join_all(writers).await;
+}
+
+/// Sets the status of the market `id`, if it still exists at the version just read (a
+/// concurrent change wins otherwise, as it would for a caller).
+async fn set_status<F: RepositoryFixture>(fixture: &F, id: MarketId, status: MarketStatus) {
+    let patch = MarketPatch {
+        status: Some(status),
+        ..MarketPatch::default()
+    };
+    update_if_found(fixture, id, patch).await;
+}
+
+/// Renames the market `id` (an update that leaves its status), as [`set_status`] does.
+async fn rename<F: RepositoryFixture>(fixture: &F, id: MarketId, name: &str) {
+    let patch = MarketPatch {
+        name: Some(MarketName::parse(name).unwrap()),
+        ..MarketPatch::default()
+    };
+    update_if_found(fixture, id, patch).await;
+}
+
+async fn update_if_found<F: RepositoryFixture>(fixture: &F, id: MarketId, patch: MarketPatch) {
+    let markets = fixture.markets();
+    if let Some(current) = markets.find_by_id(id).await.unwrap() {
+        markets
+            .update(id, current.version, patch, &[])
+            .await
+            .unwrap();
+    }
+}
+
+/// How many markets of each status (in [`MarketStatus::ALL`]'s order) the store holds, read
+/// from the markets themselves by walking every keyset page.
+async fn held_by_status<F: RepositoryFixture>(fixture: &F) -> [u64; 3] {
+    let mut held = [0; 3];
+    let mut after = None;
+    loop {
+        let request = KeysetRequest::new(MarketSort::default(), after, size(100)).unwrap();
+        let page = fixture
+            .markets()
+            .find_after(MarketFilter::default(), request)
+            .await
+            .unwrap();
+        for market in &page.items {
+            let index = MarketStatus::ALL.iter().position(|s| *s == market.status);
+            held[index.unwrap()] += 1;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return held,
+        }
+    }
+}
+
+/// After many writers created, re-statused, updated and deleted markets at once, every list's
+/// total (all markets, and each status) equals the markets the store holds.
+pub async fn totals_stay_exact_under_concurrent_writes<F: RepositoryFixture>(fixture: &F) {
+    concurrent_mixed_workload(fixture).await;
+    let held = held_by_status(fixture).await;
+    let created = (WRITERS * (ROUNDS + 1)) as u64;
+    let all: u64 = held.iter().sum();
+    assert!(
+        0 < all && all < created,
+        "the workload creates {created} markets and deletes some; {all} are left"
+    );
+    let first = PageRequest::new(1, size(1)).unwrap();
+    let total = |status| async move {
+        let filter = MarketFilter { status };
+        let page = fixture
+            .markets()
+            .find_all(filter, MarketSort::default(), first);
+        page.await.unwrap().total
+    };
+    assert_eq!(total(None).await, all, "total of all markets");
+    for (status, held) in MarketStatus::ALL.into_iter().zip(held) {
+        assert_eq!(total(Some(status)).await, held, "total of {status} markets");
+    }
 }
 
 /// Text search finds markets containing every query word, name matches before description

@@ -27,5 +27,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// How many markets have each status, spread over shards; kept by triggers (see the
+    /// `market_counts` migration).
+    market_counts (status, shard) {
+        status -> Text,
+        shard -> Int2,
+        count -> Int8,
+    }
+}
+
 diesel::joinable!(markets -> users (creator_id));
 diesel::allow_tables_to_appear_in_same_query!(markets, users);

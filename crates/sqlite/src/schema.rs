@@ -28,5 +28,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// How many markets have each status; kept by triggers (see the `market_counts` migration).
+    market_counts (status) {
+        status -> Text,
+        count -> BigInt,
+    }
+}
+
 diesel::joinable!(markets -> users (creator_id));
 diesel::allow_tables_to_appear_in_same_query!(markets, users);

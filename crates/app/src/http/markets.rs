@@ -41,7 +41,9 @@ pub struct ListParams {
     status: Option<String>,
     /// `created_at`, `-created_at` (default), `volume` or `-volume`.
     sort: Option<String>,
-    /// Page number, from 1.
+    /// Page number, from 1. Offset paging reaches row 10,000 at most: a `page` with
+    /// `page * page_size` over 10000 is 422 on `page`; cursor paging (`cursor`, `limit`) goes
+    /// further.
     page: Option<String>,
     /// 1 to 100, default 20.
     page_size: Option<String>,

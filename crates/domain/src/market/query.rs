@@ -16,6 +16,16 @@ pub struct MarketFilter {
     pub status: Option<MarketStatus>,
 }
 
+impl MarketFilter {
+    /// The statuses of the markets this filter admits: it admits exactly the markets with one
+    /// of them. So a store that keeps a count per status answers every list's total from those
+    /// counts, without counting rows (a filter on anything else would end that).
+    pub fn statuses(self) -> Vec<MarketStatus> {
+        let Self { status } = self;
+        status.map_or_else(|| MarketStatus::ALL.to_vec(), |status| vec![status])
+    }
+}
+
 /// The column a list is ordered by; ties are always broken by id in the same direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SortField {
@@ -189,6 +199,15 @@ impl KeysetPage<MarketSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_name_the_statuses_they_admit() {
+        assert_eq!(MarketFilter::default().statuses(), MarketStatus::ALL);
+        let closed = MarketFilter {
+            status: Some(MarketStatus::Closed),
+        };
+        assert_eq!(closed.statuses(), [MarketStatus::Closed]);
+    }
 
     #[test]
     fn sorts_parse_and_print_the_same() {
