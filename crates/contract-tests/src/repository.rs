@@ -11,7 +11,7 @@ use markets_domain::market::{
 };
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, UpdateRoleError, User, UserId, UserRepository,
 };
 
 /// Fresh, empty storage behind both repositories.
@@ -36,6 +36,8 @@ macro_rules! repository_contract {
             user_is_found_by_id_email_and_ids,
             user_email_is_unique,
             user_role_can_change,
+            the_last_admin_keeps_the_role,
+            admins_demoting_each_other_at_once_leave_one,
             users_are_found_by_role,
             unknown_users_are_absent,
             market_is_stored_whole,
@@ -259,6 +261,66 @@ pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     assert_eq!(promoted.previous, Role::User, "the role it replaced");
     let stored = fixture.users().find_by_id(ann.id).await.unwrap();
     assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
+}
+
+/// A change that would leave no admin is refused and changes nothing; with another admin it
+/// goes through, and promoting needs no other admin.
+pub async fn the_last_admin_keeps_the_role<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    assert!(
+        users
+            .update_role(ann.id, Role::Admin, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let refused = users.update_role(ann.id, Role::Moderator, None).await;
+    assert!(
+        matches!(refused, Err(UpdateRoleError::LastAdmin)),
+        "{refused:?}"
+    );
+    let ann_now = users.find_by_id(ann.id).await.unwrap().map(|u| u.role);
+    assert_eq!(ann_now, Some(Role::Admin), "nothing changed");
+    users.update_role(bob.id, Role::Admin, None).await.unwrap();
+    let demoted = users.update_role(ann.id, Role::User, None).await.unwrap();
+    assert_eq!(demoted.map(|c| c.previous), Some(Role::Admin));
+    let refused = users.update_role(bob.id, Role::User, None).await;
+    assert!(
+        matches!(refused, Err(UpdateRoleError::LastAdmin)),
+        "{refused:?}"
+    );
+    let unknown = users.update_role(UserId::new(), Role::User, None).await;
+    assert!(matches!(unknown, Ok(None)), "{unknown:?}");
+}
+
+/// Two admins demoting each other concurrently: exactly one succeeds, an admin is left.
+pub async fn admins_demoting_each_other_at_once_leave_one<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    for round in 0..5 {
+        for id in [ann.id, bob.id] {
+            users.update_role(id, Role::Admin, None).await.unwrap();
+        }
+        let (first, second) = tokio::join!(
+            users.update_role(bob.id, Role::User, None),
+            users.update_role(ann.id, Role::User, None),
+        );
+        let outcomes = [&first, &second];
+        let done = outcomes.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        let refused = outcomes
+            .iter()
+            .filter(|r| matches!(r, Err(UpdateRoleError::LastAdmin)))
+            .count();
+        assert_eq!(
+            (done, refused),
+            (1, 1),
+            "round {round}: {first:?} / {second:?}"
+        );
+        assert!(users.has_role(Role::Admin).await.unwrap(), "round {round}");
+    }
 }
 
 /// `has_role` says whether anyone has the role, and follows role changes.

@@ -4,14 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserAccount, UserId,
-    UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
+    UserId, UserRepository,
 };
 use uuid::Uuid;
 
@@ -72,6 +72,21 @@ struct NewUserRow<'a> {
     display_name: &'a str,
     password_hash: &'a str,
     role: &'a str,
+}
+
+/// Whether `id` is the only admin, after locking every admin row for the transaction.
+async fn is_last_admin(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+) -> Result<bool, diesel::result::Error> {
+    let admins: Vec<Uuid> = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .order(users::id)
+        .select(users::id)
+        .for_update()
+        .load(conn)
+        .await?;
+    Ok(admins == [id.as_uuid()])
 }
 
 impl TryFrom<UserRow> for User {
@@ -158,16 +173,21 @@ impl UserRepository for PgUserRepository {
     }
 
     /// One statement reads the replaced role and writes the new one: the subquery locks the
-    /// row, so a concurrent change cannot slip between the read and the write.
+    /// row, so a concurrent change cannot slip between the read and the write. A change away
+    /// from `admin` first locks every admin row (in id order, so two changes never deadlock):
+    /// a concurrent demotion waits, then re-reads who is still admin, and so sees this one.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, UpdateRoleError> {
         let mut conn = self.pool.get().await?;
         let changed = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
+                if role != Role::Admin && is_last_admin(conn, id).await? {
+                    return Ok(Err(UpdateRoleError::LastAdmin));
+                }
                 let row = diesel::sql_query(
                     "UPDATE users SET role = $2, updated_at = now() \
                      FROM (SELECT id, role FROM users WHERE id = $1 FOR UPDATE) AS old \
@@ -181,7 +201,7 @@ impl UserRepository for PgUserRepository {
                 .await
                 .optional()?;
                 let Some(row) = row else {
-                    return Ok(None);
+                    return Ok(Ok(None));
                 };
                 let previous = row.previous_role.parse::<Role>().map_err(|error| {
                     diesel::result::Error::DeserializationError(Box::new(error))
@@ -189,10 +209,10 @@ impl UserRepository for PgUserRepository {
                 if let Some(event) = audit {
                     record(conn, &event.with_previous_role(previous)).await?;
                 }
-                Ok(Some((row.user, previous)))
+                Ok(Ok(Some((row.user, previous))))
             })
             .await
-            .map_err(from_query)?;
+            .map_err(from_query)??;
         changed
             .map(|(user, previous)| {
                 Ok(RoleChange {
@@ -201,6 +221,7 @@ impl UserRepository for PgUserRepository {
                 })
             })
             .transpose()
+            .map_err(UpdateRoleError::Repository)
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {

@@ -7,8 +7,8 @@ use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserAccount, UserId,
-    UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
+    UserId, UserRepository,
 };
 
 use crate::audit::record;
@@ -60,6 +60,19 @@ struct NewUserRow {
     role: &'static str,
     created_at: Micros,
     updated_at: Micros,
+}
+
+/// Whether `id` is the only admin; run inside the write transaction, which serialises it with
+/// every other role change.
+fn is_last_admin(
+    conn: &mut diesel::SqliteConnection,
+    id: UserId,
+) -> Result<bool, diesel::result::Error> {
+    let admins: Vec<SqlId> = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .select(users::id)
+        .load(conn)?;
+    Ok(matches!(admins.as_slice(), [only] if only.0 == id.as_uuid()))
 }
 
 impl TryFrom<UserRow> for User {
@@ -162,23 +175,27 @@ impl UserRepository for SqliteUserRepository {
     }
 
     /// The replaced role is read inside the same immediate transaction, which holds the write
-    /// lock from its start: no other change can come between the read and the write.
+    /// lock from its start: no other change can come between the read and the write, nor
+    /// between counting the other admins and a demotion.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, UpdateRoleError> {
         let audit = audit.cloned();
         let changed = self
             .pool
             .write(move |conn| {
                 conn.immediate_transaction(|conn| {
+                    if role != Role::Admin && is_last_admin(conn, id)? {
+                        return Ok(Err(UpdateRoleError::LastAdmin));
+                    }
                     let row = users::table.find(SqlId(id.as_uuid()));
                     let Some(previous) =
                         row.select(users::role).first::<String>(conn).optional()?
                     else {
-                        return Ok(None);
+                        return Ok(Ok(None));
                     };
                     let previous = previous.parse::<Role>().map_err(|error| {
                         diesel::result::Error::DeserializationError(Box::new(error))
@@ -193,11 +210,11 @@ impl UserRepository for SqliteUserRepository {
                     if let Some(event) = &audit {
                         record(conn, &event.with_previous_role(previous))?;
                     }
-                    Ok(Some((updated, previous)))
+                    Ok(Ok(Some((updated, previous))))
                 })
             })
             .await?
-            .map_err(from_query)?;
+            .map_err(from_query)??;
         changed
             .map(|(user, previous)| {
                 Ok(RoleChange {
@@ -206,6 +223,7 @@ impl UserRepository for SqliteUserRepository {
                 })
             })
             .transpose()
+            .map_err(UpdateRoleError::Repository)
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {

@@ -8,7 +8,8 @@ use crate::auth::{
 use crate::error::RepositoryError;
 use crate::permission::{Actor, Permission, Role};
 use crate::user::{
-    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserId, UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserId,
+    UserRepository,
 };
 
 /// Why an auth use case failed.
@@ -39,6 +40,9 @@ pub enum AuthError {
     /// No user has this id.
     #[error("User with id {0} not found")]
     UserNotFound(UserId),
+    /// The role change would leave no administrator.
+    #[error("The last administrator cannot lose the admin role")]
+    LastAdmin,
     /// The password hasher failed, or was too busy to take the work ([`HashError::Busy`]).
     #[error(transparent)]
     Hashing(#[from] HashError),
@@ -48,6 +52,15 @@ pub enum AuthError {
     /// The store failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+}
+
+impl From<UpdateRoleError> for AuthError {
+    fn from(error: UpdateRoleError) -> Self {
+        match error {
+            UpdateRoleError::LastAdmin => Self::LastAdmin,
+            UpdateRoleError::Repository(error) => Self::Repository(error),
+        }
+    }
 }
 
 impl From<CreateUserError> for AuthError {
@@ -212,10 +225,32 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         if !actor.can(Permission::Admin) {
             return Err(AuthError::PermissionDenied(Permission::Admin));
         }
+        self.set_role(id, role, audit).await
+    }
+
+    /// Gives a user a new role without an actor's permission check, for operators at the
+    /// command line (`markets create-admin` promoting an existing account); records `audit`
+    /// like [`Self::change_role`].
+    pub async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: &AuditEvent,
+    ) -> Result<RoleChange, AuthError> {
         self.users
             .update_role(id, role, Some(audit))
             .await?
             .ok_or(AuthError::UserNotFound(id))
+    }
+
+    /// The user with this email, if any (for operators, not for requests: it tells which
+    /// emails are registered).
+    pub async fn find_by_email(&self, email: &Email) -> Result<Option<User>, AuthError> {
+        Ok(self
+            .users
+            .find_by_email(email)
+            .await?
+            .map(|account| account.user))
     }
 }
 
@@ -315,6 +350,22 @@ mod tests {
                 role: Role::Moderator
             }
         );
+    }
+
+    #[test]
+    fn the_last_admin_keeps_the_role() {
+        let auth = service();
+        let ann = block_on(auth.register(registration("ann@example.com"), Role::Admin)).unwrap();
+        let actor = Actor::User {
+            id: ann.id,
+            role: Role::Admin,
+        };
+        let refused = block_on(auth.change_role(&actor, ann.id, Role::User, &promotion()));
+        assert!(matches!(refused, Err(AuthError::LastAdmin)), "{refused:?}");
+        let bob = block_on(auth.register(registration("bob@example.com"), Role::Admin)).unwrap();
+        block_on(auth.change_role(&actor, ann.id, Role::User, &promotion())).unwrap();
+        let refused = block_on(auth.change_role(&actor, bob.id, Role::Moderator, &promotion()));
+        assert!(matches!(refused, Err(AuthError::LastAdmin)), "{refused:?}");
     }
 
     #[test]

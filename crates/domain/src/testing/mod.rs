@@ -32,7 +32,8 @@ use crate::market::{
 };
 use crate::permission::Role;
 use crate::user::{
-    CreateUserError, Email, NewUser, RoleChange, User, UserAccount, UserId, UserRepository,
+    CreateUserError, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount, UserId,
+    UserRepository,
 };
 use jobs::QueuedJob;
 
@@ -347,8 +348,19 @@ impl UserRepository for InMemoryStore {
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, UpdateRoleError> {
         let mut state = self.state();
+        let others_admin = state
+            .users
+            .values()
+            .any(|a| a.user.id != id && a.user.role == Role::Admin);
+        let demotes = state
+            .users
+            .get(&id)
+            .is_some_and(|a| a.user.role == Role::Admin && role != Role::Admin);
+        if demotes && !others_admin {
+            return Err(UpdateRoleError::LastAdmin);
+        }
         let changed = state.users.get_mut(&id).map(|account| {
             let previous = std::mem::replace(&mut account.user.role, role);
             RoleChange {

@@ -3,7 +3,7 @@
 mod repository;
 mod values;
 
-pub use repository::{CreateUserError, UserRepository};
+pub use repository::{CreateUserError, UpdateRoleError, UserRepository};
 pub use values::{DisplayName, Email, UserId};
 
 use chrono::{DateTime, Utc};

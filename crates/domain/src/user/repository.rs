@@ -20,6 +20,18 @@ pub enum CreateUserError {
     Repository(#[from] RepositoryError),
 }
 
+/// Why a role could not be changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateRoleError {
+    /// The change would leave no user with role `admin`; nothing was changed.
+    #[error("the last administrator cannot lose the role")]
+    LastAdmin,
+    /// The store failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
 /// Stores users. Implementations must pass `markets_contract_tests`' user repository suite.
 #[async_trait]
 pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
@@ -44,12 +56,18 @@ pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
     /// `None` if there is no such user. `audit` is stored in the same transaction, and only if
     /// the user exists, as [`AuditEvent::with_previous_role`] of the replaced role: the trail
     /// records exactly the role changes that happened, and what each one changed.
+    ///
+    /// # Errors
+    /// [`UpdateRoleError::LastAdmin`] if the change would leave no admin, decided inside the
+    /// change's transaction under locks that serialise it with every other role change (two
+    /// admins demoting each other at once: one succeeds, the other gets this);
+    /// [`UpdateRoleError::Repository`] if the store fails.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError>;
+    ) -> Result<Option<RoleChange>, UpdateRoleError>;
 
     /// Whether any user has `role` (so a fresh installation can say how to create an admin).
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
@@ -60,6 +78,6 @@ forward_through_arc!(UserRepository {
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
     async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError>;
     async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
-    async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, RepositoryError>;
+    async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, UpdateRoleError>;
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
 });
