@@ -3,7 +3,8 @@
 //! The two are tested together because markets reference their creators: a fixture hands out
 //! both repositories over the same, initially empty, storage.
 
-use markets_domain::auth::PasswordHash;
+use chrono::{TimeDelta, Utc};
+use markets_domain::auth::{NewAccountToken, OneTimeToken, PasswordHash, TokenPurpose};
 use markets_domain::market::{
     CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
     MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, PageRequest,
@@ -39,6 +40,8 @@ macro_rules! repository_contract {
             the_last_admin_keeps_the_role,
             admins_demoting_each_other_at_once_leave_one,
             users_are_found_by_role,
+            a_reset_token_sets_the_password_once_and_advances_the_epoch,
+            expired_and_unknown_reset_tokens_change_nothing,
             unknown_users_are_absent,
             market_is_stored_whole,
             market_needs_an_existing_creator,
@@ -321,6 +324,84 @@ pub async fn admins_demoting_each_other_at_once_leave_one<F: RepositoryFixture>(
         );
         assert!(users.has_role(Role::Admin).await.unwrap(), "round {round}");
     }
+}
+
+/// A reset token for `user`, made of `seed`, valid for `minutes` from now.
+async fn reset_token<F: RepositoryFixture>(
+    fixture: &F,
+    user: &User,
+    seed: u8,
+    minutes: i64,
+) -> OneTimeToken {
+    let token = OneTimeToken::from_random([seed; 32]);
+    let expires_at = Utc::now() + TimeDelta::minutes(minutes);
+    let stored = NewAccountToken::new(&token, TokenPurpose::PasswordReset, user.id, expires_at);
+    fixture.users().store_token(&stored).await.unwrap();
+    token
+}
+
+/// `reset_password` sets the password and advances the token epoch once; the token, and every
+/// other reset token of the user, is spent; another user's token still works.
+pub async fn a_reset_token_sets_the_password_once_and_advances_the_epoch<F: RepositoryFixture>(
+    fixture: &F,
+) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    assert_eq!(ann.token_epoch, 0, "a new user's epoch");
+    let first = reset_token(fixture, &ann, 1, 30).await;
+    let second = reset_token(fixture, &ann, 2, 30).await;
+    let bobs = reset_token(fixture, &bob, 3, 30).await;
+    let new = PasswordHash::new("$argon2id$new");
+    let now = Utc::now();
+    let reset = users
+        .reset_password(&second.hash(), &new, now)
+        .await
+        .unwrap();
+    let reset = reset.expect("a valid token resets");
+    assert_eq!((reset.id, reset.token_epoch), (ann.id, 1));
+    let stored = users.find_by_email(&ann.email).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash, new);
+    assert_eq!(stored.user.token_epoch, 1);
+    for spent in [&second, &first] {
+        let again = users
+            .reset_password(&spent.hash(), &new, now)
+            .await
+            .unwrap();
+        assert_eq!(again, None, "spent tokens change nothing");
+    }
+    let ann_now = users.find_by_id(ann.id).await.unwrap().unwrap();
+    assert_eq!(ann_now.token_epoch, 1, "advanced once");
+    let bob_reset = users.reset_password(&bobs.hash(), &new, now).await.unwrap();
+    assert_eq!(bob_reset.map(|u| u.id), Some(bob.id));
+}
+
+/// An expired or unknown token is refused and leaves the user as it was.
+pub async fn expired_and_unknown_reset_tokens_change_nothing<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let before = users.find_by_email(&ann.email).await.unwrap().unwrap();
+    let late = reset_token(fixture, &ann, 1, 30).await;
+    let new = PasswordHash::new("$argon2id$new");
+    let after = Utc::now() + TimeDelta::minutes(31);
+    assert_eq!(
+        users
+            .reset_password(&late.hash(), &new, after)
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = OneTimeToken::from_random([9; 32]);
+    let now = Utc::now();
+    assert_eq!(
+        users
+            .reset_password(&unknown.hash(), &new, now)
+            .await
+            .unwrap(),
+        None
+    );
+    let stored = users.find_by_email(&ann.email).await.unwrap().unwrap();
+    assert_eq!(stored, before);
 }
 
 /// `has_role` says whether anyone has the role, and follows role changes.

@@ -1,10 +1,13 @@
 //! [`UserRepository`] on SQLite.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Text};
 use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
-use markets_domain::auth::PasswordHash;
+use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
+use markets_domain::error::ValidationError;
 use markets_domain::permission::Role;
 use markets_domain::user::{
     CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
@@ -39,6 +42,7 @@ struct UserRow {
     display_name: String,
     role: String,
     created_at: Micros,
+    token_epoch: i64,
 }
 
 /// A user with their password hash, selected only to log them in.
@@ -60,6 +64,39 @@ struct NewUserRow {
     role: &'static str,
     created_at: Micros,
     updated_at: Micros,
+}
+
+/// A single-use token consumed by a statement: whose it was, and its stored hash.
+#[derive(QueryableByName)]
+struct ConsumedRow {
+    #[diesel(sql_type = Binary)]
+    user_id: SqlId,
+    #[diesel(sql_type = Binary)]
+    token_hash: Vec<u8>,
+}
+
+/// Marks the unused, unexpired token with this hash and purpose used at `now` and returns its
+/// user, or `None`; inside the caller's write transaction, so it is single-use. The stored hash
+/// is compared again in constant time, not left to the index alone.
+fn consume(
+    conn: &mut diesel::SqliteConnection,
+    token: &TokenHash,
+    purpose: TokenPurpose,
+    now: i64,
+) -> Result<Option<SqlId>, diesel::result::Error> {
+    let row = diesel::sql_query(
+        "UPDATE account_tokens SET used_at = ?3 \
+         WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3 \
+         RETURNING user_id, token_hash",
+    )
+    .bind::<Binary, _>(token.as_bytes().to_vec())
+    .bind::<Text, _>(purpose.as_str())
+    .bind::<BigInt, _>(now)
+    .get_result::<ConsumedRow>(conn)
+    .optional()?;
+    Ok(row
+        .filter(|row| TokenHash::from_bytes(&row.token_hash).is_some_and(|stored| stored == *token))
+        .map(|row| row.user_id))
 }
 
 /// Whether `id` is the only admin; run inside the write transaction, which serialises it with
@@ -86,6 +123,8 @@ impl TryFrom<UserRow> for User {
             display_name: DisplayName::parse(&row.display_name).map_err(&invalid)?,
             role: row.role.parse::<Role>().map_err(&invalid)?,
             created_at: row.created_at.0,
+            token_epoch: u64::try_from(row.token_epoch)
+                .map_err(|_| invalid(ValidationError::new("token_epoch", "is negative")))?,
         })
     }
 }
@@ -236,5 +275,66 @@ impl UserRepository for SqliteUserRepository {
             })
             .await?
             .map_err(from_query)
+    }
+
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError> {
+        let token = token.clone();
+        self.pool
+            .write(move |conn| {
+                diesel::sql_query(
+                    "INSERT INTO account_tokens \
+                     (token_hash, purpose, user_id, expires_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .bind::<Binary, _>(token.hash.as_bytes().to_vec())
+                .bind::<Text, _>(token.purpose.as_str())
+                .bind::<Binary, _>(SqlId(token.user_id.as_uuid()))
+                .bind::<BigInt, _>(Micros(token.expires_at))
+                .bind::<BigInt, _>(Micros::now())
+                .execute(conn)
+            })
+            .await?
+            .map(drop)
+            .map_err(from_query)
+    }
+
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let (token, password) = (*token, password.as_str().to_owned());
+        let purpose = TokenPurpose::PasswordReset;
+        let now = Micros(now).get();
+        let updated = self
+            .pool
+            .write(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let Some(user_id) = consume(conn, &token, purpose, now)? else {
+                        return Ok(None);
+                    };
+                    diesel::sql_query(
+                        "UPDATE account_tokens SET used_at = ?3 \
+                         WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+                    )
+                    .bind::<Binary, _>(user_id)
+                    .bind::<Text, _>(purpose.as_str())
+                    .bind::<BigInt, _>(now)
+                    .execute(conn)?;
+                    diesel::update(users::table.find(user_id))
+                        .set((
+                            users::password_hash.eq(password),
+                            users::token_epoch.eq(users::token_epoch + 1),
+                            users::updated_at.eq(Micros::now()),
+                        ))
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)
+                        .optional()
+                })
+            })
+            .await?
+            .map_err(from_query)?;
+        updated.map(User::try_from).transpose()
     }
 }

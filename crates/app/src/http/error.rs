@@ -261,6 +261,7 @@ impl From<AuthError> for AppError {
                 Self::Forbidden("You do not have permission to do this".into())
             }
             AuthError::UserNotFound(_) => Self::NotFound(error.to_string()),
+            AuthError::BadOneTimeToken => Self::BadRequest(error.to_string()),
             AuthError::Hashing(HashError::Busy { retry_after }) => Self::Saturated {
                 service: "password hashing",
                 retry_after: ceil_secs(retry_after).max(1),

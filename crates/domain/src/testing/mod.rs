@@ -11,7 +11,7 @@ pub use jobs::RecordingNotifier;
 pub use ratelimit::BudgetLimiter;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
 use crate::auth::{
-    AccessToken, HashError, Password, PasswordHash, PasswordHasher, TokenClaims, TokenError,
-    TokenIssuer,
+    AccessToken, HashError, NewAccountToken, Password, PasswordHash, PasswordHasher, TokenClaims,
+    TokenError, TokenHash, TokenIssuer, TokenPurpose,
 };
 use crate::cache::{Cache, CacheError};
 use crate::error::RepositoryError;
@@ -47,6 +47,8 @@ struct State {
     tallies: HashMap<String, AuditEventId>,
     /// Every job queue call fails as unavailable, like a database that is down.
     jobs_down: bool,
+    /// Single-use tokens, with whether each was used.
+    tokens: Vec<(NewAccountToken, bool)>,
 }
 
 /// A market and user store in memory; clones share the same data.
@@ -310,6 +312,7 @@ impl UserRepository for InMemoryStore {
             display_name: new.display_name,
             role: new.role,
             created_at: Utc::now(),
+            token_epoch: 0,
         };
         let account = UserAccount {
             user: user.clone(),
@@ -376,6 +379,37 @@ impl UserRepository for InMemoryStore {
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
         Ok(self.state().users.values().any(|a| a.user.role == role))
+    }
+
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError> {
+        self.state().tokens.push((token.clone(), false));
+        Ok(())
+    }
+
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let mut state = self.state();
+        let reset = |t: &NewAccountToken| t.purpose == TokenPurpose::PasswordReset;
+        let Some(user_id) = state
+            .tokens
+            .iter()
+            .find(|(t, used)| !used && reset(t) && &t.hash == token && t.expires_at > now)
+            .map(|(t, _)| t.user_id)
+        else {
+            return Ok(None);
+        };
+        for (t, used) in &mut state.tokens {
+            *used |= t.user_id == user_id && reset(t);
+        }
+        Ok(state.users.get_mut(&user_id).map(|account| {
+            account.password_hash = password.clone();
+            account.user.token_epoch += 1;
+            account.user.clone()
+        }))
     }
 }
 
@@ -467,7 +501,13 @@ pub struct FakeTokens;
 
 impl TokenIssuer for FakeTokens {
     fn issue(&self, user: &User) -> Result<AccessToken, TokenError> {
-        let token = format!("{}:{}:{}", user.id, user.role, UserId::new());
+        let token = format!(
+            "{}:{}:{}:{}",
+            user.id,
+            user.role,
+            user.token_epoch,
+            UserId::new()
+        );
         Ok(AccessToken {
             token,
             expires_in: 1800,
@@ -476,9 +516,13 @@ impl TokenIssuer for FakeTokens {
 
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let mut parts = token.split(':');
-        let (Some(id), Some(role), Some(jti), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(id), Some(role), Some(epoch), Some(jti), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(TokenError::Malformed);
         };
         let now = Utc::now();
@@ -486,6 +530,7 @@ impl TokenIssuer for FakeTokens {
             user_id: id.parse().map_err(|_| TokenError::Malformed)?,
             role: role.parse().map_err(|_| TokenError::Malformed)?,
             token_id: jti.to_owned(),
+            epoch: epoch.parse().map_err(|_| TokenError::Malformed)?,
             issued_at: now,
             expires_at: now + chrono::Duration::minutes(30),
         })

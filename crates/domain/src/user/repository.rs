@@ -1,9 +1,11 @@
 //! The port through which users are stored.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{NewUser, RoleChange, User, UserAccount, UserId};
 use crate::audit::AuditEvent;
+use crate::auth::{NewAccountToken, PasswordHash, TokenHash};
 use crate::error::RepositoryError;
 use crate::permission::Role;
 use crate::user::Email;
@@ -71,6 +73,20 @@ pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether any user has `role` (so a fresh installation can say how to create an admin).
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
+
+    /// Stores a single-use token (its hash only) for its user.
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError>;
+
+    /// Consumes the password reset token whose hash is `token` and, in the same transaction,
+    /// sets `password` and advances the user's token epoch (revoking every access token issued
+    /// before) and consumes the user's other reset tokens; returns the user as updated. `None`,
+    /// changing nothing, if no unused reset token with this hash expires after `now`.
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError>;
 }
 
 forward_through_arc!(UserRepository {
@@ -80,4 +96,6 @@ forward_through_arc!(UserRepository {
     async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
     async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, UpdateRoleError>;
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError>;
+    async fn reset_password(&self, token: &TokenHash, password: &PasswordHash, now: DateTime<Utc>) -> Result<Option<User>, RepositoryError>;
 });
