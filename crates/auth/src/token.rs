@@ -217,6 +217,20 @@ mod tests {
         ));
     }
 
+    /// Tokens issued before the `gen` claim existed stay valid for users who never reset
+    /// (epoch 0) and are refused for those who did.
+    #[test]
+    fn tokens_without_an_epoch_claim_are_epoch_zero() {
+        let now = Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "sub": UserId::new().to_string(), "role": "user", "iat": now, "exp": now + 600,
+            "jti": "old",
+        });
+        let key = EncodingKey::from_secret(b"k");
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+        assert_eq!(issuer("k").verify(&token).unwrap().epoch, 0);
+    }
+
     #[test]
     fn random_secrets_differ_and_are_long() {
         let (a, b) = (JwtIssuer::random_secret(), JwtIssuer::random_secret());
