@@ -2,8 +2,11 @@
 //! and `serve` from start to graceful stop, against a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use markets_domain::audit::{AuditAction, AuditLog};
+use markets_domain::auth::PasswordHash;
+use markets_domain::market::PageSize;
 use markets_domain::permission::Role;
-use markets_domain::user::{Email, UserRepository};
+use markets_domain::user::{DisplayName, Email, NewUser, UserId, UserRepository};
 use markets_postgres::PgUserRepository;
 use markets_postgres::testing::TestDatabase;
 use markets_redis::testing::PrivateRedis;
@@ -360,32 +363,68 @@ async fn create_admin_reads_the_password_from_env_or_stdin() {
 }
 
 #[tokio::test]
-async fn create_admin_refuses_weak_passwords_and_taken_emails() {
+async fn create_admin_refuses_weak_passwords_for_new_accounts() {
     let db = TestDatabase::new().await;
-    let admin = |password: &str| {
-        let mut command = markets(&db);
-        command
-            .args([
-                "create-admin",
-                "--email",
-                "root@example.com",
-                "--password-env",
-                "PW",
-            ])
-            .env("PW", password);
-        run(command)
-    };
-    let weak = admin("short");
+    let mut command = markets(&db);
+    command
+        .args([
+            "create-admin",
+            "--email",
+            "root@example.com",
+            "--password-env",
+            "PW",
+        ])
+        .env("PW", "short");
+    let weak = run(command);
     assert_eq!(weak.status.code(), Some(1));
     assert!(stderr(&weak).contains("password"), "{}", stderr(&weak));
-    assert!(admin("long enough password").status.success());
-    let taken = admin("another long password");
-    assert_eq!(taken.status.code(), Some(1));
-    assert!(
-        stderr(&taken).contains("already exists"),
-        "{}",
-        stderr(&taken)
+}
+
+/// An existing account is promoted, with an audit event, without a password being read; running
+/// it again changes nothing and still succeeds.
+#[tokio::test]
+async fn create_admin_promotes_an_existing_account() {
+    let db = TestDatabase::new().await;
+    let users = PgUserRepository::new(db.pool());
+    let ann = users
+        .create(NewUser {
+            id: UserId::new(),
+            email: Email::parse("ann@example.com").unwrap(),
+            display_name: DisplayName::parse("Ann").unwrap(),
+            password_hash: PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"),
+            role: Role::User,
+        })
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let mut command = markets(&db);
+        command
+            .args(["create-admin", "--email", "ANN@example.com"])
+            .stdin(Stdio::null());
+        let output = run(command);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            ann.id.to_string()
+        );
+    }
+    let stored = users.find_by_id(ann.id).await.unwrap().unwrap();
+    assert_eq!(stored.role, Role::Admin);
+    assert_eq!(stored.display_name.as_str(), "Ann", "the account is kept");
+    let audit = markets_postgres::PgAuditLog::new(db.pool());
+    let page = audit.page(None, PageSize::DEFAULT).await.unwrap();
+    let promotions: Vec<_> = page
+        .events
+        .iter()
+        .filter(|e| e.action == AuditAction::RoleChanged)
+        .collect();
+    assert_eq!(promotions.len(), 1, "one promotion, audited once");
+    assert_eq!(
+        promotions[0].target_id.as_deref(),
+        Some(ann.id.to_string().as_str())
     );
+    assert_eq!(promotions[0].details["previous_role"], "user");
+    assert_eq!(promotions[0].details["role"], "admin");
 }
 
 /// Starts `serve` on a free port; returns it with the address it logged and its log stream.

@@ -141,7 +141,8 @@ async fn login_returns_a_30_minute_hs256_bearer_token_in_the_envelope() {
     let token = data["access_token"].as_str().unwrap();
     let (head, claims) = claims_of(token);
     assert_eq!(head["alg"], "HS256");
-    assert_eq!(keys(&claims), ["exp", "iat", "jti", "role", "sub"]);
+    assert_eq!(keys(&claims), ["exp", "gen", "iat", "jti", "role", "sub"]);
+    assert_eq!(claims["gen"], 0, "a new user's token epoch");
     assert_eq!(claims["sub"], registered["data"]["id"]);
     assert_eq!(claims["role"], "user");
     let (iat, exp) = (

@@ -1,6 +1,7 @@
 //! `/users/me` and role changes.
 
 use markets_domain::permission::Role;
+use markets_domain::user::UserId;
 use reqwest::Method;
 use serde_json::json;
 
@@ -124,4 +125,40 @@ async fn only_admins_change_roles_and_inputs_are_checked() {
     assert_eq!(changed["data"]["role"], "admin");
     assert_eq!(changed["data"]["id"], ann.id.to_string());
     assert_eq!(changed["data"]["email"], ann.email);
+}
+
+/// Two admins demoting each other at once: one succeeds; the other gets 409 if it passed the
+/// permission check before the first change committed, 403 if it was already demoted by then
+/// (the repository contract races the changes themselves). The admin left cannot demote itself.
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted_even_by_a_race() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann", Role::Admin).await;
+    let bob = app.user("bob", Role::Admin).await;
+    let (by_ann, by_bob) = tokio::join!(
+        demote(&app, &ann.token, bob.id),
+        demote(&app, &bob.token, ann.id)
+    );
+    let (left, loser) = if by_ann.status() == 200 {
+        (&ann, by_bob)
+    } else {
+        (&bob, by_ann)
+    };
+    assert!(
+        matches!(loser.status().as_u16(), 403 | 409),
+        "{}",
+        loser.status()
+    );
+    let own = demote(&app, &left.token, left.id).await;
+    error(own, 409, "conflict").await;
+    let me = app
+        .request(Method::GET, "/api/v1/users/me", Some(&left.token), None)
+        .await;
+    assert_eq!(body(me, 200).await["data"]["role"], "admin");
+}
+
+async fn demote(app: &TestApp, token: &str, whom: UserId) -> reqwest::Response {
+    let path = format!("/api/v1/users/{whom}/role");
+    let role = Some(json!({"role": "user"}));
+    app.request(Method::PUT, &path, Some(token), role).await
 }

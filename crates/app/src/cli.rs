@@ -39,9 +39,11 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Create an administrator account. The password is read from the environment variable
-    /// named by --password-env, or else from the first line of standard input; never from
-    /// the command line, where other users of the machine could read it.
+    /// Make an administrator: promote the account with this email if there is one (audited as
+    /// `user.role_changed`; no password asked), or else create an admin account. The new
+    /// account's password is read from the environment variable named by --password-env, or
+    /// else from the first line of standard input; never from the command line, where other
+    /// users of the machine could read it.
     CreateAdmin {
         /// The administrator's email.
         #[arg(long)]

@@ -1,5 +1,5 @@
-//! HS256 JWT access tokens: `sub`, `role`, `iat`, `exp`, `jti`, verified with the algorithm
-//! pinned and no leeway.
+//! HS256 JWT access tokens: `sub`, `role`, `iat`, `exp`, `jti` and `gen` (the user's token
+//! epoch), verified with the algorithm pinned and no leeway.
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
@@ -20,6 +20,10 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: String,
+    /// The user's token epoch at issue; tokens from before the claim existed count as epoch 0,
+    /// which every user had until their first password reset.
+    #[serde(default)]
+    r#gen: u64,
 }
 
 /// Issues and verifies HS256 JWTs with one shared secret.
@@ -79,6 +83,7 @@ impl TokenIssuer for JwtIssuer {
             iat: now,
             exp: now.saturating_add(lifetime),
             jti: uuid::Uuid::new_v4().to_string(),
+            r#gen: user.token_epoch,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| TokenError::Signing(Box::new(error)))?;
@@ -100,6 +105,7 @@ impl TokenIssuer for JwtIssuer {
             claims.sub.parse().map_err(|_| TokenError::Malformed)?,
             claims.role.parse().map_err(|_| TokenError::Malformed)?,
             claims.jti,
+            claims.r#gen,
             timestamp(claims.iat)?,
             timestamp(claims.exp)?,
         ))
@@ -123,6 +129,7 @@ mod tests {
             display_name: DisplayName::parse("Ann").unwrap(),
             role: Role::Moderator,
             created_at: Utc::now(),
+            token_epoch: 7,
         }
     }
 
@@ -145,6 +152,7 @@ mod tests {
         let claims = issuer.verify(&token.token).unwrap();
         assert_eq!(claims.user_id, user.id);
         assert_eq!(claims.role, Role::Moderator);
+        assert_eq!(claims.epoch, 7, "the user's token epoch travels as `gen`");
         assert_eq!((claims.expires_at - claims.issued_at).num_seconds(), 1800);
         let again = issuer.issue(&user).unwrap();
         let other = issuer.verify(&again.token).unwrap();
@@ -172,6 +180,7 @@ mod tests {
             iat: now - 1801,
             exp: now - 1,
             jti: "j".into(),
+            r#gen: 0,
         };
         let key = EncodingKey::from_secret(b"k");
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
@@ -206,6 +215,20 @@ mod tests {
             issuer.verify("garbage"),
             Err(TokenError::Malformed)
         ));
+    }
+
+    /// Tokens issued before the `gen` claim existed stay valid for users who never reset
+    /// (epoch 0) and are refused for those who did.
+    #[test]
+    fn tokens_without_an_epoch_claim_are_epoch_zero() {
+        let now = Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "sub": UserId::new().to_string(), "role": "user", "iat": now, "exp": now + 600,
+            "jti": "old",
+        });
+        let key = EncodingKey::from_secret(b"k");
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+        assert_eq!(issuer("k").verify(&token).unwrap().epoch, 0);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! The two are tested together because markets reference their creators: a fixture hands out
 //! both repositories over the same, initially empty, storage.
 
+use chrono::{TimeDelta, Utc};
 use futures_util::future::join_all;
-use markets_domain::auth::PasswordHash;
+use markets_domain::auth::{NewAccountToken, OneTimeToken, PasswordHash, TokenPurpose};
 use markets_domain::market::{
     CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
     MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, PageRequest,
@@ -12,7 +13,7 @@ use markets_domain::market::{
 };
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, User, UserId, UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, UpdateRoleError, User, UserId, UserRepository,
 };
 
 /// Fresh, empty storage behind both repositories.
@@ -37,7 +38,11 @@ macro_rules! repository_contract {
             user_is_found_by_id_email_and_ids,
             user_email_is_unique,
             user_role_can_change,
+            the_last_admin_keeps_the_role,
+            admins_demoting_each_other_at_once_leave_one,
             users_are_found_by_role,
+            a_reset_token_sets_the_password_once_and_advances_the_epoch,
+            expired_and_unknown_reset_tokens_change_nothing,
             unknown_users_are_absent,
             market_is_stored_whole,
             market_needs_an_existing_creator,
@@ -261,6 +266,144 @@ pub async fn user_role_can_change<F: RepositoryFixture>(fixture: &F) {
     assert_eq!(promoted.previous, Role::User, "the role it replaced");
     let stored = fixture.users().find_by_id(ann.id).await.unwrap();
     assert_eq!(stored.map(|u| u.role), Some(Role::Moderator));
+}
+
+/// A change that would leave no admin is refused and changes nothing; with another admin it
+/// goes through, and promoting needs no other admin.
+pub async fn the_last_admin_keeps_the_role<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    assert!(
+        users
+            .update_role(ann.id, Role::Admin, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let refused = users.update_role(ann.id, Role::Moderator, None).await;
+    assert!(
+        matches!(refused, Err(UpdateRoleError::LastAdmin)),
+        "{refused:?}"
+    );
+    let ann_now = users.find_by_id(ann.id).await.unwrap().map(|u| u.role);
+    assert_eq!(ann_now, Some(Role::Admin), "nothing changed");
+    users.update_role(bob.id, Role::Admin, None).await.unwrap();
+    let demoted = users.update_role(ann.id, Role::User, None).await.unwrap();
+    assert_eq!(demoted.map(|c| c.previous), Some(Role::Admin));
+    let refused = users.update_role(bob.id, Role::User, None).await;
+    assert!(
+        matches!(refused, Err(UpdateRoleError::LastAdmin)),
+        "{refused:?}"
+    );
+    let unknown = users.update_role(UserId::new(), Role::User, None).await;
+    assert!(matches!(unknown, Ok(None)), "{unknown:?}");
+}
+
+/// Two admins demoting each other concurrently: exactly one succeeds, an admin is left.
+pub async fn admins_demoting_each_other_at_once_leave_one<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    for round in 0..5 {
+        for id in [ann.id, bob.id] {
+            users.update_role(id, Role::Admin, None).await.unwrap();
+        }
+        let (first, second) = tokio::join!(
+            users.update_role(bob.id, Role::User, None),
+            users.update_role(ann.id, Role::User, None),
+        );
+        let outcomes = [&first, &second];
+        let done = outcomes.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        let refused = outcomes
+            .iter()
+            .filter(|r| matches!(r, Err(UpdateRoleError::LastAdmin)))
+            .count();
+        assert_eq!(
+            (done, refused),
+            (1, 1),
+            "round {round}: {first:?} / {second:?}"
+        );
+        assert!(users.has_role(Role::Admin).await.unwrap(), "round {round}");
+    }
+}
+
+/// A reset token for `user`, made of `seed`, valid for `minutes` from now.
+async fn reset_token<F: RepositoryFixture>(
+    fixture: &F,
+    user: &User,
+    seed: u8,
+    minutes: i64,
+) -> OneTimeToken {
+    let token = OneTimeToken::from_random([seed; 32]);
+    let expires_at = Utc::now() + TimeDelta::minutes(minutes);
+    let stored = NewAccountToken::new(&token, TokenPurpose::PasswordReset, user.id, expires_at);
+    fixture.users().store_token(&stored).await.unwrap();
+    token
+}
+
+/// `reset_password` sets the password and advances the token epoch once; the token, and every
+/// other reset token of the user, is spent; another user's token still works.
+pub async fn a_reset_token_sets_the_password_once_and_advances_the_epoch<F: RepositoryFixture>(
+    fixture: &F,
+) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    assert_eq!(ann.token_epoch, 0, "a new user's epoch");
+    let first = reset_token(fixture, &ann, 1, 30).await;
+    let second = reset_token(fixture, &ann, 2, 30).await;
+    let bobs = reset_token(fixture, &bob, 3, 30).await;
+    let new = PasswordHash::new("$argon2id$new");
+    let now = Utc::now();
+    let reset = users
+        .reset_password(&second.hash(), &new, now)
+        .await
+        .unwrap();
+    let reset = reset.expect("a valid token resets");
+    assert_eq!((reset.id, reset.token_epoch), (ann.id, 1));
+    let stored = users.find_by_email(&ann.email).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash, new);
+    assert_eq!(stored.user.token_epoch, 1);
+    for spent in [&second, &first] {
+        let again = users
+            .reset_password(&spent.hash(), &new, now)
+            .await
+            .unwrap();
+        assert_eq!(again, None, "spent tokens change nothing");
+    }
+    let ann_now = users.find_by_id(ann.id).await.unwrap().unwrap();
+    assert_eq!(ann_now.token_epoch, 1, "advanced once");
+    let bob_reset = users.reset_password(&bobs.hash(), &new, now).await.unwrap();
+    assert_eq!(bob_reset.map(|u| u.id), Some(bob.id));
+}
+
+/// An expired or unknown token is refused and leaves the user as it was.
+pub async fn expired_and_unknown_reset_tokens_change_nothing<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = user(fixture, "ann").await;
+    let before = users.find_by_email(&ann.email).await.unwrap().unwrap();
+    let late = reset_token(fixture, &ann, 1, 30).await;
+    let new = PasswordHash::new("$argon2id$new");
+    let after = Utc::now() + TimeDelta::minutes(31);
+    assert_eq!(
+        users
+            .reset_password(&late.hash(), &new, after)
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = OneTimeToken::from_random([9; 32]);
+    let now = Utc::now();
+    assert_eq!(
+        users
+            .reset_password(&unknown.hash(), &new, now)
+            .await
+            .unwrap(),
+        None
+    );
+    let stored = users.find_by_email(&ann.email).await.unwrap().unwrap();
+    assert_eq!(stored, before);
 }
 
 /// `has_role` says whether anyone has the role, and follows role changes.

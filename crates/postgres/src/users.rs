@@ -3,15 +3,16 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel::sql_types::{Bytea, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
-use markets_domain::auth::PasswordHash;
+use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
+use markets_domain::error::ValidationError;
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserAccount, UserId,
-    UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
+    UserId, UserRepository,
 };
 use uuid::Uuid;
 
@@ -44,6 +45,7 @@ struct UserRow {
     display_name: String,
     role: String,
     created_at: DateTime<Utc>,
+    token_epoch: i64,
 }
 
 /// A user with their password hash, selected only to log them in.
@@ -74,6 +76,55 @@ struct NewUserRow<'a> {
     role: &'a str,
 }
 
+/// A single-use token consumed by a statement: whose it was, and its stored hash.
+#[derive(QueryableByName)]
+struct ConsumedRow {
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = Bytea)]
+    token_hash: Vec<u8>,
+}
+
+/// Marks the unused, unexpired token with this hash and purpose used at `now` and returns its
+/// user, or `None`. The row lock makes it single-use: a concurrent consumer waits, then finds
+/// it used. The stored hash is compared again in constant time, not left to the index alone.
+async fn consume(
+    conn: &mut AsyncPgConnection,
+    token: &TokenHash,
+    purpose: TokenPurpose,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, diesel::result::Error> {
+    let row = diesel::sql_query(
+        "UPDATE account_tokens SET used_at = $3 \
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 \
+         RETURNING user_id, token_hash",
+    )
+    .bind::<Bytea, _>(token.as_bytes().as_slice())
+    .bind::<Text, _>(purpose.as_str())
+    .bind::<Timestamptz, _>(now)
+    .get_result::<ConsumedRow>(conn)
+    .await
+    .optional()?;
+    Ok(row
+        .filter(|row| TokenHash::from_bytes(&row.token_hash).is_some_and(|stored| stored == *token))
+        .map(|row| row.user_id))
+}
+
+/// Whether `id` is the only admin, after locking every admin row for the transaction.
+async fn is_last_admin(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+) -> Result<bool, diesel::result::Error> {
+    let admins: Vec<Uuid> = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .order(users::id)
+        .select(users::id)
+        .for_update()
+        .load(conn)
+        .await?;
+    Ok(admins == [id.as_uuid()])
+}
+
 impl TryFrom<UserRow> for User {
     type Error = RepositoryError;
 
@@ -85,6 +136,8 @@ impl TryFrom<UserRow> for User {
             display_name: DisplayName::parse(&row.display_name).map_err(&invalid)?,
             role: row.role.parse::<Role>().map_err(&invalid)?,
             created_at: row.created_at,
+            token_epoch: u64::try_from(row.token_epoch)
+                .map_err(|_| invalid(ValidationError::new("token_epoch", "is negative")))?,
         })
     }
 }
@@ -158,22 +211,27 @@ impl UserRepository for PgUserRepository {
     }
 
     /// One statement reads the replaced role and writes the new one: the subquery locks the
-    /// row, so a concurrent change cannot slip between the read and the write.
+    /// row, so a concurrent change cannot slip between the read and the write. A change away
+    /// from `admin` first locks every admin row (in id order, so two changes never deadlock):
+    /// a concurrent demotion waits, then re-reads who is still admin, and so sees this one.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, UpdateRoleError> {
         let mut conn = self.pool.get().await?;
         let changed = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
+                if role != Role::Admin && is_last_admin(conn, id).await? {
+                    return Ok(Err(UpdateRoleError::LastAdmin));
+                }
                 let row = diesel::sql_query(
                     "UPDATE users SET role = $2, updated_at = now() \
                      FROM (SELECT id, role FROM users WHERE id = $1 FOR UPDATE) AS old \
                      WHERE users.id = old.id \
                      RETURNING users.id, users.email, users.display_name, users.role, \
-                     users.created_at, old.role AS previous_role",
+                     users.created_at, users.token_epoch, old.role AS previous_role",
                 )
                 .bind::<SqlUuid, _>(id.as_uuid())
                 .bind::<Text, _>(role.as_str())
@@ -181,7 +239,7 @@ impl UserRepository for PgUserRepository {
                 .await
                 .optional()?;
                 let Some(row) = row else {
-                    return Ok(None);
+                    return Ok(Ok(None));
                 };
                 let previous = row.previous_role.parse::<Role>().map_err(|error| {
                     diesel::result::Error::DeserializationError(Box::new(error))
@@ -189,10 +247,10 @@ impl UserRepository for PgUserRepository {
                 if let Some(event) = audit {
                     record(conn, &event.with_previous_role(previous)).await?;
                 }
-                Ok(Some((row.user, previous)))
+                Ok(Ok(Some((row.user, previous))))
             })
             .await
-            .map_err(from_query)?;
+            .map_err(from_query)??;
         changed
             .map(|(user, previous)| {
                 Ok(RoleChange {
@@ -201,6 +259,7 @@ impl UserRepository for PgUserRepository {
                 })
             })
             .transpose()
+            .map_err(UpdateRoleError::Repository)
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
@@ -211,5 +270,59 @@ impl UserRepository for PgUserRepository {
         .get_result(&mut conn)
         .await
         .map_err(from_query)
+    }
+
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        diesel::sql_query(
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind::<Bytea, _>(token.hash.as_bytes().as_slice())
+        .bind::<Text, _>(token.purpose.as_str())
+        .bind::<SqlUuid, _>(token.user_id.as_uuid())
+        .bind::<Timestamptz, _>(token.expires_at)
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(from_query)
+    }
+
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let purpose = TokenPurpose::PasswordReset;
+        let updated = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let Some(user_id) = consume(conn, token, purpose, now).await? else {
+                    return Ok(None);
+                };
+                diesel::sql_query(
+                    "UPDATE account_tokens SET used_at = $3 \
+                     WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+                )
+                .bind::<SqlUuid, _>(user_id)
+                .bind::<Text, _>(purpose.as_str())
+                .bind::<Timestamptz, _>(now)
+                .execute(conn)
+                .await?;
+                diesel::update(users::table.find(user_id))
+                    .set((
+                        users::password_hash.eq(password.as_str()),
+                        users::token_epoch.eq(users::token_epoch + 1),
+                        users::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()
+            })
+            .await
+            .map_err(from_query)?;
+        updated.map(User::try_from).transpose()
     }
 }

@@ -8,6 +8,7 @@ diesel::table! {
         display_name -> Text,
         password_hash -> Text,
         role -> Text,
+        token_epoch -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
     }

@@ -1,14 +1,17 @@
 //! [`UserRepository`] on SQLite.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Text};
 use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
-use markets_domain::auth::PasswordHash;
+use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
+use markets_domain::error::ValidationError;
 use markets_domain::permission::Role;
 use markets_domain::user::{
-    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserAccount, UserId,
-    UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
+    UserId, UserRepository,
 };
 
 use crate::audit::record;
@@ -39,6 +42,7 @@ struct UserRow {
     display_name: String,
     role: String,
     created_at: Micros,
+    token_epoch: i64,
 }
 
 /// A user with their password hash, selected only to log them in.
@@ -62,6 +66,52 @@ struct NewUserRow {
     updated_at: Micros,
 }
 
+/// A single-use token consumed by a statement: whose it was, and its stored hash.
+#[derive(QueryableByName)]
+struct ConsumedRow {
+    #[diesel(sql_type = Binary)]
+    user_id: SqlId,
+    #[diesel(sql_type = Binary)]
+    token_hash: Vec<u8>,
+}
+
+/// Marks the unused, unexpired token with this hash and purpose used at `now` and returns its
+/// user, or `None`; inside the caller's write transaction, so it is single-use. The stored hash
+/// is compared again in constant time, not left to the index alone.
+fn consume(
+    conn: &mut diesel::SqliteConnection,
+    token: &TokenHash,
+    purpose: TokenPurpose,
+    now: i64,
+) -> Result<Option<SqlId>, diesel::result::Error> {
+    let row = diesel::sql_query(
+        "UPDATE account_tokens SET used_at = ?3 \
+         WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3 \
+         RETURNING user_id, token_hash",
+    )
+    .bind::<Binary, _>(token.as_bytes().to_vec())
+    .bind::<Text, _>(purpose.as_str())
+    .bind::<BigInt, _>(now)
+    .get_result::<ConsumedRow>(conn)
+    .optional()?;
+    Ok(row
+        .filter(|row| TokenHash::from_bytes(&row.token_hash).is_some_and(|stored| stored == *token))
+        .map(|row| row.user_id))
+}
+
+/// Whether `id` is the only admin; run inside the write transaction, which serialises it with
+/// every other role change.
+fn is_last_admin(
+    conn: &mut diesel::SqliteConnection,
+    id: UserId,
+) -> Result<bool, diesel::result::Error> {
+    let admins: Vec<SqlId> = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .select(users::id)
+        .load(conn)?;
+    Ok(matches!(admins.as_slice(), [only] if only.0 == id.as_uuid()))
+}
+
 impl TryFrom<UserRow> for User {
     type Error = RepositoryError;
 
@@ -73,6 +123,8 @@ impl TryFrom<UserRow> for User {
             display_name: DisplayName::parse(&row.display_name).map_err(&invalid)?,
             role: row.role.parse::<Role>().map_err(&invalid)?,
             created_at: row.created_at.0,
+            token_epoch: u64::try_from(row.token_epoch)
+                .map_err(|_| invalid(ValidationError::new("token_epoch", "is negative")))?,
         })
     }
 }
@@ -162,23 +214,27 @@ impl UserRepository for SqliteUserRepository {
     }
 
     /// The replaced role is read inside the same immediate transaction, which holds the write
-    /// lock from its start: no other change can come between the read and the write.
+    /// lock from its start: no other change can come between the read and the write, nor
+    /// between counting the other admins and a demotion.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, UpdateRoleError> {
         let audit = audit.cloned();
         let changed = self
             .pool
             .write(move |conn| {
                 conn.immediate_transaction(|conn| {
+                    if role != Role::Admin && is_last_admin(conn, id)? {
+                        return Ok(Err(UpdateRoleError::LastAdmin));
+                    }
                     let row = users::table.find(SqlId(id.as_uuid()));
                     let Some(previous) =
                         row.select(users::role).first::<String>(conn).optional()?
                     else {
-                        return Ok(None);
+                        return Ok(Ok(None));
                     };
                     let previous = previous.parse::<Role>().map_err(|error| {
                         diesel::result::Error::DeserializationError(Box::new(error))
@@ -193,11 +249,11 @@ impl UserRepository for SqliteUserRepository {
                     if let Some(event) = &audit {
                         record(conn, &event.with_previous_role(previous))?;
                     }
-                    Ok(Some((updated, previous)))
+                    Ok(Ok(Some((updated, previous))))
                 })
             })
             .await?
-            .map_err(from_query)?;
+            .map_err(from_query)??;
         changed
             .map(|(user, previous)| {
                 Ok(RoleChange {
@@ -206,6 +262,7 @@ impl UserRepository for SqliteUserRepository {
                 })
             })
             .transpose()
+            .map_err(UpdateRoleError::Repository)
     }
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
@@ -218,5 +275,66 @@ impl UserRepository for SqliteUserRepository {
             })
             .await?
             .map_err(from_query)
+    }
+
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError> {
+        let token = token.clone();
+        self.pool
+            .write(move |conn| {
+                diesel::sql_query(
+                    "INSERT INTO account_tokens \
+                     (token_hash, purpose, user_id, expires_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .bind::<Binary, _>(token.hash.as_bytes().to_vec())
+                .bind::<Text, _>(token.purpose.as_str())
+                .bind::<Binary, _>(SqlId(token.user_id.as_uuid()))
+                .bind::<BigInt, _>(Micros(token.expires_at))
+                .bind::<BigInt, _>(Micros::now())
+                .execute(conn)
+            })
+            .await?
+            .map(drop)
+            .map_err(from_query)
+    }
+
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let (token, password) = (*token, password.as_str().to_owned());
+        let purpose = TokenPurpose::PasswordReset;
+        let now = Micros(now).get();
+        let updated = self
+            .pool
+            .write(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let Some(user_id) = consume(conn, &token, purpose, now)? else {
+                        return Ok(None);
+                    };
+                    diesel::sql_query(
+                        "UPDATE account_tokens SET used_at = ?3 \
+                         WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+                    )
+                    .bind::<Binary, _>(user_id)
+                    .bind::<Text, _>(purpose.as_str())
+                    .bind::<BigInt, _>(now)
+                    .execute(conn)?;
+                    diesel::update(users::table.find(user_id))
+                        .set((
+                            users::password_hash.eq(password),
+                            users::token_epoch.eq(users::token_epoch + 1),
+                            users::updated_at.eq(Micros::now()),
+                        ))
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)
+                        .optional()
+                })
+            })
+            .await?
+            .map_err(from_query)?;
+        updated.map(User::try_from).transpose()
     }
 }

@@ -252,7 +252,7 @@ impl From<MarketError> for AppError {
 impl From<AuthError> for AppError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::EmailTaken => Self::Conflict(error.to_string()),
+            AuthError::EmailTaken | AuthError::LastAdmin => Self::Conflict(error.to_string()),
             AuthError::InvalidCredentials { .. } | AuthError::InvalidToken(_) => {
                 Self::Unauthorized(error.to_string())
             }
@@ -261,6 +261,7 @@ impl From<AuthError> for AppError {
                 Self::Forbidden("You do not have permission to do this".into())
             }
             AuthError::UserNotFound(_) => Self::NotFound(error.to_string()),
+            AuthError::BadOneTimeToken => Self::BadRequest(error.to_string()),
             AuthError::Hashing(HashError::Busy { retry_after }) => Self::Saturated {
                 service: "password hashing",
                 retry_after: ceil_secs(retry_after).max(1),
@@ -305,6 +306,7 @@ mod tests {
             ),
             (MarketError::NotFound(id).into(), 404, "not_found"),
             (AuthError::EmailTaken.into(), 409, "conflict"),
+            (AuthError::LastAdmin.into(), 409, "conflict"),
             (AppError::PayloadTooLarge, 413, "payload_too_large"),
             (
                 ValidationError::new("name", "bad").into(),

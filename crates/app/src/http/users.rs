@@ -33,6 +33,7 @@ pub async fn me(Authenticated(session): Authenticated) -> HttpResponse {
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `admin`", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "It would leave no user with role `admin`; nothing changed", body = ErrorBody),
         (status = 422, description = "Unknown role or malformed id", body = ErrorBody),
     )
 )]

@@ -2,14 +2,17 @@
 
 use crate::audit::AuditEvent;
 use crate::auth::{
-    AccessToken, HashError, Password, PasswordHasher, TokenClaims, TokenError, TokenIssuer,
+    AccessToken, HashError, NewAccountToken, OneTimeToken, PASSWORD_RESET_LIFETIME, Password,
+    PasswordHasher, TokenClaims, TokenError, TokenHash, TokenIssuer, TokenPurpose,
     TokenRevocations,
 };
 use crate::error::RepositoryError;
 use crate::permission::{Actor, Permission, Role};
 use crate::user::{
-    CreateUserError, DisplayName, Email, NewUser, RoleChange, User, UserId, UserRepository,
+    CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserId,
+    UserRepository,
 };
+use chrono::{DateTime, Utc};
 
 /// Why an auth use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,9 @@ pub enum AuthError {
     /// The presented token was refused, or its user no longer exists.
     #[error("Invalid or expired token")]
     InvalidToken(#[source] TokenError),
+    /// A single-use token (password reset) that is unknown, used or expired.
+    #[error("Invalid, used or expired token")]
+    BadOneTimeToken,
     /// The use case needs an authenticated user.
     #[error("authentication required")]
     Unauthenticated,
@@ -39,6 +45,9 @@ pub enum AuthError {
     /// No user has this id.
     #[error("User with id {0} not found")]
     UserNotFound(UserId),
+    /// The role change would leave no administrator.
+    #[error("The last administrator cannot lose the admin role")]
+    LastAdmin,
     /// The password hasher failed, or was too busy to take the work ([`HashError::Busy`]).
     #[error(transparent)]
     Hashing(#[from] HashError),
@@ -48,6 +57,15 @@ pub enum AuthError {
     /// The store failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+}
+
+impl From<UpdateRoleError> for AuthError {
+    fn from(error: UpdateRoleError) -> Self {
+        match error {
+            UpdateRoleError::LastAdmin => Self::LastAdmin,
+            UpdateRoleError::Repository(error) => Self::Repository(error),
+        }
+    }
 }
 
 impl From<CreateUserError> for AuthError {
@@ -189,7 +207,48 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
             .find_by_id(claims.user_id)
             .await?
             .ok_or(AuthError::InvalidToken(TokenError::UnknownUser))?;
+        if claims.epoch < user.token_epoch {
+            return Err(AuthError::InvalidToken(TokenError::Superseded));
+        }
         Ok(Session { user, claims })
+    }
+
+    /// Stores a password reset token for `user`, made of `random` (from the OS RNG), valid for
+    /// [`PASSWORD_RESET_LIFETIME`] from `now`; returns the token, for the email only.
+    pub async fn issue_password_reset(
+        &self,
+        user: UserId,
+        random: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<OneTimeToken, AuthError> {
+        let token = OneTimeToken::from_random(random);
+        let stored = NewAccountToken::new(
+            &token,
+            TokenPurpose::PasswordReset,
+            user,
+            now + PASSWORD_RESET_LIFETIME,
+        );
+        self.users.store_token(&stored).await?;
+        Ok(token)
+    }
+
+    /// Sets `password` for the user of reset `token` and revokes every access token issued to
+    /// them before, consuming the token (and the user's other reset tokens) in the same
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`AuthError::BadOneTimeToken`] for an unknown, used or expired token.
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        password: &Password,
+        now: DateTime<Utc>,
+    ) -> Result<User, AuthError> {
+        let hash = self.hasher.hash(password).await?;
+        self.users
+            .reset_password(&TokenHash::of(token), &hash, now)
+            .await?
+            .ok_or(AuthError::BadOneTimeToken)
     }
 
     /// Whether any administrator exists (a fresh installation has none until one is created).
@@ -212,10 +271,32 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         if !actor.can(Permission::Admin) {
             return Err(AuthError::PermissionDenied(Permission::Admin));
         }
+        self.set_role(id, role, audit).await
+    }
+
+    /// Gives a user a new role without an actor's permission check, for operators at the
+    /// command line (`markets create-admin` promoting an existing account); records `audit`
+    /// like [`Self::change_role`].
+    pub async fn set_role(
+        &self,
+        id: UserId,
+        role: Role,
+        audit: &AuditEvent,
+    ) -> Result<RoleChange, AuthError> {
         self.users
             .update_role(id, role, Some(audit))
             .await?
             .ok_or(AuthError::UserNotFound(id))
+    }
+
+    /// The user with this email, if any (for operators, not for requests: it tells which
+    /// emails are registered).
+    pub async fn find_by_email(&self, email: &Email) -> Result<Option<User>, AuthError> {
+        Ok(self
+            .users
+            .find_by_email(email)
+            .await?
+            .map(|account| account.user))
     }
 }
 
@@ -315,6 +396,64 @@ mod tests {
                 role: Role::Moderator
             }
         );
+    }
+
+    #[test]
+    fn a_reset_revokes_earlier_tokens_and_its_token_is_single_use() {
+        let auth = service();
+        let ann = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let before = block_on(auth.login("ann@example.com", "long enough")).unwrap();
+        let now = Utc::now();
+        let first = block_on(auth.issue_password_reset(ann.id, [1; 32], now)).unwrap();
+        let second = block_on(auth.issue_password_reset(ann.id, [2; 32], now)).unwrap();
+        let new = Password::parse("a new password").unwrap();
+        let wrong = block_on(auth.confirm_password_reset("nope", &new, now));
+        assert!(
+            matches!(wrong, Err(AuthError::BadOneTimeToken)),
+            "{wrong:?}"
+        );
+        block_on(auth.confirm_password_reset(second.as_str(), &new, now)).unwrap();
+        let refused = block_on(auth.session(&before.token));
+        assert!(
+            matches!(
+                refused,
+                Err(AuthError::InvalidToken(TokenError::Superseded))
+            ),
+            "{refused:?}"
+        );
+        // Issued in the same instant as the reset, but after it: accepted.
+        let after = block_on(auth.login("ann@example.com", "a new password")).unwrap();
+        assert!(block_on(auth.session(&after.token)).is_ok());
+        for used in [&second, &first] {
+            let again = block_on(auth.confirm_password_reset(used.as_str(), &new, now));
+            assert!(
+                matches!(again, Err(AuthError::BadOneTimeToken)),
+                "{again:?}"
+            );
+        }
+        let late = block_on(auth.issue_password_reset(ann.id, [3; 32], now)).unwrap();
+        let expired = now + PASSWORD_RESET_LIFETIME;
+        let refused = block_on(auth.confirm_password_reset(late.as_str(), &new, expired));
+        assert!(
+            matches!(refused, Err(AuthError::BadOneTimeToken)),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn the_last_admin_keeps_the_role() {
+        let auth = service();
+        let ann = block_on(auth.register(registration("ann@example.com"), Role::Admin)).unwrap();
+        let actor = Actor::User {
+            id: ann.id,
+            role: Role::Admin,
+        };
+        let refused = block_on(auth.change_role(&actor, ann.id, Role::User, &promotion()));
+        assert!(matches!(refused, Err(AuthError::LastAdmin)), "{refused:?}");
+        let bob = block_on(auth.register(registration("bob@example.com"), Role::Admin)).unwrap();
+        block_on(auth.change_role(&actor, ann.id, Role::User, &promotion())).unwrap();
+        let refused = block_on(auth.change_role(&actor, bob.id, Role::Moderator, &promotion()));
+        assert!(matches!(refused, Err(AuthError::LastAdmin)), "{refused:?}");
     }
 
     #[test]

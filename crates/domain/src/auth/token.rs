@@ -44,6 +44,9 @@ pub struct TokenClaims {
     pub role: Role,
     /// The token's unique id (`jti`), for revocation.
     pub token_id: String,
+    /// The user's token epoch when the token was issued (`gen`): the token is refused once the
+    /// user's epoch has moved past it.
+    pub epoch: u64,
     /// When it was issued (`iat`).
     pub issued_at: DateTime<Utc>,
     /// When it expires (`exp`).
@@ -51,12 +54,13 @@ pub struct TokenClaims {
 }
 
 impl TokenClaims {
-    /// The claims of token `token_id`, issued to `user_id` with `role`, valid from `issued_at`
-    /// until `expires_at`.
+    /// The claims of token `token_id`, issued to `user_id` with `role` at token epoch `epoch`,
+    /// valid from `issued_at` until `expires_at`.
     pub fn new(
         user_id: UserId,
         role: Role,
         token_id: String,
+        epoch: u64,
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Self {
@@ -64,6 +68,7 @@ impl TokenClaims {
             user_id,
             role,
             token_id,
+            epoch,
             issued_at,
             expires_at,
         }
@@ -86,6 +91,9 @@ pub enum TokenError {
     /// Revoked by logout.
     #[error("token has been revoked")]
     Revoked,
+    /// Issued before its user's token epoch moved on (a password reset).
+    #[error("token was issued before the user's tokens were revoked")]
+    Superseded,
     /// Not a well-formed token, or missing a required claim.
     #[error("token is malformed")]
     Malformed,
@@ -99,7 +107,7 @@ pub enum TokenError {
 
 /// Issues and verifies access tokens (e.g. JWT HS256).
 pub trait TokenIssuer: Send + Sync + fmt::Debug + 'static {
-    /// A fresh token for `user`, with a new unique id.
+    /// A fresh token for `user`, with a new unique id, carrying `user.token_epoch`.
     ///
     /// # Errors
     /// [`TokenError::Signing`] if signing fails.

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::{AuditEvent, AuditEventId, AuditLog, AuditPage};
 use crate::auth::{
-    AccessToken, HashError, Password, PasswordHash, PasswordHasher, TokenClaims, TokenError,
-    TokenIssuer,
+    AccessToken, HashError, NewAccountToken, Password, PasswordHash, PasswordHasher, TokenClaims,
+    TokenError, TokenHash, TokenIssuer, TokenPurpose,
 };
 use crate::cache::{Cache, CacheError};
 use crate::error::RepositoryError;
@@ -32,7 +32,8 @@ use crate::market::{
 };
 use crate::permission::Role;
 use crate::user::{
-    CreateUserError, Email, NewUser, RoleChange, User, UserAccount, UserId, UserRepository,
+    CreateUserError, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount, UserId,
+    UserRepository,
 };
 use jobs::{QueuedJob, StoreClock};
 
@@ -50,6 +51,8 @@ struct State {
     tallies: HashMap<String, AuditEventId>,
     /// Every job queue call fails as unavailable, like a database that is down.
     jobs_down: bool,
+    /// Single-use tokens, with whether each was used.
+    tokens: Vec<(NewAccountToken, bool)>,
 }
 
 /// A market and user store in memory; clones share the same data.
@@ -319,6 +322,7 @@ impl UserRepository for InMemoryStore {
             display_name: new.display_name,
             role: new.role,
             created_at: Utc::now(),
+            token_epoch: 0,
         };
         let account = UserAccount {
             user: user.clone(),
@@ -357,8 +361,19 @@ impl UserRepository for InMemoryStore {
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError> {
+    ) -> Result<Option<RoleChange>, UpdateRoleError> {
         let mut state = self.state();
+        let others_admin = state
+            .users
+            .values()
+            .any(|a| a.user.id != id && a.user.role == Role::Admin);
+        let demotes = state
+            .users
+            .get(&id)
+            .is_some_and(|a| a.user.role == Role::Admin && role != Role::Admin);
+        if demotes && !others_admin {
+            return Err(UpdateRoleError::LastAdmin);
+        }
         let changed = state.users.get_mut(&id).map(|account| {
             let previous = std::mem::replace(&mut account.user.role, role);
             RoleChange {
@@ -374,6 +389,37 @@ impl UserRepository for InMemoryStore {
 
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError> {
         Ok(self.state().users.values().any(|a| a.user.role == role))
+    }
+
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError> {
+        self.state().tokens.push((token.clone(), false));
+        Ok(())
+    }
+
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let mut state = self.state();
+        let reset = |t: &NewAccountToken| t.purpose == TokenPurpose::PasswordReset;
+        let Some(user_id) = state
+            .tokens
+            .iter()
+            .find(|(t, used)| !used && reset(t) && &t.hash == token && t.expires_at > now)
+            .map(|(t, _)| t.user_id)
+        else {
+            return Ok(None);
+        };
+        for (t, used) in &mut state.tokens {
+            *used |= t.user_id == user_id && reset(t);
+        }
+        Ok(state.users.get_mut(&user_id).map(|account| {
+            account.password_hash = password.clone();
+            account.user.token_epoch += 1;
+            account.user.clone()
+        }))
     }
 }
 
@@ -465,7 +511,13 @@ pub struct FakeTokens;
 
 impl TokenIssuer for FakeTokens {
     fn issue(&self, user: &User) -> Result<AccessToken, TokenError> {
-        let token = format!("{}:{}:{}", user.id, user.role, UserId::new());
+        let token = format!(
+            "{}:{}:{}:{}",
+            user.id,
+            user.role,
+            user.token_epoch,
+            UserId::new()
+        );
         Ok(AccessToken {
             token,
             expires_in: 1800,
@@ -474,9 +526,13 @@ impl TokenIssuer for FakeTokens {
 
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let mut parts = token.split(':');
-        let (Some(id), Some(role), Some(jti), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(id), Some(role), Some(epoch), Some(jti), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(TokenError::Malformed);
         };
         let now = Utc::now();
@@ -484,6 +540,7 @@ impl TokenIssuer for FakeTokens {
             user_id: id.parse().map_err(|_| TokenError::Malformed)?,
             role: role.parse().map_err(|_| TokenError::Malformed)?,
             token_id: jti.to_owned(),
+            epoch: epoch.parse().map_err(|_| TokenError::Malformed)?,
             issued_at: now,
             expires_at: now + chrono::Duration::minutes(30),
         })

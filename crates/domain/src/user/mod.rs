@@ -3,7 +3,7 @@
 mod repository;
 mod values;
 
-pub use repository::{CreateUserError, UserRepository};
+pub use repository::{CreateUserError, UpdateRoleError, UserRepository};
 pub use values::{DisplayName, Email, UserId};
 
 use chrono::{DateTime, Utc};
@@ -25,6 +25,10 @@ pub struct User {
     pub role: Role,
     /// When the user registered.
     pub created_at: DateTime<Utc>,
+    /// The user's token epoch: access tokens are issued carrying it, and refused once it has
+    /// moved past theirs (a password reset advances it, revoking every earlier token).
+    #[serde(default)]
+    pub token_epoch: u64,
 }
 
 /// A user together with their stored password hash, as needed to log them in.

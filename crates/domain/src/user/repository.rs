@@ -1,9 +1,11 @@
 //! The port through which users are stored.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{NewUser, RoleChange, User, UserAccount, UserId};
 use crate::audit::AuditEvent;
+use crate::auth::{NewAccountToken, PasswordHash, TokenHash};
 use crate::error::RepositoryError;
 use crate::permission::Role;
 use crate::user::Email;
@@ -15,6 +17,18 @@ pub enum CreateUserError {
     /// Another user already has this email (compared case-insensitively).
     #[error("email is already registered")]
     EmailTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// Why a role could not be changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateRoleError {
+    /// The change would leave no user with role `admin`; nothing was changed.
+    #[error("the last administrator cannot lose the role")]
+    LastAdmin,
     /// The store failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -44,15 +58,35 @@ pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
     /// `None` if there is no such user. `audit` is stored in the same transaction, and only if
     /// the user exists, as [`AuditEvent::with_previous_role`] of the replaced role: the trail
     /// records exactly the role changes that happened, and what each one changed.
+    ///
+    /// # Errors
+    /// [`UpdateRoleError::LastAdmin`] if the change would leave no admin, decided inside the
+    /// change's transaction under locks that serialise it with every other role change (two
+    /// admins demoting each other at once: one succeeds, the other gets this);
+    /// [`UpdateRoleError::Repository`] if the store fails.
     async fn update_role(
         &self,
         id: UserId,
         role: Role,
         audit: Option<&AuditEvent>,
-    ) -> Result<Option<RoleChange>, RepositoryError>;
+    ) -> Result<Option<RoleChange>, UpdateRoleError>;
 
     /// Whether any user has `role` (so a fresh installation can say how to create an admin).
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
+
+    /// Stores a single-use token (its hash only) for its user.
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError>;
+
+    /// Consumes the password reset token whose hash is `token` and, in the same transaction,
+    /// sets `password` and advances the user's token epoch (revoking every access token issued
+    /// before) and consumes the user's other reset tokens; returns the user as updated. `None`,
+    /// changing nothing, if no unused reset token with this hash expires after `now`.
+    async fn reset_password(
+        &self,
+        token: &TokenHash,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError>;
 }
 
 forward_through_arc!(UserRepository {
@@ -60,6 +94,8 @@ forward_through_arc!(UserRepository {
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
     async fn find_by_email(&self, email: &Email) -> Result<Option<UserAccount>, RepositoryError>;
     async fn find_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, RepositoryError>;
-    async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, RepositoryError>;
+    async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, UpdateRoleError>;
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
+    async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError>;
+    async fn reset_password(&self, token: &TokenHash, password: &PasswordHash, now: DateTime<Utc>) -> Result<Option<User>, RepositoryError>;
 });
