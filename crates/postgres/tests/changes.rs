@@ -73,7 +73,9 @@ impl World {
         let mut conn = self.connect().await;
         let row = diesel::sql_query(
             "SELECT pid FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'SELECT pg_notify%'",
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND query LIKE 'SELECT pg_notify%' \
+             ORDER BY backend_start DESC LIMIT 1",
         )
         .get_result::<Pid>(&mut conn)
         .await
