@@ -78,12 +78,7 @@ fn api_server(
             .wrap(from_fn(http::middleware::request_id))
             // Last wrapped, so first to run: nothing reads an oversized header.
             .wrap(from_fn(http::middleware::bounded_headers))
-            .configure(|config| http::routes(config, &limits))
-            .configure(|config| {
-                if with_metrics {
-                    http::metrics_route(config);
-                }
-            })
+            .configure(|config| http::routes(config, &limits, with_metrics))
             .default_service(web::to(http::unknown_route))
     })
     .shutdown_timeout(settings.server.shutdown_timeout_secs)

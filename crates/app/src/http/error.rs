@@ -12,7 +12,9 @@ use markets_domain::{RepositoryError, ValidationError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::envelope::Flag;
 use super::ratelimit::ceil_secs;
+use super::schemas::ErrorCodeSchema;
 
 /// The `Retry-After` of a 503 for a dependency that is down: how soon a client may usefully
 /// try again, without knowing when it will be back (the pools' own waits are shorter).
@@ -27,17 +29,34 @@ pub struct FieldDetail {
     pub message: String,
 }
 
+/// Every `code` an error can carry (the contract's table).
+pub const CODES: [&str; 11] = [
+    "bad_request",
+    "unauthorized",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "payload_too_large",
+    "validation_failed",
+    "rate_limited",
+    "service_unavailable",
+    "internal",
+];
+
 /// The error envelope.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Always `false`.
-    pub success: bool,
+    pub success: Flag<false>,
     /// A human-readable message; generic for 5xx.
     pub error: String,
     /// A stable machine-readable code.
+    #[schema(value_type = ErrorCodeSchema)]
     pub code: &'static str,
     /// For `validation_failed`: each failing field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(min_items = 1)]
     pub details: Vec<FieldDetail>,
 }
 
@@ -58,7 +77,7 @@ pub enum AppError {
     NotFound(String),
     /// 405: known path, wrong method; carries the `Allow` header value.
     #[error("Method not allowed")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(String),
     /// 409: a uniqueness rule.
     #[error("{0}")]
     Conflict(String),
@@ -194,7 +213,9 @@ impl ResponseError for AppError {
                 response.insert_header((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             Self::MethodNotAllowed(allow) => {
-                response.insert_header((ALLOW, HeaderValue::from_static(allow)));
+                if let Ok(allow) = HeaderValue::from_str(allow) {
+                    response.insert_header((ALLOW, allow));
+                }
             }
             Self::RateLimited { retry_after }
             | Self::Unavailable { retry_after, .. }
@@ -208,7 +229,7 @@ impl ResponseError for AppError {
             _ => Vec::new(),
         };
         response.json(ErrorBody {
-            success: false,
+            success: Flag,
             error: self.message(),
             code: self.code(),
             details,
@@ -322,6 +343,7 @@ mod tests {
             let (actual, json) = body(error).await;
             assert_eq!(actual.as_u16(), status, "{json}");
             assert_eq!(json["code"], code);
+            assert!(CODES.contains(&code), "{code} is documented");
             assert_eq!(json["success"], false);
         }
     }
@@ -404,7 +426,7 @@ mod tests {
     async fn unauthorized_and_not_allowed_carry_their_headers() {
         let response = AppError::Unauthorized("x".into()).error_response();
         assert_eq!(response.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
-        let response = AppError::MethodNotAllowed("GET, POST").error_response();
+        let response = AppError::MethodNotAllowed("GET, POST".into()).error_response();
         assert_eq!(response.headers().get(ALLOW).unwrap(), "GET, POST");
     }
 }
