@@ -7,6 +7,7 @@ mod helpers;
 mod audit;
 mod auth;
 mod cache;
+mod conditional;
 mod cors;
 mod errors;
 mod hardening;

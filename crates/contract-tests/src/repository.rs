@@ -43,6 +43,7 @@ macro_rules! repository_contract {
             markets_are_found_in_one_batch,
             update_changes_only_given_fields,
             update_and_delete_report_missing_markets,
+            delete_checks_the_version_it_is_given,
             volume_is_kept_exactly,
             offset_pages_follow_every_order,
             offset_pages_filter_by_status,
@@ -400,16 +401,59 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
         None
     );
     assert!(
-        markets.delete(doomed.id, None).await.unwrap(),
+        markets.delete(doomed.id, None, None).await.unwrap(),
         "first delete"
     );
     assert!(
-        !markets.delete(doomed.id, None).await.unwrap(),
+        !markets.delete(doomed.id, None, None).await.unwrap(),
         "second delete"
     );
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
     let gone = markets.update(doomed.id, doomed.version, patch, &[]).await;
     assert_eq!(gone.unwrap(), None);
+}
+
+/// A delete given a version deletes only the market at that version: a market changed since
+/// stays, with its change.
+pub async fn delete_checks_the_version_it_is_given<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let kept = market(fixture, &ann, "kept", MarketStatus::Open, 0).await;
+    let markets = fixture.markets();
+    let patch = MarketPatch {
+        status: Some(MarketStatus::Closed),
+        ..MarketPatch::default()
+    };
+    let changed = markets
+        .update(kept.id, kept.version, patch, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !markets
+            .delete(kept.id, Some(kept.version), None)
+            .await
+            .unwrap(),
+        "a stale version deletes nothing"
+    );
+    assert_eq!(
+        markets.find_by_id(kept.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert!(
+        !markets
+            .delete(MarketId::new(), Some(1), None)
+            .await
+            .unwrap(),
+        "a missing market"
+    );
+    assert!(
+        markets
+            .delete(kept.id, Some(changed.version), None)
+            .await
+            .unwrap(),
+        "the current version is deleted"
+    );
+    assert_eq!(markets.find_by_id(kept.id).await.unwrap(), None);
 }
 
 /// Volumes come back to the hundredth, up to the largest allowed.

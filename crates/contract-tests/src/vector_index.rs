@@ -187,7 +187,13 @@ pub async fn an_embedding_for_an_older_version_is_not_stored<F: VectorIndexFixtu
 pub async fn an_embedding_for_a_deleted_market_is_not_stored<F: VectorIndexFixture>(fixture: &F) {
     let created = markets(fixture, "Doomed", 1).await.remove(0);
     let task = task(fixture, created.id).await;
-    assert!(fixture.markets().delete(created.id, None).await.unwrap());
+    assert!(
+        fixture
+            .markets()
+            .delete(created.id, None, None)
+            .await
+            .unwrap()
+    );
     let embedding = direction(fixture, 0, 0.0).await;
     assert!(!fixture.index().store(&task, &embedding).await.unwrap());
     assert!(pending_ids(fixture).await.is_empty(), "deleted yet pending");
@@ -256,7 +262,13 @@ pub async fn nearest_skips_deleted_and_unembedded_markets<F: VectorIndexFixture>
     let (kept, deleted, unembedded) = (&created[0], &created[1], &created[2]);
     embed(fixture, kept.id, &direction(fixture, 0, 0.5).await).await;
     embed(fixture, deleted.id, &direction(fixture, 0, 0.0).await).await;
-    assert!(fixture.markets().delete(deleted.id, None).await.unwrap());
+    assert!(
+        fixture
+            .markets()
+            .delete(deleted.id, None, None)
+            .await
+            .unwrap()
+    );
     let query = direction(fixture, 0, 0.0).await;
     let nearest = fixture.index().nearest(&query, 10).await.unwrap();
     let found: Vec<MarketId> = nearest.iter().map(|hit| hit.id).collect();

@@ -180,9 +180,10 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
-        let deleted = self.inner.delete(id, audit).await;
+        let deleted = self.inner.delete(id, expected_version, audit).await;
         self.forget(id);
         deleted
     }

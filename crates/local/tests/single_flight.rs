@@ -101,9 +101,10 @@ impl MarketRepository for Counted {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
-        self.store.delete(id, audit).await
+        self.store.delete(id, expected_version, audit).await
     }
 
     async fn search_text(
@@ -187,7 +188,7 @@ async fn every_write_ends_the_sharing() {
     assert_eq!((updated.status, updated.version), (MarketStatus::Closed, 2));
     assert_eq!(counted.reads(), 3);
 
-    assert!(markets.delete(id, None).await.unwrap());
+    assert!(markets.delete(id, None, None).await.unwrap());
     assert_eq!(markets.find_by_id(id).await.unwrap(), None);
     assert_eq!(counted.reads(), 4);
 }

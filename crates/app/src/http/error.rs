@@ -30,13 +30,14 @@ pub struct FieldDetail {
 }
 
 /// Every `code` an error can carry (the contract's table).
-pub const CODES: [&str; 11] = [
+pub const CODES: [&str; 12] = [
     "bad_request",
     "unauthorized",
     "permission_denied",
     "not_found",
     "method_not_allowed",
     "conflict",
+    "precondition_failed",
     "payload_too_large",
     "validation_failed",
     "rate_limited",
@@ -81,6 +82,9 @@ pub enum AppError {
     /// 409: a uniqueness rule.
     #[error("{0}")]
     Conflict(String),
+    /// 412: `If-Match` names no version the resource is at.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: body over the limit.
     #[error("Request body is too large")]
     PayloadTooLarge,
@@ -166,6 +170,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
             Self::RateLimited { .. } => "rate_limited",
@@ -198,6 +203,7 @@ impl ResponseError for AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -263,6 +269,7 @@ impl From<MarketError> for AppError {
             }
             MarketError::Resolved(_) => Self::BadRequest(error.to_string()),
             MarketError::Contended(_) => Self::Conflict(error.to_string()),
+            MarketError::PreconditionFailed(_) => Self::PreconditionFailed(error.to_string()),
             MarketError::Invalid(error) => error.into(),
             MarketError::Repository(error) => error.into(),
             other => Self::Internal(Box::new(other)),
@@ -326,6 +333,11 @@ mod tests {
             ),
             (MarketError::NotFound(id).into(), 404, "not_found"),
             (AuthError::EmailTaken.into(), 409, "conflict"),
+            (
+                MarketError::PreconditionFailed(id).into(),
+                412,
+                "precondition_failed",
+            ),
             (AppError::PayloadTooLarge, 413, "payload_too_large"),
             (
                 ValidationError::new("name", "bad").into(),

@@ -1,7 +1,7 @@
 //! `/api/v1/markets`: thin handlers that parse, call the market service and shape the response.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
+use actix_web::http::header::{ETAG as ETAG_HEADER, HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use markets_domain::ValidationError;
 use markets_domain::audit::AuditAction;
@@ -15,6 +15,7 @@ use serde_json::Value;
 use tracing::warn;
 use utoipa::IntoParams;
 
+use super::conditional::{Conditions, etag};
 use super::cursor::Cursors;
 use super::dto::{
     CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
@@ -238,11 +239,14 @@ pub async fn search(
 #[utoipa::path(
     operation_id = "get_market",
     tag = "markets",
-    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    params(("id" = uuid::Uuid, Path, description = "Market id"), ("If-None-Match" = Option<String>, Header,
+        description = "Entity tags (or `*`): when one names the market as it is, 304 without a body")),
     responses(
         (status = 200, description = "The market; `X-Cache` says `HIT` or `MISS`",
          body = inline(Envelope<MarketResponse>),
-         headers(("X-Cache" = String, description = "`HIT` or `MISS`"))),
+         headers(("X-Cache" = String, description = "`HIT` or `MISS`"), ("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
+        (status = 304, description = "`If-None-Match` names the market as it is: no body",
+         headers(("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
         (status = 401, description = "An `Authorization` header that does not hold a valid token", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
         (status = 422, description = "Malformed id", body = ErrorBody),
@@ -252,6 +256,7 @@ pub async fn search(
 pub async fn get(
     state: web::Data<AppState>,
     _caller: Caller,
+    conditions: Conditions,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
@@ -259,7 +264,13 @@ pub async fn get(
     let (market, cache) = state.markets().get(id).await?;
     metrics::counter!("cache_requests_total", "result" => cache.as_str().to_lowercase())
         .increment(1);
-    let mut response = envelope::ok(MarketResponse::from(market));
+    let tag = etag(&market);
+    let mut response = if conditions.not_modified(&market) {
+        HttpResponse::NotModified().finish()
+    } else {
+        envelope::ok(MarketResponse::from(market))
+    };
+    response.headers_mut().insert(ETAG_HEADER, tag);
     response.headers_mut().insert(
         HeaderName::from_static(X_CACHE),
         HeaderValue::from_static(cache.as_str()),
@@ -275,7 +286,7 @@ pub async fn get(
     extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
         (status = 201, description = "Created; `Location` names it", body = inline(Envelope<MarketResponse>),
-         headers(("Location" = String, description = "The new market's path"))),
+         headers(("Location" = String, description = "The new market's path"), ("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `write`", body = ErrorBody),
         (status = 422, description = "An invalid field", body = ErrorBody),
@@ -291,10 +302,12 @@ pub async fn create(
     let draft = body.into_draft()?;
     let market = state.markets().create(&caller.actor(), draft).await?;
     let location = format!("/api/v1/markets/{}", market.id);
+    let tag = etag(&market);
     let mut response = envelope::respond(StatusCode::CREATED, MarketResponse::from(market));
     if let Ok(value) = location.parse() {
         response.headers_mut().insert(LOCATION, value);
     }
+    response.headers_mut().insert(ETAG_HEADER, tag);
     Ok(response)
 }
 
@@ -362,16 +375,19 @@ impl UpdateMarketRequest {
 #[utoipa::path(
     operation_id = "update_market",
     tag = "markets", request_body = MarketPatchSchema,
-    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    params(("id" = uuid::Uuid, Path, description = "Market id"), ("If-Match" = Option<String>, Header,
+        description = "Entity tags (or `*`) from `ETag`: the change applies only to a version they name, else 412")),
     security(("bearer" = [])),
     extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
-        (status = 200, description = "The changed market", body = inline(Envelope<MarketResponse>)),
+        (status = 200, description = "The changed market", body = inline(Envelope<MarketResponse>),
+         headers(("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
         (status = 400, description = "The market is resolved", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Neither creator nor moderator", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
         (status = 409, description = "The market kept changing under this update; retry", body = ErrorBody),
+        (status = 412, description = "`If-Match` names no version the market is at: nothing changed", body = ErrorBody),
         (status = 422, description = "Malformed id, empty patch, a null or an invalid field", body = ErrorBody),
         (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
@@ -380,21 +396,30 @@ impl UpdateMarketRequest {
 pub async fn update(
     state: web::Data<AppState>,
     Authenticated(session): Authenticated,
+    conditions: Conditions,
     id: web::Path<MarketId>,
     JsonBody(body): JsonBody<UpdateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
     let patch = body.into_patch()?;
     let id = id.into_inner();
     tracing::Span::current().record("market_id", tracing::field::display(id));
-    let market = state.markets().update(&session.actor(), id, patch).await?;
-    Ok(envelope::ok(MarketResponse::from(market)))
+    let precondition = conditions.precondition(id);
+    let market = state
+        .markets()
+        .update(&session.actor(), id, patch, &precondition)
+        .await?;
+    let tag = etag(&market);
+    let mut response = envelope::ok(MarketResponse::from(market));
+    response.headers_mut().insert(ETAG_HEADER, tag);
+    Ok(response)
 }
 
 /// Delete a market; needs `delete`.
 #[utoipa::path(
     operation_id = "delete_market",
     tag = "markets",
-    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    params(("id" = uuid::Uuid, Path, description = "Market id"), ("If-Match" = Option<String>, Header,
+        description = "Entity tags (or `*`) from `ETag`: the change applies only to a version they name, else 412")),
     security(("bearer" = [])),
     extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
@@ -402,6 +427,8 @@ pub async fn update(
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `delete`", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
+        (status = 409, description = "The market kept changing under this deletion; retry", body = ErrorBody),
+        (status = 412, description = "`If-Match` names no version the market is at: nothing changed", body = ErrorBody),
         (status = 422, description = "Malformed id", body = ErrorBody),
         (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
@@ -411,6 +438,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     caller: Require<CanDelete>,
     Context(context): Context,
+    conditions: Conditions,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
@@ -418,7 +446,11 @@ pub async fn delete(
     let event = context
         .event(AuditAction::MarketDeleted, Some(caller.session.user.id))
         .on("market", id);
-    state.markets().delete(&caller.actor(), id, &event).await?;
+    let precondition = conditions.precondition(id);
+    state
+        .markets()
+        .delete(&caller.actor(), id, &precondition, &event)
+        .await?;
     markets_application::security::log(&event);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -18,6 +18,7 @@ macro_rules! limited {
 mod audit;
 mod auth;
 pub mod client_ip;
+pub mod conditional;
 pub mod cors;
 pub mod cursor;
 mod docs;

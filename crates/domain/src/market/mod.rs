@@ -10,7 +10,9 @@ mod values;
 
 /// Offset paging lives in [`crate::paging`]; re-exported where lists of markets use it.
 pub use crate::paging::{Page, PageRequest, PageSize};
-pub use model::{Creator, Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
+pub use model::{
+    Creator, Market, MarketDraft, MarketPatch, MarketSummary, NewMarket, Precondition,
+};
 pub use query::{
     KeysetPage, KeysetPosition, KeysetRequest, MarketFilter, MarketSort, SortField, SortKey,
 };

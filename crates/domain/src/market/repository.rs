@@ -75,11 +75,14 @@ pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
         jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError>;
 
-    /// Deletes the market and stores `audit`, in one transaction; whether there was one to
-    /// delete (without one, `audit` is not stored either).
+    /// Deletes the market, if it is still at `expected_version` when one is given, and stores
+    /// `audit`, in one transaction; whether it deleted one (if not, `audit` is not stored
+    /// either). The version check and the deletion are one statement, so a change committed in
+    /// between is never deleted unseen.
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError>;
 
@@ -100,6 +103,6 @@ forward_through_arc!(MarketRepository {
     async fn find_all(&self, filter: MarketFilter, sort: MarketSort, page: PageRequest) -> Result<Page<MarketSummary>, RepositoryError>;
     async fn find_after(&self, filter: MarketFilter, request: KeysetRequest) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
     async fn update(&self, id: MarketId, expected_version: u64, patch: MarketPatch, jobs: &[NewJob]) -> Result<Option<Market>, RepositoryError>;
-    async fn delete(&self, id: MarketId, audit: Option<&AuditEvent>) -> Result<bool, RepositoryError>;
+    async fn delete(&self, id: MarketId, expected_version: Option<u64>, audit: Option<&AuditEvent>) -> Result<bool, RepositoryError>;
     async fn search_text(&self, query: &SearchQuery, limit: SearchLimit) -> Result<Vec<ScoredSummary>, RepositoryError>;
 });

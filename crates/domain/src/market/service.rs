@@ -1,6 +1,6 @@
 //! The market use cases: who may create, change and delete markets, and on which rules.
 
-use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
+use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket, Precondition};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
 use super::values::{MarketId, MarketStatus};
@@ -28,6 +28,10 @@ pub enum MarketError {
     /// The market is resolved and can no longer change.
     #[error("Market with id {0} is resolved and can no longer be changed")]
     Resolved(MarketId),
+    /// The market is not at a version the caller's [`Precondition`] allows: it changed since
+    /// the caller read it. Nothing was changed.
+    #[error("Market with id {0} has changed since the version given")]
+    PreconditionFailed(MarketId),
     /// The market changed under every one of the update's attempts to apply its patch to the
     /// version it had checked (optimistic concurrency lost, again and again): the caller may
     /// retry. Not a failure of the store.
@@ -160,14 +164,16 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         Ok(self.markets.find_after(filter, request).await?)
     }
 
-    /// Changes a market. The creator may change it with [`Permission::Write`]; anyone else needs
-    /// [`Permission::Delete`]. Ownership is checked before the resolved rule, so a stranger
-    /// learns nothing about the market's state.
+    /// Changes a market, if it is at a version `precondition` allows. The creator may change it
+    /// with [`Permission::Write`]; anyone else needs [`Permission::Delete`]. Ownership is
+    /// checked before the resolved rule and the precondition, so a stranger learns nothing
+    /// about the market's state.
     pub async fn update(
         &self,
         actor: &Actor,
         id: MarketId,
         patch: MarketPatch,
+        precondition: &Precondition,
     ) -> Result<Market, MarketError> {
         let user_id = require(actor, Permission::Write)?;
         if patch.is_empty() {
@@ -183,7 +189,12 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         } else {
             &[]
         };
-        let updated = self.update_checked(actor, user_id, id, patch, jobs).await?;
+        let change = Change {
+            patch,
+            jobs,
+            precondition,
+        };
+        let updated = self.update_checked(actor, user_id, id, change).await?;
         // Write-through: the new version replaces the old entry; if that fails the entry must
         // not outlive the change, so remove it, and if that fails too, fence it.
         if self
@@ -199,27 +210,30 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     }
 
     /// Checks the rules against the stored market (never a cached copy) and applies the patch
-    /// only to the version checked: if the market changed in between (say, it was resolved),
-    /// the rules are checked again against the new version.
+    /// only to the version checked: if the market changed in between (say, it was resolved, or
+    /// it left the versions the precondition allows), the rules are checked again against the
+    /// new version. So the precondition holds for the version the patch is applied to.
     async fn update_checked(
         &self,
         actor: &Actor,
         user_id: UserId,
         id: MarketId,
-        patch: MarketPatch,
-        jobs: &[NewJob],
+        change: Change<'_>,
     ) -> Result<Market, MarketError> {
         for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
             let current = self.load(id).await?;
             if current.creator.id != user_id && !actor.can(Permission::Delete) {
                 return Err(MarketError::PermissionDenied(Permission::Delete));
             }
+            if !change.precondition.allows(current.version) {
+                return Err(MarketError::PreconditionFailed(id));
+            }
             if current.status == MarketStatus::Resolved {
                 return Err(MarketError::Resolved(id));
             }
             let updated = self
                 .markets
-                .update(id, current.version, patch.clone(), jobs)
+                .update(id, current.version, change.patch.clone(), change.jobs)
                 .await?;
             if let Some(updated) = updated {
                 return Ok(updated);
@@ -231,16 +245,20 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     /// How often an update re-checks a market that keeps changing before giving up.
     const MAX_UPDATE_ATTEMPTS: usize = 16;
 
-    /// Deletes a market, recording `audit` in the deletion's transaction; needs
-    /// [`Permission::Delete`].
+    /// Deletes a market, if it is at a version `precondition` allows, recording `audit` in the
+    /// deletion's transaction; needs [`Permission::Delete`].
     pub async fn delete(
         &self,
         actor: &Actor,
         id: MarketId,
+        precondition: &Precondition,
         audit: &AuditEvent,
     ) -> Result<(), MarketError> {
         require(actor, Permission::Delete)?;
-        let deleted = self.markets.delete(id, Some(audit)).await?;
+        let deleted = match precondition {
+            Precondition::Any => self.markets.delete(id, None, Some(audit)).await?,
+            Precondition::Versions(_) => self.delete_checked(id, precondition, audit).await?,
+        };
         if self.cache.remove(id).await.is_err() {
             self.cache.fence(id, Fence::Deleted).await;
         }
@@ -249,6 +267,42 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         } else {
             Err(MarketError::NotFound(id))
         }
+    }
+}
+
+/// A patch, the jobs it queues, and the versions it may be applied to.
+struct Change<'a> {
+    patch: MarketPatch,
+    jobs: &'a [NewJob],
+    precondition: &'a Precondition,
+}
+
+impl<M: MarketRepository, C: Cache> MarketService<M, C> {
+    /// Deletes the market only at a version `precondition` allows, checked by the deletion
+    /// itself: a market that changed between the check and the deletion is checked again.
+    /// Whether there was one to delete.
+    async fn delete_checked(
+        &self,
+        id: MarketId,
+        precondition: &Precondition,
+        audit: &AuditEvent,
+    ) -> Result<bool, MarketError> {
+        for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
+            let Some(current) = self.markets.find_by_id(id).await? else {
+                return Ok(false);
+            };
+            if !precondition.allows(current.version) {
+                return Err(MarketError::PreconditionFailed(id));
+            }
+            if self
+                .markets
+                .delete(id, Some(current.version), Some(audit))
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(MarketError::Contended(id))
     }
 }
 
@@ -361,13 +415,32 @@ mod tests {
         let stranger = world.actor("stranger", Role::User);
         let moderator = world.actor("mod", Role::Moderator);
         let market = world.create(&owner, MarketStatus::Open);
-        let denied = block_on(world.markets.update(&stranger, market.id, rename()));
+        let denied = block_on(world.markets.update(
+            &stranger,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ));
         assert!(matches!(
             denied,
             Err(MarketError::PermissionDenied(Permission::Delete))
         ));
-        assert!(block_on(world.markets.update(&owner, market.id, rename())).is_ok());
-        assert!(block_on(world.markets.update(&moderator, market.id, rename())).is_ok());
+        assert!(
+            block_on(
+                world
+                    .markets
+                    .update(&owner, market.id, rename(), &Precondition::Any)
+            )
+            .is_ok()
+        );
+        assert!(
+            block_on(
+                world
+                    .markets
+                    .update(&moderator, market.id, rename(), &Precondition::Any)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -376,9 +449,19 @@ mod tests {
         let owner = world.actor("owner", Role::User);
         let stranger = world.actor("stranger", Role::User);
         let market = world.create(&owner, MarketStatus::Resolved);
-        let frozen = block_on(world.markets.update(&owner, market.id, rename()));
+        let frozen = block_on(world.markets.update(
+            &owner,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ));
         assert!(matches!(frozen, Err(MarketError::Resolved(id)) if id == market.id));
-        let denied = block_on(world.markets.update(&stranger, market.id, rename()));
+        let denied = block_on(world.markets.update(
+            &stranger,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ));
         assert!(matches!(denied, Err(MarketError::PermissionDenied(_))));
     }
 
@@ -387,11 +470,12 @@ mod tests {
         let world = world();
         let owner = world.actor("owner", Role::User);
         let market = world.create(&owner, MarketStatus::Open);
-        let empty = block_on(
-            world
-                .markets
-                .update(&owner, market.id, MarketPatch::default()),
-        );
+        let empty = block_on(world.markets.update(
+            &owner,
+            market.id,
+            MarketPatch::default(),
+            &Precondition::Any,
+        ));
         assert!(matches!(empty, Err(MarketError::Invalid(_))));
     }
 
@@ -405,13 +489,28 @@ mod tests {
         let owner = world.actor("owner", Role::User);
         let admin = world.actor("admin", Role::Admin);
         let market = world.create(&owner, MarketStatus::Open);
-        let denied = block_on(world.markets.delete(&owner, market.id, &deletion()));
+        let denied = block_on(world.markets.delete(
+            &owner,
+            market.id,
+            &Precondition::Any,
+            &deletion(),
+        ));
         assert!(matches!(
             denied,
             Err(MarketError::PermissionDenied(Permission::Delete))
         ));
-        block_on(world.markets.delete(&admin, market.id, &deletion())).unwrap();
-        let gone = block_on(world.markets.delete(&admin, market.id, &deletion()));
+        block_on(
+            world
+                .markets
+                .delete(&admin, market.id, &Precondition::Any, &deletion()),
+        )
+        .unwrap();
+        let gone = block_on(world.markets.delete(
+            &admin,
+            market.id,
+            &Precondition::Any,
+            &deletion(),
+        ));
         assert!(matches!(gone, Err(MarketError::NotFound(_))));
         assert_eq!(
             block_on(world.cache.get(market.id)).unwrap(),
@@ -435,7 +534,13 @@ mod tests {
         let (_, first) = block_on(world.markets.get(market.id)).unwrap();
         let (_, second) = block_on(world.markets.get(market.id)).unwrap();
         assert_eq!((first, second), (CacheStatus::Miss, CacheStatus::Hit));
-        let updated = block_on(world.markets.update(&owner, market.id, rename())).unwrap();
+        let updated = block_on(world.markets.update(
+            &owner,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ))
+        .unwrap();
         assert_eq!(updated.version, market.version + 1);
         let (cached, status) = block_on(world.markets.get(market.id)).unwrap();
         assert_eq!((cached, status), (updated, CacheStatus::Hit));
@@ -459,7 +564,8 @@ mod tests {
         let owner = world.actor("owner", Role::User);
         let market = world.create(&owner, MarketStatus::Open);
         world.cache.set_writes_failing(true);
-        let updated = block_on(markets.update(&owner, market.id, rename())).unwrap();
+        let updated =
+            block_on(markets.update(&owner, market.id, rename(), &Precondition::Any)).unwrap();
         assert_eq!(
             block_on(world.cache.get(market.id)).unwrap(),
             Some(market.clone()),
@@ -483,10 +589,37 @@ mod tests {
         let admin = world.actor("admin", Role::Admin);
         let market = world.create(&admin, MarketStatus::Open);
         world.cache.set_writes_failing(true);
-        block_on(markets.delete(&admin, market.id, &deletion())).unwrap();
+        block_on(markets.delete(&admin, market.id, &Precondition::Any, &deletion())).unwrap();
         assert!(block_on(world.cache.get(market.id)).unwrap().is_some());
         let read = block_on(markets.get(market.id));
         assert!(matches!(read, Err(MarketError::NotFound(_))), "{read:?}");
+    }
+
+    #[test]
+    fn a_stale_precondition_changes_and_deletes_nothing() {
+        let world = world();
+        let admin = world.actor("admin", Role::Admin);
+        let market = world.create(&admin, MarketStatus::Open);
+        let current = Precondition::Versions(vec![market.version]);
+        let renamed =
+            block_on(world.markets.update(&admin, market.id, rename(), &current)).unwrap();
+        let refused = block_on(world.markets.update(&admin, market.id, rename(), &current));
+        assert!(matches!(refused, Err(MarketError::PreconditionFailed(id)) if id == market.id));
+        let refused = block_on(
+            world
+                .markets
+                .delete(&admin, market.id, &current, &deletion()),
+        );
+        assert!(matches!(refused, Err(MarketError::PreconditionFailed(_))));
+        let never = Precondition::Versions(Vec::new());
+        let refused = block_on(world.markets.delete(&admin, market.id, &never, &deletion()));
+        assert!(matches!(refused, Err(MarketError::PreconditionFailed(_))));
+        let (kept, _) = block_on(world.markets.get(market.id)).unwrap();
+        assert_eq!(kept, renamed, "nothing changed");
+        let now = Precondition::Versions(vec![market.version, renamed.version]);
+        block_on(world.markets.delete(&admin, market.id, &now, &deletion())).unwrap();
+        let gone = block_on(world.markets.delete(&admin, market.id, &now, &deletion()));
+        assert!(matches!(gone, Err(MarketError::NotFound(_))));
     }
 
     #[test]

@@ -235,9 +235,14 @@ impl MarketRepository for InMemoryStore {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
         let mut state = self.state();
+        let current = state.markets.get(&id).map(|market| market.version);
+        if current.is_none() || expected_version.is_some_and(|v| current != Some(v)) {
+            return Ok(false);
+        }
         let deleted = state.markets.remove(&id).is_some();
         if deleted {
             state.audit.extend(audit.cloned());

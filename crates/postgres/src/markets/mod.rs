@@ -262,14 +262,19 @@ impl MarketRepository for PgMarketRepository {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
+        let expected_version =
+            expected_version.map(|version| i64::try_from(version).unwrap_or(i64::MAX));
         let mut conn = self.pool.get().await?;
         let deleted = conn
             .transaction::<_, DieselError, _>(async |conn| {
-                let deleted = diesel::delete(markets::table.find(id.as_uuid()))
-                    .execute(conn)
-                    .await?;
+                let mut delete = diesel::delete(markets::table.find(id.as_uuid())).into_boxed();
+                if let Some(version) = expected_version {
+                    delete = delete.filter(markets::version.eq(version));
+                }
+                let deleted = delete.execute(conn).await?;
                 if let (1.., Some(event)) = (deleted, audit) {
                     record(conn, event).await?;
                 }

@@ -270,17 +270,24 @@ impl MarketRepository for SqliteMarketRepository {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
         // The FTS entry and the embedding go with the row (trigger, ON DELETE CASCADE).
         let audit = audit.cloned();
+        let expected_version =
+            expected_version.map(|version| i64::try_from(version).unwrap_or(i64::MAX));
         let deleted = self
             .pool
             .write(move |conn| {
                 conn.immediate_transaction(|conn| {
-                    let deleted =
+                    let mut delete =
                         diesel::delete(markets::table.filter(markets::id.eq(SqlId(id.as_uuid()))))
-                            .execute(conn)?;
+                            .into_boxed();
+                    if let Some(version) = expected_version {
+                        delete = delete.filter(markets::version.eq(version));
+                    }
+                    let deleted = delete.execute(conn)?;
                     if let (1.., Some(event)) = (deleted, &audit) {
                         record(conn, event)?;
                     }
