@@ -11,9 +11,9 @@ use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
-    CreateMarketError, Description, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId,
-    MarketName, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
-    Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery, Volume,
+    CreateMarketError, Creation, Description, IdempotencyKey, KeysetPage, KeysetRequest, Market,
+    MarketFilter, MarketId, MarketName, MarketPatch, MarketRepository, MarketSort, MarketStatus,
+    MarketSummary, NewMarket, Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery, Volume,
 };
 use markets_domain::permission::Role;
 use markets_domain::testing::InMemoryStore;
@@ -56,6 +56,19 @@ impl MarketRepository for Counted {
         jobs: &[NewJob],
     ) -> Result<Market, CreateMarketError> {
         MarketRepository::create(&self.store, market, jobs).await
+    }
+
+    async fn create_once(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError> {
+        self.store.create_once(market, jobs, key).await
+    }
+
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
+        self.store.purge_expired_keys().await
     }
 
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {

@@ -1,5 +1,6 @@
 //! The market use cases: who may create, change and delete markets, and on which rules.
 
+use super::idempotency::{Creation, IdempotencyKey};
 use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket, Precondition};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
@@ -37,6 +38,12 @@ pub enum MarketError {
     /// retry. Not a failure of the store.
     #[error("Market with id {0} kept changing under this update; retry")]
     Contended(MarketId),
+    /// The caller's idempotency key was used before with another request.
+    #[error("This Idempotency-Key was used with another request body")]
+    KeyReused,
+    /// The first request with the caller's idempotency key is still being carried out.
+    #[error("A request with this Idempotency-Key is still in progress; retry shortly")]
+    KeyInFlight,
     /// The input breaks a rule that its types cannot express (e.g. an empty patch).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -70,6 +77,40 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     /// same transaction, the creator's notification and the market's embedding.
     pub async fn create(&self, actor: &Actor, draft: MarketDraft) -> Result<Market, MarketError> {
         let creator_id = require(actor, Permission::Write)?;
+        let (new, jobs) = Self::creation(creator_id, draft);
+        let market = self
+            .markets
+            .create(new, &jobs)
+            .await
+            .map_err(create_error)?;
+        self.cache_put(std::slice::from_ref(&market)).await;
+        Ok(market)
+    }
+
+    /// [`MarketService::create`] under the caller's idempotency `key`: a repeat of the same
+    /// request within a day creates nothing (no market, notification or embedding) and returns
+    /// what the first one did.
+    pub async fn create_once(
+        &self,
+        actor: &Actor,
+        draft: MarketDraft,
+        key: &IdempotencyKey,
+    ) -> Result<Creation, MarketError> {
+        let creator_id = require(actor, Permission::Write)?;
+        let (new, jobs) = Self::creation(creator_id, draft);
+        let creation = self
+            .markets
+            .create_once(new, &jobs, key)
+            .await
+            .map_err(create_error)?;
+        if let Creation::Created(market) = &creation {
+            self.cache_put(std::slice::from_ref(market)).await;
+        }
+        Ok(creation)
+    }
+
+    /// The market `draft` describes for `creator_id`, and the jobs its creation schedules.
+    fn creation(creator_id: UserId, draft: MarketDraft) -> (NewMarket, [NewJob; 2]) {
         let new = NewMarket {
             id: MarketId::new(),
             creator_id,
@@ -89,17 +130,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
                 market_id: id,
             },
         ];
-        let market = self
-            .markets
-            .create(new, &jobs)
-            .await
-            .map_err(|error| match error {
-                // The caller's own account vanished between authentication and now.
-                CreateMarketError::UnknownCreator(_) => MarketError::Unauthenticated,
-                CreateMarketError::Repository(error) => error.into(),
-            })?;
-        self.cache_put(std::slice::from_ref(&market)).await;
-        Ok(market)
+        (new, jobs)
     }
 
     /// The market with this id, from the cache if it has it (cache-aside).
@@ -303,6 +334,17 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
             }
         }
         Err(MarketError::Contended(id))
+    }
+}
+
+/// The use case's error for a repository's refusal to create.
+fn create_error(error: CreateMarketError) -> MarketError {
+    match error {
+        // The caller's own account vanished between authentication and now.
+        CreateMarketError::UnknownCreator(_) => MarketError::Unauthenticated,
+        CreateMarketError::KeyReused => MarketError::KeyReused,
+        CreateMarketError::KeyInFlight => MarketError::KeyInFlight,
+        CreateMarketError::Repository(error) => error.into(),
     }
 }
 
