@@ -12,6 +12,7 @@ mod cors;
 mod errors;
 mod hardening;
 mod hashing;
+mod idempotency;
 mod logout;
 mod markets;
 mod operations;

@@ -30,7 +30,7 @@ pub struct FieldDetail {
 }
 
 /// Every `code` an error can carry (the contract's table).
-pub const CODES: [&str; 12] = [
+pub const CODES: [&str; 13] = [
     "bad_request",
     "unauthorized",
     "permission_denied",
@@ -40,6 +40,7 @@ pub const CODES: [&str; 12] = [
     "precondition_failed",
     "payload_too_large",
     "validation_failed",
+    "idempotency_key_reused",
     "rate_limited",
     "service_unavailable",
     "internal",
@@ -82,6 +83,9 @@ pub enum AppError {
     /// 409: a uniqueness rule.
     #[error("{0}")]
     Conflict(String),
+    /// 422 `idempotency_key_reused`: an `Idempotency-Key` used before with another request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// 412: `If-Match` names no version the resource is at.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -173,6 +177,7 @@ impl AppError {
             Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } | Self::Saturated { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -205,7 +210,7 @@ impl ResponseError for AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } | Self::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -270,6 +275,8 @@ impl From<MarketError> for AppError {
             MarketError::Resolved(_) => Self::BadRequest(error.to_string()),
             MarketError::Contended(_) => Self::Conflict(error.to_string()),
             MarketError::PreconditionFailed(_) => Self::PreconditionFailed(error.to_string()),
+            MarketError::KeyReused => Self::IdempotencyKeyReused(error.to_string()),
+            MarketError::KeyInFlight => Self::Conflict(error.to_string()),
             MarketError::Invalid(error) => error.into(),
             MarketError::Repository(error) => error.into(),
             other => Self::Internal(Box::new(other)),
@@ -333,6 +340,8 @@ mod tests {
             ),
             (MarketError::NotFound(id).into(), 404, "not_found"),
             (AuthError::EmailTaken.into(), 409, "conflict"),
+            (MarketError::KeyInFlight.into(), 409, "conflict"),
+            (MarketError::KeyReused.into(), 422, "idempotency_key_reused"),
             (
                 MarketError::PreconditionFailed(id).into(),
                 412,

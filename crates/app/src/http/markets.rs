@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use markets_domain::ValidationError;
 use markets_domain::audit::AuditAction;
 use markets_domain::market::{
-    Description, KeysetRequest, MarketDraft, MarketFilter, MarketId, MarketName, MarketPatch,
-    MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
+    Creation, Description, KeysetRequest, MarketDraft, MarketFilter, MarketId, MarketName,
+    MarketPatch, MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -24,6 +24,7 @@ use super::dto::{
 use super::envelope::{self, CursorMeta, Envelope, Meta, OffsetMeta, Page};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, Caller, CanDelete, CanWrite, JsonBody, Require};
+use super::idempotency::{IDEMPOTENT_REPLAYED, KeyHeader};
 use super::params::{number, page_size};
 use super::schemas::MarketPatchSchema;
 use super::security::Context;
@@ -282,14 +283,25 @@ pub async fn get(
 #[utoipa::path(
     operation_id = "create_market",
     tag = "markets", request_body = CreateMarketRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[ -~]{1,255}$",
+        description = "1 to 255 printable ASCII characters, the caller's own: repeating the key \
+            with the same market within 24 hours answers what the first request did (with \
+            `Idempotent-Replayed: true`) and creates nothing; with another market it is 422 \
+            `idempotency_key_reused`; while the first is still running, 409")),
     security(("bearer" = [])),
     extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
-        (status = 201, description = "Created; `Location` names it", body = inline(Envelope<MarketResponse>),
-         headers(("Location" = String, description = "The new market's path"), ("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
+        (status = 201, description = "Created (or, under a repeated `Idempotency-Key`, created \
+            before); `Location` names it", body = inline(Envelope<MarketResponse>),
+         headers(("Location" = String, description = "The new market's path"),
+            ("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"),
+            ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier \
+                request with the same `Idempotency-Key`"))),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `write`", body = ErrorBody),
-        (status = 422, description = "An invalid field", body = ErrorBody),
+        (status = 409, description = "The first request with this `Idempotency-Key` is still running", body = ErrorBody),
+        (status = 422, description = "An invalid field or `Idempotency-Key`, or \
+            (`idempotency_key_reused`) a key used before with another market", body = ErrorBody),
         (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
@@ -297,17 +309,32 @@ pub async fn get(
 pub async fn create(
     state: web::Data<AppState>,
     caller: Require<CanWrite>,
+    key: KeyHeader,
     JsonBody(body): JsonBody<CreateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
     let draft = body.into_draft()?;
-    let market = state.markets().create(&caller.actor(), draft).await?;
+    let (market, replayed) = match key.for_create(&draft)? {
+        None => (state.markets().create(&caller.actor(), draft).await?, false),
+        Some(key) => match state
+            .markets()
+            .create_once(&caller.actor(), draft, &key)
+            .await?
+        {
+            Creation::Created(market) => (market, false),
+            Creation::Replayed(market) => (market, true),
+        },
+    };
     let location = format!("/api/v1/markets/{}", market.id);
     let tag = etag(&market);
     let mut response = envelope::respond(StatusCode::CREATED, MarketResponse::from(market));
+    let headers = response.headers_mut();
     if let Ok(value) = location.parse() {
-        response.headers_mut().insert(LOCATION, value);
+        headers.insert(LOCATION, value);
     }
-    response.headers_mut().insert(ETAG_HEADER, tag);
+    headers.insert(ETAG_HEADER, tag);
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
     Ok(response)
 }
 

@@ -27,6 +27,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 mod health;
+mod idempotency;
 mod json;
 mod markets;
 pub mod middleware;

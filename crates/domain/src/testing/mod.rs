@@ -75,6 +75,18 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// How many idempotency keys the store holds, expired or not.
+    pub fn idempotency_keys(&self) -> usize {
+        self.state().keys.len()
+    }
+
+    /// Makes every idempotency key `by` older, as if that time had passed.
+    pub fn age_keys(&self, by: chrono::Duration) {
+        for key in self.state().keys.values_mut() {
+            key.at -= by;
+        }
+    }
+
     /// The jobs scheduled so far, in order.
     pub fn jobs(&self) -> Vec<NewJob> {
         self.state().jobs.iter().map(|queued| queued.job).collect()
