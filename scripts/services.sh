@@ -11,7 +11,7 @@
 # Everything is installed by this script when missing (new machines have
 # nothing installed by hand), and a second `up` is a no-op that takes a few ms.
 #
-# Usage: scripts/services.sh [up|down|status|reset]      (default: up)
+# Usage: scripts/services.sh [up|down|status|reset|clients]      (default: up)
 #   up      install/start what is missing, then print KEY=value lines on stdout:
 #             DATABASE_URL=postgres://postgres@127.0.0.1:5433/markets
 #             REDIS_URL=redis://127.0.0.1:6379
@@ -23,6 +23,12 @@
 #           Debian's PostgreSQL on 5432, nor Redis)
 #   status  one line per service; exit status 0 only when all are up
 #   reset   stop the managed cluster and delete its data directory (binaries stay)
+#   clients install what the client tests (scripts/clients.sh) drive the service with, then
+#           print KEY=value lines on stdout:
+#             MARKETS_CLIENTS_VENV=/var/tmp/markets-services/clients-venv-<hash>
+#               (a virtual environment with tests/clients/requirements.txt: schemathesis
+#               and openapi-python-client from PyPI)
+#             MARKETS_CHROMIUM=/usr/bin/chromium   (Debian's headless browser)
 #
 # Environment:
 #   DATABASE_URL             use this PostgreSQL instead of the managed cluster
@@ -137,6 +143,46 @@ nginx_up() {
 	fi
 	log "nginx: $bin"
 	NGINX_OUT="$bin"
+}
+
+# ------------------------------------------------------ client tools -------
+
+# Debian's Chromium, installed when missing. Prints nothing; sets CHROMIUM_OUT.
+chromium_up() {
+	local bin
+	bin="$(command -v chromium 2>/dev/null || true)"
+	if [[ -z $bin ]]; then
+		apt_install chromium
+		bin="$(command -v chromium 2>/dev/null || true)"
+		[[ -n $bin ]] || die "chromium still missing after installing it"
+	fi
+	log "chromium: $bin"
+	CHROMIUM_OUT="$bin"
+}
+
+# A virtual environment with the pinned client tools, outside the checkout, named after a hash
+# of the requirements so that changing them builds a new one. Its scripts name its folder, so it
+# is built in place; a `.complete` mark written last tells a finished one from an interrupted
+# one. Sets VENV_OUT.
+clients_venv_up() {
+	local requirements="$1" hash venv
+	[[ -f $requirements ]] || die "missing $requirements"
+	hash="$(sha256sum -- "$requirements" | cut -c1-12)"
+	venv="$SERVICES_DIR/clients-venv-$hash"
+	if [[ ! -f $venv/.complete ]]; then
+		if ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+			apt_install python3-venv
+		fi
+		log "creating $venv (schemathesis, openapi-python-client) ..."
+		rm -rf -- "$venv"
+		/usr/bin/python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
+		"$venv/bin/pip" install --disable-pip-version-check --no-input --progress-bar off \
+			--only-binary=:all: -r "$requirements" </dev/null >&2 ||
+			die "pip install -r $requirements failed"
+		touch -- "$venv/.complete"
+	fi
+	"$venv/bin/st" --version >/dev/null 2>&1 || die "schemathesis in $venv does not run: remove $venv"
+	VENV_OUT="$venv"
 }
 
 # ------------------------------------------------ managed PostgreSQL 18 -----
@@ -579,9 +625,17 @@ reset)
 	log "removing $PG_DATA"
 	rm -rf -- "$PG_DATA"
 	;;
+clients)
+	take_lock
+	CHROMIUM_OUT="" VENV_OUT=""
+	clients_venv_up "$(dirname "$0")/../tests/clients/requirements.txt"
+	chromium_up
+	printf 'MARKETS_CLIENTS_VENV=%q\n' "$VENV_OUT"
+	printf 'MARKETS_CHROMIUM=%q\n' "$CHROMIUM_OUT"
+	;;
 -h | --help | help) usage ;;
 *)
 	usage >&2
-	die "unknown command '$cmd' (expected up, down, status or reset)"
+	die "unknown command '$cmd' (expected up, down, status, reset or clients)"
 	;;
 esac

@@ -390,6 +390,34 @@ async fn every_success_body_uses_the_envelope() {
     }
 }
 
+/// Every path the service serves, with its methods: the contract's routes, the probes, the
+/// metrics, this document and the interactive documentation.
+const SERVED: [(&str, &[&str]); 15] = [
+    ("/api/v1/auth/register", &["POST"]),
+    ("/api/v1/auth/login", &["POST"]),
+    ("/api/v1/auth/logout", &["POST"]),
+    ("/api/v1/users/me", &["GET"]),
+    ("/api/v1/users/{id}/role", &["PUT"]),
+    ("/api/v1/admin/audit", &["GET"]),
+    ("/api/v1/markets", &["GET", "POST"]),
+    ("/api/v1/markets/search", &["GET"]),
+    ("/api/v1/markets/{id}", &["DELETE", "GET", "PATCH"]),
+    ("/health/live", &["GET"]),
+    ("/health/ready", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/openapi.json", &["GET"]),
+    ("/docs", &["GET"]),
+    ("/docs/{file}", &["GET"]),
+];
+
+const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "PATCH"];
+
+/// `path` with its parameters filled in.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{file}", "index.html")
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_served_path() {
     let app = TestApp::spawn().await;
@@ -401,39 +429,74 @@ async fn the_openapi_document_describes_every_served_path() {
         "{}",
         document["openapi"]
     );
-    let expected: [(&str, &[&str]); 9] = [
-        ("/api/v1/auth/register", &["post"]),
-        ("/api/v1/auth/login", &["post"]),
-        ("/api/v1/users/me", &["get"]),
-        ("/api/v1/users/{id}/role", &["put"]),
-        ("/api/v1/markets", &["get", "post"]),
-        ("/api/v1/markets/{id}", &["delete", "get", "patch"]),
-        ("/api/v1/markets/search", &["get"]),
-        ("/health/live", &["get"]),
-        ("/health/ready", &["get"]),
-    ];
-    let paths = &document["paths"];
-    const METHODS: [&str; 8] = [
-        "get", "put", "post", "delete", "options", "head", "patch", "trace",
-    ];
-    for (path, methods) in expected {
-        let item = &paths[path];
-        assert!(
-            item.is_object(),
-            "missing {path}: {}",
-            keys(paths).join(", ")
-        );
-        let documented: BTreeSet<&str> = item
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .filter(|key| METHODS.contains(key))
-            .collect();
-        let methods: BTreeSet<&str> = methods.iter().copied().collect();
-        assert_eq!(documented, methods, "{path}");
+    let paths = document["paths"].as_object().unwrap();
+    let documented: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(|method| method.to_uppercase())
+                .filter(|method| METHODS.contains(&method.as_str()))
+                .map(move |method| (path.clone(), method))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = SERVED
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(|m| ((*path).to_owned(), (*m).to_owned()))
+        })
+        .collect();
+    assert_eq!(documented, expected);
+    for (path, methods) in SERVED {
+        let url = concrete(path);
+        for method in METHODS {
+            let response = app
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &url,
+                    None,
+                    None,
+                )
+                .await;
+            let status = response.status().as_u16();
+            if methods.contains(&method) {
+                assert_ne!(status, 405, "{method} {path} is served");
+                if status == 404 {
+                    let json = body(response, 404).await;
+                    let message = json["error"].as_str().unwrap_or_default();
+                    assert!(!message.starts_with("No route"), "{method} {path}: {json}");
+                }
+            } else {
+                let allow: BTreeSet<String> = methods.iter().map(|m| (*m).to_owned()).collect();
+                assert_eq!(allowed(&response), allow, "{method} {path}");
+                error(response, 405, "method_not_allowed").await;
+            }
+        }
     }
-    // A few of the contract's statuses, documented where they happen.
+    // Every operation documents its error statuses with the envelope, and 400 and 500 at least.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("400") && responses.contains_key("500"),
+                "{method} {path}"
+            );
+            for (status, response) in responses {
+                // The readiness probe's 503 is its own report, not an error.
+                let report = path == "/health/ready" && status == "503";
+                if (status.starts_with('4') || status.starts_with('5')) && !report {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
     for (path, method, status) in [
         ("/api/v1/auth/register", "post", "201"),
         ("/api/v1/auth/register", "post", "409"),
@@ -444,6 +507,7 @@ async fn the_openapi_document_describes_every_served_path() {
         ("/api/v1/markets/{id}", "patch", "400"),
         ("/api/v1/markets/{id}", "patch", "403"),
         ("/api/v1/markets/{id}", "delete", "204"),
+        ("/api/v1/markets/{id}", "delete", "422"),
     ] {
         assert!(
             paths[path][method]["responses"][status].is_object(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{TestApp, body, capture_logs, header, log_lines};
+use crate::helpers::{TestApp, body, capture_logs, error, header, log_lines};
 
 #[tokio::test]
 async fn a_scrape_shows_traffic_by_route_pattern() {
@@ -230,4 +230,66 @@ async fn metrics_can_have_a_listener_of_their_own() {
         assert_eq!(response.status(), 404, "{path} on the metrics listener");
     }
     assert_eq!(app.get("/health/live").await.status(), 200);
+}
+
+/// The `src` and `href` values of `html`.
+fn references(html: &str) -> Vec<String> {
+    ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attribute| html.split(attribute).skip(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn docs_are_served_with_every_asset_by_the_service_itself() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let moved = client
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 308);
+    assert_eq!(header(&moved, "location").as_deref(), Some("/docs/"));
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status(), 200);
+    assert!(header(&page, "content-type").is_some_and(|t| t.starts_with("text/html")));
+    let html = page.text().await.unwrap();
+    let assets = references(&html);
+    assert!(
+        assets.iter().any(|a| a.ends_with("swagger-ui-bundle.js")),
+        "{html}"
+    );
+    for asset in assets {
+        assert!(
+            !asset.contains("//") && !asset.starts_with('/'),
+            "{asset} is not an asset of /docs/"
+        );
+        let response = app
+            .get(&format!("/docs/{}", asset.trim_start_matches("./")))
+            .await;
+        assert_eq!(response.status(), 200, "{asset}");
+        assert!(!response.bytes().await.unwrap().is_empty(), "{asset}");
+    }
+    let initializer = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(initializer.contains("/openapi.json"), "{initializer}");
+    assert!(
+        !initializer.contains("http://") && !initializer.contains("https://"),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\"") || initializer.contains("validatorUrl"),
+        "{initializer}"
+    );
+    error(app.get("/docs/no-such-asset.js").await, 404, "not_found").await;
 }

@@ -34,8 +34,7 @@ impl Application {
         let address = listener.local_addr()?;
         // Installed before the first request is counted, with every series at zero.
         crate::telemetry::metrics_handle();
-        let api = <http::openapi::ApiDoc as utoipa::OpenApi>::openapi();
-        crate::series::register(&api, &policy_names(settings));
+        crate::series::register(http::document().document(), &policy_names(settings));
         let separate_metrics = settings.metrics.bind_addr.is_some();
         let mut servers = vec![api_server(
             settings,
@@ -91,12 +90,7 @@ fn api_server(
             .wrap(from_fn(http::middleware::request_id))
             // Last wrapped, so first to run: nothing reads an oversized header.
             .wrap(from_fn(http::middleware::bounded_headers))
-            .configure(|config| http::routes(config, &limits))
-            .configure(|config| {
-                if with_metrics {
-                    http::metrics_route(config);
-                }
-            })
+            .configure(|config| http::routes(config, &limits, with_metrics))
             .default_service(web::to(http::unknown_route))
     })
     .shutdown_timeout(settings.server.shutdown_timeout_secs)

@@ -3,6 +3,7 @@
 use chrono::Utc;
 use markets_domain::audit::AuditLog;
 use markets_domain::error::report;
+use markets_domain::market::MarketRepository;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -52,6 +53,24 @@ pub fn purge_audit_trail(trail: Arc<dyn AuditLog>, retention_days: u32) -> JoinH
                 Ok(purged) => info!(purged, retention_days, "audit trail purged"),
                 Err(error) => {
                     warn!(error = %report(&error), "purging the audit trail failed; will retry")
+                }
+            }
+        }
+    })
+}
+
+/// Forgets the idempotency keys of market creates once they expire: hourly, the first time at
+/// once.
+pub fn purge_idempotency_keys(markets: Arc<dyn MarketRepository>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(PURGE_EVERY);
+        loop {
+            hourly.tick().await;
+            match markets.purge_expired_keys().await {
+                Ok(0) => {}
+                Ok(purged) => info!(purged, "expired idempotency keys purged"),
+                Err(error) => {
+                    warn!(error = %report(&error), "purging idempotency keys failed; will retry")
                 }
             }
         }

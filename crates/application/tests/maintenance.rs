@@ -6,10 +6,14 @@
 mod support;
 
 use markets_application::maintenance::{
-    TALLY_FLUSH_EVERY, every, flush_tallies, purge_audit_trail,
+    TALLY_FLUSH_EVERY, every, flush_tallies, purge_audit_trail, purge_idempotency_keys,
 };
 use markets_application::security::{Refusal, RequestContext, SecurityEvents};
 use markets_domain::audit::{AuditAction, AuditEvent, AuditLog};
+use markets_domain::market::{
+    Creation, Description, IdempotencyKey, MarketId, MarketName, MarketRepository, MarketStatus,
+    NewMarket, Volume,
+};
 use markets_domain::paging::PageSize;
 use markets_domain::testing::InMemoryStore;
 use std::sync::Arc;
@@ -44,6 +48,46 @@ async fn the_purge_deletes_only_events_past_the_retention() {
     })
     .await;
     purger.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_idempotency_keys_are_purged_and_fresh_ones_kept() {
+    let store = InMemoryStore::new();
+    let ann = support::user(&store, "ann@example.com").await;
+    let market = NewMarket {
+        id: MarketId::new(),
+        creator_id: ann.id,
+        name: MarketName::parse("Rain?").unwrap(),
+        description: Description::parse("").unwrap(),
+        status: MarketStatus::Open,
+        volume: Volume::ZERO,
+    };
+    let (old, fresh) = (
+        IdempotencyKey::parse("old", "f").unwrap(),
+        IdempotencyKey::parse("fresh", "f").unwrap(),
+    );
+    store.create_once(market.clone(), &[], &old).await.unwrap();
+    store.age_keys(chrono::Duration::hours(25));
+    let again = NewMarket {
+        id: MarketId::new(),
+        ..market
+    };
+    store.create_once(again.clone(), &[], &fresh).await.unwrap();
+    let purger = purge_idempotency_keys(Arc::new(store.clone()));
+    assert_eq!(store.idempotency_keys(), 2);
+    eventually("the expired key is purged", || async {
+        store.idempotency_keys() == 1
+    })
+    .await;
+    purger.abort();
+    let replayed = store.create_once(again.clone(), &[], &fresh).await.unwrap();
+    assert!(matches!(replayed, Creation::Replayed(_)), "{replayed:?}");
+    let anew = NewMarket {
+        id: MarketId::new(),
+        ..again
+    };
+    let created = store.create_once(anew, &[], &old).await.unwrap();
+    assert!(matches!(created, Creation::Created(_)), "{created:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -199,16 +199,25 @@ pub async fn a_role_change_stores_its_event_only_if_it_applies<F: AuditLogFixtur
     assert_eq!(all(fixture).await, vec![stored]);
 }
 
-/// `delete` stores its event with the deletion, and none when there was nothing to delete.
+/// `delete` stores its event with the deletion, and none when there was nothing to delete or
+/// the market was not at the version the delete was given.
 pub async fn a_deletion_stores_its_event_only_if_it_applies<F: AuditLogFixture>(fixture: &F) {
     let ann = user(fixture, "ann").await;
     let market = new_market(&ann, "Doomed", MarketStatus::Open, 0);
     let market = fixture.markets().create(market, &[]).await.unwrap();
+    let stale = AuditEvent::new(AuditAction::MarketDeleted);
+    assert!(
+        !fixture
+            .markets()
+            .delete(market.id, Some(market.version + 1), Some(&stale))
+            .await
+            .unwrap()
+    );
     let event = AuditEvent::new(AuditAction::MarketDeleted).on("market", market.id);
     assert!(
         fixture
             .markets()
-            .delete(market.id, Some(&event))
+            .delete(market.id, None, Some(&event))
             .await
             .unwrap()
     );
@@ -216,7 +225,7 @@ pub async fn a_deletion_stores_its_event_only_if_it_applies<F: AuditLogFixture>(
     assert!(
         !fixture
             .markets()
-            .delete(market.id, Some(&again))
+            .delete(market.id, None, Some(&again))
             .await
             .unwrap()
     );

@@ -7,9 +7,9 @@ use chrono::{TimeDelta, Utc};
 use futures_util::future::join_all;
 use markets_domain::auth::{NewAccountToken, OneTimeToken, PasswordHash, TokenPurpose};
 use markets_domain::market::{
-    CreateMarketError, Description, KeysetRequest, Market, MarketFilter, MarketId, MarketName,
-    MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, PageRequest,
-    PageSize, SearchLimit, SearchQuery, SortField, Volume,
+    CreateMarketError, Creation, Description, IdempotencyKey, KeysetRequest, Market, MarketFilter,
+    MarketId, MarketName, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary,
+    NewMarket, PageRequest, PageSize, SearchLimit, SearchQuery, SortField, Volume,
 };
 use markets_domain::permission::Role;
 use markets_domain::user::{
@@ -49,6 +49,10 @@ macro_rules! repository_contract {
             markets_are_found_in_one_batch,
             update_changes_only_given_fields,
             update_and_delete_report_missing_markets,
+            delete_checks_the_version_it_is_given,
+            a_key_replays_its_first_create,
+            a_key_is_its_creators_own_and_refuses_another_request,
+            concurrent_creates_with_one_key_create_one_market,
             volume_is_kept_exactly,
             offset_pages_follow_every_order,
             offset_pages_filter_by_status,
@@ -545,16 +549,160 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
         None
     );
     assert!(
-        markets.delete(doomed.id, None).await.unwrap(),
+        markets.delete(doomed.id, None, None).await.unwrap(),
         "first delete"
     );
     assert!(
-        !markets.delete(doomed.id, None).await.unwrap(),
+        !markets.delete(doomed.id, None, None).await.unwrap(),
         "second delete"
     );
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
     let gone = markets.update(doomed.id, doomed.version, patch, &[]).await;
     assert_eq!(gone.unwrap(), None);
+}
+
+/// A delete given a version deletes only the market at that version: a market changed since
+/// stays, with its change.
+pub async fn delete_checks_the_version_it_is_given<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let kept = market(fixture, &ann, "kept", MarketStatus::Open, 0).await;
+    let markets = fixture.markets();
+    let patch = MarketPatch {
+        status: Some(MarketStatus::Closed),
+        ..MarketPatch::default()
+    };
+    let changed = markets
+        .update(kept.id, kept.version, patch, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !markets
+            .delete(kept.id, Some(kept.version), None)
+            .await
+            .unwrap(),
+        "a stale version deletes nothing"
+    );
+    assert_eq!(
+        markets.find_by_id(kept.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert!(
+        !markets
+            .delete(MarketId::new(), Some(1), None)
+            .await
+            .unwrap(),
+        "a missing market"
+    );
+    assert!(
+        markets
+            .delete(kept.id, Some(changed.version), None)
+            .await
+            .unwrap(),
+        "the current version is deleted"
+    );
+    assert_eq!(markets.find_by_id(kept.id).await.unwrap(), None);
+}
+
+/// The number of markets stored.
+async fn stored<F: RepositoryFixture>(fixture: &F) -> u64 {
+    let page = PageRequest::new(1, PageSize::new("page_size", 100).unwrap()).unwrap();
+    let all = fixture
+        .markets()
+        .find_all(MarketFilter::default(), MarketSort::default(), page);
+    all.await.unwrap().total
+}
+
+fn key(key: &str, fingerprint: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(key, fingerprint).unwrap()
+}
+
+/// The first create with a key stores the market; a repeat with the same fingerprint stores
+/// nothing and gets the market as first returned, even after it changed; purging keeps a key
+/// that has not expired.
+pub async fn a_key_replays_its_first_create<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let markets = fixture.markets();
+    let once = key("order-1", "fp-a");
+    let first = new_market(&ann, "Once", MarketStatus::Open, 5);
+    let Creation::Created(created) = markets.create_once(first, &[], &once).await.unwrap() else {
+        panic!("the first create with a key creates");
+    };
+    let patch = MarketPatch {
+        status: Some(MarketStatus::Closed),
+        ..MarketPatch::default()
+    };
+    markets
+        .update(created.id, created.version, patch, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    let again = new_market(&ann, "Once", MarketStatus::Open, 5);
+    let replayed = markets.create_once(again, &[], &once).await.unwrap();
+    assert_eq!(replayed, Creation::Replayed(created.clone()));
+    assert_eq!(stored(fixture).await, 1);
+    assert_eq!(markets.purge_expired_keys().await.unwrap(), 0);
+    let again = new_market(&ann, "Once", MarketStatus::Open, 5);
+    let replayed = markets.create_once(again, &[], &once).await.unwrap();
+    assert_eq!(replayed.market(), &created);
+}
+
+/// Another creator's equal key is another key; the same key with another fingerprint is
+/// refused and stores nothing.
+pub async fn a_key_is_its_creators_own_and_refuses_another_request<F: RepositoryFixture>(
+    fixture: &F,
+) {
+    let ann = user(fixture, "ann").await;
+    let bob = user(fixture, "bob").await;
+    let markets = fixture.markets();
+    let shared = key("same", "fp-a");
+    let anns = new_market(&ann, "Ann's", MarketStatus::Open, 0);
+    assert!(matches!(
+        markets.create_once(anns, &[], &shared).await.unwrap(),
+        Creation::Created(_)
+    ));
+    let bobs = new_market(&bob, "Bob's", MarketStatus::Open, 0);
+    let Creation::Created(bobs) = markets.create_once(bobs, &[], &shared).await.unwrap() else {
+        panic!("keys are per creator");
+    };
+    assert_eq!(bobs.creator.id, bob.id);
+    let other = new_market(&ann, "Other", MarketStatus::Open, 0);
+    let refused = markets.create_once(other, &[], &key("same", "fp-b")).await;
+    assert!(
+        matches!(refused, Err(CreateMarketError::KeyReused)),
+        "{refused:?}"
+    );
+    assert_eq!(stored(fixture).await, 2);
+}
+
+/// Creates racing with one key store one market: each of the others is a replay of it, or is
+/// told the first is still in flight.
+pub async fn concurrent_creates_with_one_key_create_one_market<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let markets = fixture.markets();
+    let once = key("racing", "fp");
+    let attempts = (0..10).map(|_| {
+        let new = new_market(&ann, "Racing", MarketStatus::Open, 0);
+        let once = once.clone();
+        async move { markets.create_once(new, &[], &once).await }
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let created: Vec<&Market> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Ok(Creation::Created(market)) => Some(market),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        match outcome {
+            Ok(Creation::Created(_)) | Err(CreateMarketError::KeyInFlight) => {}
+            Ok(Creation::Replayed(market)) => assert_eq!(market, created[0]),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(stored(fixture).await, 1);
 }
 
 /// Volumes come back to the hundredth, up to the largest allowed.
@@ -704,10 +852,10 @@ pub async fn concurrent_mixed_workload<F: RepositoryFixture>(fixture: &F) {
                     1 => set_status(fixture, own[round].id, next).await,
                     2 => rename(fixture, target, &name).await,
                     _ => {
-                        fixture.markets().delete(target, None).await.unwrap();
+                        fixture.markets().delete(target, None, None).await.unwrap();
                         fixture
                             .markets()
-                            .delete(own[round - 1].id, None)
+                            .delete(own[round - 1].id, None, None)
                             .await
                             .unwrap();
                     }

@@ -227,7 +227,13 @@ pub async fn an_embedding_for_an_older_version_is_not_stored<F: VectorIndexFixtu
 pub async fn an_embedding_for_a_deleted_market_is_not_stored<F: VectorIndexFixture>(fixture: &F) {
     let created = markets(fixture, "Doomed", 1).await.remove(0);
     let task = task(fixture, created.id).await;
-    assert!(fixture.markets().delete(created.id, None).await.unwrap());
+    assert!(
+        fixture
+            .markets()
+            .delete(created.id, None, None)
+            .await
+            .unwrap()
+    );
     let embedding = direction(fixture, 0, 0.0).await;
     assert_eq!(
         fixture.index().store(&[(task, embedding)]).await.unwrap(),
@@ -299,7 +305,13 @@ pub async fn nearest_skips_deleted_and_unembedded_markets<F: VectorIndexFixture>
     let (kept, deleted, unembedded) = (&created[0], &created[1], &created[2]);
     embed(fixture, kept.id, &direction(fixture, 0, 0.5).await).await;
     embed(fixture, deleted.id, &direction(fixture, 0, 0.0).await).await;
-    assert!(fixture.markets().delete(deleted.id, None).await.unwrap());
+    assert!(
+        fixture
+            .markets()
+            .delete(deleted.id, None, None)
+            .await
+            .unwrap()
+    );
     let query = direction(fixture, 0, 0.0).await;
     let nearest = fixture.index().nearest(&query, 10).await.unwrap();
     let found: Vec<MarketId> = nearest.iter().map(|hit| hit.id).collect();
@@ -405,7 +417,13 @@ pub async fn a_batch_is_stored_at_once_keeping_only_current_versions<F: VectorIn
     let index = fixture.index();
     let claimed = index.claim(10, LEASE).await.unwrap();
     rename(fixture, &created[1], "renamed").await;
-    assert!(fixture.markets().delete(created[2].id, None).await.unwrap());
+    assert!(
+        fixture
+            .markets()
+            .delete(created[2].id, None, None)
+            .await
+            .unwrap()
+    );
     let mut batch = Vec::new();
     for (axis, task) in claimed.into_iter().enumerate() {
         batch.push((task, direction(fixture, 2 * axis, 0.0).await));

@@ -14,9 +14,9 @@ use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
-    CreateMarketError, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId, MarketPatch,
-    MarketRepository, MarketSort, MarketSummary, NewMarket, Page, PageRequest, ScoredSummary,
-    SearchLimit, SearchQuery,
+    CreateMarketError, Creation, IdempotencyKey, KeysetPage, KeysetRequest, Market, MarketFilter,
+    MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
+    PageRequest, ScoredSummary, SearchLimit, SearchQuery,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,6 +115,19 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
     }
 
     /// Joins the read of `id` in flight (or finished within `LINGER`), or starts one.
+    async fn create_once(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError> {
+        self.inner.create_once(market, jobs, key).await
+    }
+
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
+        self.inner.purge_expired_keys().await
+    }
+
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
         let flight = {
             let mut flights = self.lock();
@@ -180,9 +193,10 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
-        let deleted = self.inner.delete(id, audit).await;
+        let deleted = self.inner.delete(id, expected_version, audit).await;
         self.forget(id);
         deleted
     }

@@ -11,9 +11,9 @@ use markets_domain::audit::AuditEvent;
 use markets_domain::auth::PasswordHash;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
-    CreateMarketError, Description, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId,
-    MarketName, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
-    Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery, Volume,
+    CreateMarketError, Creation, Description, IdempotencyKey, KeysetPage, KeysetRequest, Market,
+    MarketFilter, MarketId, MarketName, MarketPatch, MarketRepository, MarketSort, MarketStatus,
+    MarketSummary, NewMarket, Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery, Volume,
 };
 use markets_domain::permission::Role;
 use markets_domain::testing::InMemoryStore;
@@ -56,6 +56,19 @@ impl MarketRepository for Counted {
         jobs: &[NewJob],
     ) -> Result<Market, CreateMarketError> {
         MarketRepository::create(&self.store, market, jobs).await
+    }
+
+    async fn create_once(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError> {
+        self.store.create_once(market, jobs, key).await
+    }
+
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
+        self.store.purge_expired_keys().await
     }
 
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
@@ -101,9 +114,10 @@ impl MarketRepository for Counted {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
-        self.store.delete(id, audit).await
+        self.store.delete(id, expected_version, audit).await
     }
 
     async fn search_text(
@@ -187,7 +201,7 @@ async fn every_write_ends_the_sharing() {
     assert_eq!((updated.status, updated.version), (MarketStatus::Closed, 2));
     assert_eq!(counted.reads(), 3);
 
-    assert!(markets.delete(id, None).await.unwrap());
+    assert!(markets.delete(id, None, None).await.unwrap());
     assert_eq!(markets.find_by_id(id).await.unwrap(), None);
     assert_eq!(counted.reads(), 4);
 }

@@ -40,3 +40,15 @@ diesel::table! {
 
 diesel::joinable!(markets -> users (creator_id));
 diesel::allow_tables_to_appear_in_same_query!(markets, users);
+
+diesel::table! {
+    idempotency_keys (user_id, idempotency_key) {
+        user_id -> Uuid,
+        idempotency_key -> Text,
+        fingerprint -> Text,
+        market_id -> Uuid,
+        response -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}

@@ -109,7 +109,7 @@ async fn new_versions_and_deletions_reach_the_book() {
     let renamed = world.rename(&market).await;
     eventually("the old version is fenced", || !world.book.admits(&market)).await;
     assert!(world.book.admits(&renamed));
-    assert!(world.markets.delete(market.id, None).await.unwrap());
+    assert!(world.markets.delete(market.id, None, None).await.unwrap());
     eventually("the deletion is fenced", || !world.book.admits(&renamed)).await;
 }
 
@@ -118,7 +118,7 @@ async fn changes_committed_before_the_listener_connected_are_read_back() {
     let world = world().await;
     let (changed, deleted) = (world.create().await, world.create().await);
     world.rename(&changed).await;
-    world.markets.delete(deleted.id, None).await.unwrap();
+    world.markets.delete(deleted.id, None, None).await.unwrap();
     let (feed, _listener) = world.feed();
     eventually("the feed is current", || feed.is_current()).await;
     assert!(!world.book.admits(&changed), "missed the change");

@@ -39,3 +39,15 @@ diesel::table! {
 
 diesel::joinable!(markets -> users (creator_id));
 diesel::allow_tables_to_appear_in_same_query!(markets, users);
+
+diesel::table! {
+    idempotency_keys (user_id, idempotency_key) {
+        user_id -> Binary,
+        idempotency_key -> Text,
+        fingerprint -> Text,
+        market_id -> Binary,
+        response -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}

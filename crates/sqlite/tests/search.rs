@@ -46,7 +46,7 @@ async fn the_text_index_follows_renames_and_deletes() {
     assert_eq!(search(&markets, "oslo").await, [id]);
     assert_eq!(search(&markets, "weather").await, [id], "description kept");
 
-    assert!(markets.delete(id, None).await.unwrap());
+    assert!(markets.delete(id, None, None).await.unwrap());
     assert_eq!(search(&markets, "oslo").await, []);
 }
 

@@ -105,7 +105,7 @@ async fn embeddings_written_elsewhere_are_seen_by_the_next_search() {
 
     // A delete by the market repository cascades to the embedding, and the copy reloads.
     SqliteMarketRepository::new(db.pool())
-        .delete(second, None)
+        .delete(second, None, None)
         .await
         .unwrap();
     let found = here.nearest(&along(1), 5).await.unwrap();

@@ -43,6 +43,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     let sweeper = maintenance::every(Duration::from_secs(60), move || limiter.sweep());
     let purger =
         maintenance::purge_audit_trail(state.audit().clone(), settings.audit.retention_days);
+    let key_purger = maintenance::purge_idempotency_keys(infra.ports().markets.clone());
     let (stop_flusher, flusher_stopped) = watch::channel(false);
     let flusher = maintenance::flush_tallies(state.events().clone(), flusher_stopped);
     let (stop_worker, worker_stopped) = watch::channel(false);
@@ -77,6 +78,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     indexer.abort();
     sweeper.abort();
     purger.abort();
+    key_purger.abort();
     infra.store().close();
     info!("markets stopped");
     Ok(())

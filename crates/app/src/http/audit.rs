@@ -1,14 +1,15 @@
 //! `GET /api/v1/admin/audit`: the audit trail, newest first, cursor paged, for admins.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 use markets_domain::audit::AuditEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
-use super::envelope::{self, Meta};
+use super::envelope::{self, CursorMeta, Page};
 use super::error::{AppError, ErrorBody};
 use super::extract::{CanAdmin, Require};
+use super::no_store;
 use super::params::page_size;
 use crate::wiring::AppState;
 
@@ -16,9 +17,11 @@ use crate::wiring::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
-    /// `meta.next_cursor` of the previous page; omit for the newest events.
+    /// `meta.next_cursor` of the previous page, unchanged (any other value is 422); omit for
+    /// the newest events.
     cursor: Option<String>,
-    /// Events per page, 1 to 100 (default 20).
+    /// Events per page (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -59,16 +62,18 @@ impl From<AuditEvent> for AuditEventResponse {
 
 /// Security events, newest first, cursor paged; needs `admin`.
 #[utoipa::path(
-    get, path = "/api/v1/admin/audit", tag = "admin", params(AuditParams),
+    operation_id = "list_audit_events",
+    tag = "admin", params(AuditParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of events, newest first; `meta.next_cursor`",
-         body = inline(super::envelope::Envelope<Vec<AuditEventResponse>>)),
+         body = inline(Page<AuditEventResponse, CursorMeta>)),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `admin`", body = ErrorBody),
         (status = 422, description = "Invalid `cursor` or `limit`", body = ErrorBody),
     )
 )]
+#[get("/admin/audit", wrap = "no_store()")]
 pub async fn list(
     state: web::Data<AppState>,
     _admin: Require<CanAdmin>,
@@ -85,5 +90,5 @@ pub async fn list(
     let page = state.audit().page(before, limit).await?;
     let next_cursor = page.next().map(|id| state.cursors().encode_audit(id));
     let items: Vec<AuditEventResponse> = page.events.into_iter().map(Into::into).collect();
-    Ok(envelope::page(items, Meta::Cursor { next_cursor }))
+    Ok(envelope::page(items, CursorMeta { next_cursor }))
 }

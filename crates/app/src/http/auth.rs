@@ -1,7 +1,7 @@
 //! `/api/v1/auth`: registration and login.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, post, web};
 use markets_application::login::LoginError;
 use markets_domain::audit::AuditAction;
 use markets_domain::auth::{Password, Registration};
@@ -9,9 +9,10 @@ use markets_domain::permission::Role;
 use markets_domain::user::{DisplayName, Email};
 
 use super::dto::{LoginRequest, RegisterRequest, TokenResponse, UserResponse, required};
-use super::envelope;
+use super::envelope::{self, Envelope};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, JsonBody};
+use super::no_store;
 use super::ratelimit;
 use super::security::Context;
 use crate::wiring::AppState;
@@ -35,16 +36,21 @@ impl RegisterRequest {
 
 /// Register a user (role `user`).
 #[utoipa::path(
-    post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    operation_id = "register",
+    tag = "auth", request_body = RegisterRequest,
+    extensions(("x-rate-limit" = json!({"policy": "register", "per": "client_ip"}))),
     responses(
-        (status = 201, description = "Registered", body = inline(super::envelope::Envelope<UserResponse>)),
+        (status = 201, description = "Registered", body = inline(Envelope<UserResponse>)),
         (status = 409, description = "Email already registered", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Invalid email, password or display name", body = ErrorBody),
         (status = 429, description = "Too many registrations from this address", body = ErrorBody),
-        (status = 503, description = "Password hashing saturated, or the database down",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Password hashing saturated, or the database down", body = ErrorBody),
     )
+)]
+#[post(
+    "/auth/register",
+    wrap = "no_store()",
+    wrap = "limited!(per_client_ip, register)"
 )]
 pub async fn register(
     state: web::Data<AppState>,
@@ -65,15 +71,21 @@ pub async fn register(
 
 /// Exchange email and password for an access token.
 #[utoipa::path(
-    post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    operation_id = "login",
+    tag = "auth", request_body = LoginRequest,
+    extensions(("x-rate-limit" = json!({"policy": "login", "per": "client_ip"}))),
     responses(
-        (status = 200, description = "A 30-minute bearer token", body = inline(super::envelope::Envelope<TokenResponse>)),
+        (status = 200, description = "A bearer token (30 minutes by default)", body = inline(Envelope<TokenResponse>)),
         (status = 401, description = "Unknown email or wrong password (indistinguishable)", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
-        (status = 429, description = "Too many attempts", body = ErrorBody),
-        (status = 503, description = "Password hashing saturated, or the database down",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 429, description = "Too many attempts from this address, or at this account", body = ErrorBody),
+        (status = 503, description = "Password hashing saturated, or the database down", body = ErrorBody),
     )
+)]
+#[post(
+    "/auth/login",
+    wrap = "no_store()",
+    wrap = "limited!(per_client_ip, login)"
 )]
 pub async fn login(
     state: web::Data<AppState>,
@@ -100,15 +112,16 @@ pub async fn login(
 
 /// Revoke the presented token, on every instance, until it would have expired.
 #[utoipa::path(
-    post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    operation_id = "logout",
+    tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked; using the token again is 401"),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 503, description = "The database is down, or Redis refused the revocation \
-            (out of memory, read-only): retry, the revocation is idempotent",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+            (out of memory, read-only): retry, the revocation is idempotent", body = ErrorBody),
     )
 )]
+#[post("/auth/logout", wrap = "no_store()")]
 pub async fn logout(
     state: web::Data<AppState>,
     Authenticated(session): Authenticated,

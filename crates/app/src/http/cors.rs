@@ -38,9 +38,15 @@ pub fn cors(settings: &CorsSettings) -> Cors {
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
             header::HeaderName::from_static("x-request-id"),
         ])
         .expose_headers([
+            "etag",
+            "location",
+            "idempotent-replayed",
             "x-request-id",
             "x-cache",
             "x-search-mode",

@@ -13,6 +13,11 @@ use std::fmt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::schemas::{
+    self, DescriptionSchema, DisplayNameSchema, EmailSchema, MarketNameSchema, PasswordSchema,
+    RoleSchema, StatusSchema, VolumeInput,
+};
+
 /// A market's creator.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatorResponse {
@@ -32,10 +37,10 @@ pub struct MarketResponse {
     /// Description.
     pub description: String,
     /// `open`, `closed` or `resolved`.
-    #[schema(value_type = String, example = "open")]
+    #[schema(value_type = StatusSchema)]
     pub status: MarketStatus,
     /// Volume, two decimal places.
-    #[schema(value_type = f64, example = 1234.5)]
+    #[schema(value_type = schemas::Volume)]
     pub volume: Volume,
     /// Who created it.
     pub creator: CreatorResponse,
@@ -53,10 +58,10 @@ pub struct MarketSummaryResponse {
     /// Name.
     pub name: String,
     /// `open`, `closed` or `resolved`.
-    #[schema(value_type = String, example = "open")]
+    #[schema(value_type = StatusSchema)]
     pub status: MarketStatus,
     /// Volume, two decimal places.
-    #[schema(value_type = f64, example = 1234.5)]
+    #[schema(value_type = schemas::Volume)]
     pub volume: Volume,
     /// Who created it.
     pub creator: CreatorResponse,
@@ -71,6 +76,7 @@ pub struct SearchHitResponse {
     #[serde(flatten)]
     pub market: MarketSummaryResponse,
     /// Closeness, 0 to 1, higher is closer.
+    #[schema(minimum = 0, maximum = 1)]
     pub score: f32,
 }
 
@@ -84,7 +90,7 @@ pub struct UserResponse {
     /// Display name.
     pub display_name: String,
     /// `user`, `moderator` or `admin`.
-    #[schema(value_type = String, example = "user")]
+    #[schema(value_type = RoleSchema)]
     pub role: Role,
     /// Registration time.
     pub created_at: DateTime<Utc>,
@@ -96,8 +102,10 @@ pub struct TokenResponse {
     /// The JWT to send as `Authorization: Bearer <token>`.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(value_type = String, pattern = "^Bearer$")]
     pub token_type: &'static str,
     /// Seconds until it expires.
+    #[schema(minimum = 1)]
     pub expires_in: u64,
 }
 
@@ -105,14 +113,14 @@ pub struct TokenResponse {
 /// lists every invalid field, wrong types included.
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// Valid email; trimmed and lower-cased.
-    #[schema(value_type = String)]
+    /// A valid email; stored trimmed and lower-cased.
+    #[schema(value_type = EmailSchema)]
     pub email: Option<Value>,
     /// 8 to 128 characters.
-    #[schema(value_type = String)]
+    #[schema(value_type = PasswordSchema)]
     pub password: Option<Value>,
     /// 1 to 80 characters after trimming.
-    #[schema(value_type = String)]
+    #[schema(value_type = DisplayNameSchema)]
     pub display_name: Option<Value>,
 }
 
@@ -162,7 +170,7 @@ impl fmt::Debug for LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangeRoleRequest {
     /// `user`, `moderator` or `admin`.
-    #[schema(value_type = String, example = "moderator")]
+    #[schema(value_type = RoleSchema)]
     pub role: Role,
 }
 
@@ -171,16 +179,16 @@ pub struct ChangeRoleRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateMarketRequest {
     /// 1 to 200 characters after trimming.
-    #[schema(value_type = String)]
+    #[schema(value_type = MarketNameSchema)]
     pub name: Option<Value>,
     /// Up to 5000 characters; may be empty.
-    #[schema(value_type = String)]
+    #[schema(value_type = DescriptionSchema)]
     pub description: Option<Value>,
     /// Defaults to `open`.
-    #[schema(value_type = Option<String>, example = "open")]
+    #[schema(value_type = Option<StatusSchema>)]
     pub status: Option<Value>,
     /// Defaults to 0; at most two decimals and 13 integer digits.
-    #[schema(value_type = Option<f64>, example = 0)]
+    #[schema(value_type = Option<VolumeInput>)]
     pub volume: Option<Value>,
 }
 
@@ -210,19 +218,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
 pub struct UpdateMarketRequest {
     /// 1 to 200 characters after trimming.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<MarketNameSchema>, nullable = false)]
     pub name: Field<Value>,
     /// Up to 5000 characters.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<DescriptionSchema>, nullable = false)]
     pub description: Field<Value>,
     /// `open`, `closed` or `resolved`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<StatusSchema>, nullable = false)]
     pub status: Field<Value>,
     /// At most two decimals and 13 integer digits.
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<VolumeInput>, nullable = false)]
     pub volume: Field<Value>,
 }
 

@@ -12,7 +12,9 @@ use markets_domain::{RepositoryError, ValidationError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::envelope::Flag;
 use super::ratelimit::ceil_secs;
+use super::schemas::ErrorCodeSchema;
 
 /// The `Retry-After` of a 503 for a dependency that is down: how soon a client may usefully
 /// try again, without knowing when it will be back (the pools' own waits are shorter).
@@ -27,17 +29,36 @@ pub struct FieldDetail {
     pub message: String,
 }
 
+/// Every `code` an error can carry (the contract's table).
+pub const CODES: [&str; 13] = [
+    "bad_request",
+    "unauthorized",
+    "permission_denied",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "precondition_failed",
+    "payload_too_large",
+    "validation_failed",
+    "idempotency_key_reused",
+    "rate_limited",
+    "service_unavailable",
+    "internal",
+];
+
 /// The error envelope.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Always `false`.
-    pub success: bool,
+    pub success: Flag<false>,
     /// A human-readable message; generic for 5xx.
     pub error: String,
     /// A stable machine-readable code.
+    #[schema(value_type = ErrorCodeSchema)]
     pub code: &'static str,
     /// For `validation_failed`: each failing field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(min_items = 1)]
     pub details: Vec<FieldDetail>,
 }
 
@@ -58,10 +79,16 @@ pub enum AppError {
     NotFound(String),
     /// 405: known path, wrong method; carries the `Allow` header value.
     #[error("Method not allowed")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(String),
     /// 409: a uniqueness rule.
     #[error("{0}")]
     Conflict(String),
+    /// 422 `idempotency_key_reused`: an `Idempotency-Key` used before with another request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
+    /// 412: `If-Match` names no version the resource is at.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: body over the limit.
     #[error("Request body is too large")]
     PayloadTooLarge,
@@ -147,8 +174,10 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } | Self::Saturated { .. } => "service_unavailable",
             Self::Internal(_) => "internal",
@@ -179,8 +208,9 @@ impl ResponseError for AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } | Self::Saturated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -194,7 +224,9 @@ impl ResponseError for AppError {
                 response.insert_header((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             Self::MethodNotAllowed(allow) => {
-                response.insert_header((ALLOW, HeaderValue::from_static(allow)));
+                if let Ok(allow) = HeaderValue::from_str(allow) {
+                    response.insert_header((ALLOW, allow));
+                }
             }
             Self::RateLimited { retry_after }
             | Self::Unavailable { retry_after, .. }
@@ -208,7 +240,7 @@ impl ResponseError for AppError {
             _ => Vec::new(),
         };
         response.json(ErrorBody {
-            success: false,
+            success: Flag,
             error: self.message(),
             code: self.code(),
             details,
@@ -242,6 +274,9 @@ impl From<MarketError> for AppError {
             }
             MarketError::Resolved(_) => Self::BadRequest(error.to_string()),
             MarketError::Contended(_) => Self::Conflict(error.to_string()),
+            MarketError::PreconditionFailed(_) => Self::PreconditionFailed(error.to_string()),
+            MarketError::KeyReused => Self::IdempotencyKeyReused(error.to_string()),
+            MarketError::KeyInFlight => Self::Conflict(error.to_string()),
             MarketError::Invalid(error) => error.into(),
             MarketError::Repository(error) => error.into(),
             other => Self::Internal(Box::new(other)),
@@ -307,6 +342,13 @@ mod tests {
             (MarketError::NotFound(id).into(), 404, "not_found"),
             (AuthError::EmailTaken.into(), 409, "conflict"),
             (AuthError::LastAdmin.into(), 409, "conflict"),
+            (MarketError::KeyInFlight.into(), 409, "conflict"),
+            (MarketError::KeyReused.into(), 422, "idempotency_key_reused"),
+            (
+                MarketError::PreconditionFailed(id).into(),
+                412,
+                "precondition_failed",
+            ),
             (AppError::PayloadTooLarge, 413, "payload_too_large"),
             (
                 ValidationError::new("name", "bad").into(),
@@ -324,6 +366,7 @@ mod tests {
             let (actual, json) = body(error).await;
             assert_eq!(actual.as_u16(), status, "{json}");
             assert_eq!(json["code"], code);
+            assert!(CODES.contains(&code), "{code} is documented");
             assert_eq!(json["success"], false);
         }
     }
@@ -406,7 +449,7 @@ mod tests {
     async fn unauthorized_and_not_allowed_carry_their_headers() {
         let response = AppError::Unauthorized("x".into()).error_response();
         assert_eq!(response.headers().get(WWW_AUTHENTICATE).unwrap(), "Bearer");
-        let response = AppError::MethodNotAllowed("GET, POST").error_response();
+        let response = AppError::MethodNotAllowed("GET, POST".into()).error_response();
         assert_eq!(response.headers().get(ALLOW).unwrap(), "GET, POST");
     }
 }

@@ -1,30 +1,55 @@
 //! Liveness and readiness probes.
 
 use actix_web::http::header::RETRY_AFTER;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::DEPENDENCY_RETRY_AFTER_SECS;
 use crate::wiring::{Checks, ReadinessProbe, Store};
 
+/// Liveness: the process serves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: &'static str,
+}
+
 /// Readiness: each dependency's state and the overall verdict.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ok`, `degraded` (only the cache is down) or `unavailable` (the database is down).
+    /// `ok`, `degraded` (only the cache or the embedder is down) or `unavailable` (the database
+    /// is down).
+    #[schema(value_type = String, pattern = "^(ok|degraded|unavailable)$")]
     status: &'static str,
-    /// `up` or `down` per dependency.
-    #[schema(value_type = Object)]
-    checks: serde_json::Value,
+    /// Each dependency's state.
+    checks: DependencyStates,
+}
+
+/// `up` or `down`, per dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependencyStates {
+    /// The database.
+    #[schema(value_type = String, pattern = "^(up|down)$")]
+    database: &'static str,
+    /// The cache.
+    #[schema(value_type = String, pattern = "^(up|down)$")]
+    cache: &'static str,
+    /// The embedding provider.
+    #[schema(value_type = String, pattern = "^(up|down)$")]
+    embeddings: &'static str,
 }
 
 /// 200 while the process serves; depends on nothing else, so an orchestrator restarts the
 /// process only when the process itself is stuck.
-#[utoipa::path(get, path = "/health/live", tag = "operations",
-    responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
+#[utoipa::path(
+    operation_id = "live",
+    tag = "operations",
+    responses((status = 200, description = "The process serves", body = Liveness)))]
+#[get("/health/live")]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
 /// 200 `ok` when every dependency answers, 200 `degraded` when only the cache or the embedding
@@ -33,12 +58,14 @@ pub async fn live() -> HttpResponse {
 /// each bounded by its client's timeout, and their result is reused for a second; the embedder
 /// counts as down for a minute after search
 /// had to fall back (probing a paid API on every probe would cost money).
-#[utoipa::path(get, path = "/health/ready", tag = "operations",
+#[utoipa::path(
+    operation_id = "ready",
+    tag = "operations",
     responses(
-        (status = 200, description = "Ready (`ok`) or serving without the cache (`degraded`)", body = Readiness),
-        (status = 503, description = "The database is down", body = Readiness,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 200, description = "Ready (`ok`) or serving without the cache or the embedder (`degraded`)", body = Readiness),
+        (status = 503, description = "The database is down (`unavailable`)", body = Readiness),
     ))]
+#[get("/health/ready")]
 pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
     let Checks {
         database: database_up,
@@ -52,11 +79,11 @@ pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
             (true, false) => "degraded",
             (true, true) => "ok",
         },
-        checks: json!({
-            "database": state(database_up),
-            "cache": state(cache_up),
-            "embeddings": state(embeddings_up),
-        }),
+        checks: DependencyStates {
+            database: state(database_up),
+            cache: state(cache_up),
+            embeddings: state(embeddings_up),
+        },
     };
     if database_up {
         HttpResponse::Ok().json(readiness)
@@ -69,8 +96,12 @@ pub async fn ready(probe: web::Data<ReadinessProbe>) -> HttpResponse {
 
 /// Prometheus text: requests, latencies, pool, dependencies, cache, search, rate limits, jobs,
 /// build and process (`crate::series` lists every series).
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+#[utoipa::path(
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", body = String,
+        content_type = "text/plain")))]
+#[get("/metrics")]
 pub async fn metrics(store: web::Data<Store>, probe: web::Data<ReadinessProbe>) -> HttpResponse {
     crate::series::record_readiness(&probe.check().await);
     crate::series::record_process();

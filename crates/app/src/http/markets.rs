@@ -1,13 +1,13 @@
 //! `/api/v1/markets`: thin handlers that parse, call the market service and shape the response.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue, LOCATION};
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::{ETAG as ETAG_HEADER, HeaderName, HeaderValue, LOCATION};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use markets_domain::ValidationError;
 use markets_domain::audit::AuditAction;
 use markets_domain::market::{
-    Description, KeysetRequest, MarketDraft, MarketFilter, MarketId, MarketName, MarketPatch,
-    MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
+    Creation, Description, KeysetRequest, MarketDraft, MarketFilter, MarketId, MarketName,
+    MarketPatch, MarketSort, MarketStatus, PageRequest, PageSize, SearchLimit, SearchQuery, Volume,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -15,15 +15,18 @@ use serde_json::Value;
 use tracing::warn;
 use utoipa::IntoParams;
 
+use super::conditional::{Conditions, etag};
 use super::cursor::Cursors;
 use super::dto::{
     CreateMarketRequest, Field, MarketResponse, MarketSummaryResponse, SearchHitResponse,
     UpdateMarketRequest, required, typed,
 };
-use super::envelope::{self, Meta};
+use super::envelope::{self, CursorMeta, Envelope, Meta, OffsetMeta, Page};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, Caller, CanDelete, CanWrite, JsonBody, Require};
+use super::idempotency::{IDEMPOTENT_REPLAYED, KeyHeader};
 use super::params::{number, page_size};
+use super::schemas::MarketPatchSchema;
 use super::security::Context;
 use crate::wiring::AppState;
 
@@ -37,19 +40,24 @@ pub const X_CACHE: &str = "x-cache";
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `open`, `closed` or `resolved`.
+    /// Only markets with this status.
+    #[param(inline, value_type = Option<super::schemas::StatusSchema>)]
     status: Option<String>,
-    /// `created_at`, `-created_at` (default), `volume` or `-volume`.
+    /// The order: newest first by default.
+    #[param(inline, value_type = Option<super::schemas::SortSchema>)]
     sort: Option<String>,
-    /// Page number, from 1. Offset paging reaches row 10,000 at most: a `page` with
-    /// `page * page_size` over 10000 is 422 on `page`; cursor paging (`cursor`, `limit`) goes
-    /// further.
+    /// Offset paging: the page number, from 1. `page * page_size` must not exceed 10000
+    /// (deeper pages are for cursor paging). Not with `cursor` or `limit`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     page: Option<String>,
-    /// 1 to 100, default 20.
+    /// Offset paging: items per page (default 20). Not with `cursor` or `limit`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     page_size: Option<String>,
-    /// From the previous page's `meta.next_cursor`.
+    /// Cursor paging: the previous page's `meta.next_cursor`, unchanged, for the same `sort`
+    /// and `status` (any other value is 422). Not with `page` or `page_size`.
     cursor: Option<String>,
-    /// 1 to 100, default 20.
+    /// Cursor paging: items per page (default 20). Not with `page` or `page_size`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -57,9 +65,11 @@ pub struct ListParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// 1 to 500 characters after trimming.
+    /// What to look for: 1 to 500 characters after trimming whitespace.
+    #[param(required = true, inline, value_type = super::schemas::SearchQuerySchema)]
     query: Option<String>,
-    /// 1 to 50, default 10.
+    /// How many hits at most (default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     limit: Option<String>,
 }
 
@@ -142,15 +152,18 @@ impl ListParams {
 
 /// List markets (summaries), offset- or cursor-paged.
 #[utoipa::path(
-    get, path = "/api/v1/markets", tag = "markets", params(ListParams),
+    operation_id = "list_markets",
+    tag = "markets", params(ListParams),
     responses(
-        (status = 200, description = "A page of summaries; `meta` has `page`, `page_size`, `total` or `next_cursor`",
-         body = inline(super::envelope::Envelope<Vec<MarketSummaryResponse>>)),
-        (status = 401, description = "Invalid token", body = ErrorBody),
-        (status = 422, description = "Invalid query parameter", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 200, description = "A page of summaries: `meta` has `page`, `page_size` and `total` \
+            for offset paging, `next_cursor` for cursor paging",
+         body = inline(Page<MarketSummaryResponse, Meta>)),
+        (status = 401, description = "An `Authorization` header that does not hold a valid token", body = ErrorBody),
+        (status = 422, description = "An invalid parameter, both paging styles at once, a page past row \
+            10000, or a cursor the service did not mint for this `sort` and `status`", body = ErrorBody),
     )
 )]
+#[get("/markets")]
 pub async fn list(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -160,11 +173,11 @@ pub async fn list(
     match paging {
         Paging::Offset(request) => {
             let page = state.markets().list(filter, sort, request).await?;
-            let meta = Meta::Offset {
+            let meta = Meta::Offset(OffsetMeta {
                 page: page.request.page(),
                 page_size: page.request.size().get(),
                 total: page.total,
-            };
+            });
             let items: Vec<MarketSummaryResponse> =
                 page.items.into_iter().map(Into::into).collect();
             Ok(envelope::page(items, meta))
@@ -176,23 +189,29 @@ pub async fn list(
                 .map(|position| state.cursors().encode(position, sort, filter));
             let items: Vec<MarketSummaryResponse> =
                 page.items.into_iter().map(Into::into).collect();
-            Ok(envelope::page(items, Meta::Cursor { next_cursor }))
+            Ok(envelope::page(
+                items,
+                Meta::Cursor(CursorMeta { next_cursor }),
+            ))
         }
     }
 }
 
 /// Search markets by meaning (falling back to text search), best first.
 #[utoipa::path(
-    get, path = "/api/v1/markets/search", tag = "markets", params(SearchParams),
+    operation_id = "search_markets",
+    tag = "markets", params(SearchParams),
+    extensions(("x-rate-limit" = json!({"policy": "search", "per": "client_ip"}))),
     responses(
         (status = 200, description = "Hits, best first; `X-Search-Mode` says `semantic` or `fallback`",
-         body = inline(super::envelope::Envelope<Vec<SearchHitResponse>>),
+         body = inline(Envelope<Vec<SearchHitResponse>>),
          headers(("X-Search-Mode" = String, description = "`semantic` or `fallback`"))),
-        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 401, description = "An `Authorization` header that does not hold a valid token", body = ErrorBody),
         (status = 422, description = "Missing or invalid `query` or `limit`", body = ErrorBody),
-        (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 429, description = "Too many searches from this address", body = ErrorBody),
     )
 )]
+#[get("/markets/search", wrap = "limited!(per_client_ip, search)")]
 pub async fn search(
     state: web::Data<AppState>,
     _caller: Caller,
@@ -221,20 +240,26 @@ pub async fn search(
 
 /// One market.
 #[utoipa::path(
-    get, path = "/api/v1/markets/{id}", tag = "markets",
-    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    operation_id = "get_market",
+    tag = "markets",
+    params(("id" = uuid::Uuid, Path, description = "Market id"), ("If-None-Match" = Option<String>, Header,
+        description = "Entity tags (or `*`): when one names the market as it is, 304 without a body")),
     responses(
         (status = 200, description = "The market; `X-Cache` says `HIT` or `MISS`",
-         body = inline(super::envelope::Envelope<MarketResponse>),
-         headers(("X-Cache" = String, description = "`HIT` or `MISS`"))),
-        (status = 401, description = "Invalid token", body = ErrorBody),
+         body = inline(Envelope<MarketResponse>),
+         headers(("X-Cache" = String, description = "`HIT` or `MISS`"), ("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
+        (status = 304, description = "`If-None-Match` names the market as it is: no body",
+         headers(("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
+        (status = 401, description = "An `Authorization` header that does not hold a valid token", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
         (status = 422, description = "Malformed id", body = ErrorBody),
     )
 )]
+#[get("/markets/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
     _caller: Caller,
+    conditions: Conditions,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
@@ -242,7 +267,13 @@ pub async fn get(
     let (market, cache) = state.markets().get(id).await?;
     metrics::counter!("cache_requests_total", "result" => cache.as_str().to_lowercase())
         .increment(1);
-    let mut response = envelope::ok(MarketResponse::from(market));
+    let tag = etag(&market);
+    let mut response = if conditions.not_modified(&market) {
+        HttpResponse::NotModified().finish()
+    } else {
+        envelope::ok(MarketResponse::from(market))
+    };
+    response.headers_mut().insert(ETAG_HEADER, tag);
     response.headers_mut().insert(
         HeaderName::from_static(X_CACHE),
         HeaderValue::from_static(cache.as_str()),
@@ -252,28 +283,59 @@ pub async fn get(
 
 /// Create a market; needs `write`.
 #[utoipa::path(
-    post, path = "/api/v1/markets", tag = "markets", request_body = CreateMarketRequest,
+    operation_id = "create_market",
+    tag = "markets", request_body = CreateMarketRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[ -~]{1,255}$",
+        description = "1 to 255 printable ASCII characters, the caller's own: repeating the key \
+            with the same market within 24 hours answers what the first request did (with \
+            `Idempotent-Replayed: true`) and creates nothing; with another market it is 422 \
+            `idempotency_key_reused`; while the first is still running, 409")),
     security(("bearer" = [])),
+    extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
-        (status = 201, description = "Created; `Location` names it", body = inline(super::envelope::Envelope<MarketResponse>)),
+        (status = 201, description = "Created (or, under a repeated `Idempotency-Key`, created \
+            before); `Location` names it", body = inline(Envelope<MarketResponse>),
+         headers(("Location" = String, description = "The new market's path"),
+            ("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"),
+            ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier \
+                request with the same `Idempotency-Key`"))),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `write`", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 409, description = "The first request with this `Idempotency-Key` is still running", body = ErrorBody),
+        (status = 422, description = "An invalid field or `Idempotency-Key`, or \
+            (`idempotency_key_reused`) a key used before with another market", body = ErrorBody),
         (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
+#[post("/markets", wrap = "limited!(per_user, writes)")]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Require<CanWrite>,
+    key: KeyHeader,
     JsonBody(body): JsonBody<CreateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
     let draft = body.into_draft()?;
-    let market = state.markets().create(&caller.actor(), draft).await?;
+    let (market, replayed) = match key.for_create(&draft)? {
+        None => (state.markets().create(&caller.actor(), draft).await?, false),
+        Some(key) => match state
+            .markets()
+            .create_once(&caller.actor(), draft, &key)
+            .await?
+        {
+            Creation::Created(market) => (market, false),
+            Creation::Replayed(market) => (market, true),
+        },
+    };
     let location = format!("/api/v1/markets/{}", market.id);
+    let tag = etag(&market);
     let mut response = envelope::respond(StatusCode::CREATED, MarketResponse::from(market));
+    let headers = response.headers_mut();
     if let Ok(value) = location.parse() {
-        response.headers_mut().insert(LOCATION, value);
+        headers.insert(LOCATION, value);
+    }
+    headers.insert(ETAG_HEADER, tag);
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -340,49 +402,72 @@ impl UpdateMarketRequest {
 
 /// Change a market; needs `write` and being its creator, or `delete`. Resolved markets are frozen.
 #[utoipa::path(
-    patch, path = "/api/v1/markets/{id}", tag = "markets", request_body = UpdateMarketRequest,
-    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    operation_id = "update_market",
+    tag = "markets", request_body = MarketPatchSchema,
+    params(("id" = uuid::Uuid, Path, description = "Market id"), ("If-Match" = Option<String>, Header,
+        description = "Entity tags (or `*`) from `ETag`: the change applies only to a version they name, else 412")),
     security(("bearer" = [])),
+    extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
-        (status = 200, description = "The changed market", body = inline(super::envelope::Envelope<MarketResponse>)),
+        (status = 200, description = "The changed market", body = inline(Envelope<MarketResponse>),
+         headers(("ETag" = String, description = "The market's strong entity tag, `\"<id>.<version>\"`"))),
         (status = 400, description = "The market is resolved", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Neither creator nor moderator", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
-        (status = 422, description = "Empty patch, a null or an invalid field", body = ErrorBody),
+        (status = 409, description = "The market kept changing under this update; retry", body = ErrorBody),
+        (status = 412, description = "`If-Match` names no version the market is at: nothing changed", body = ErrorBody),
+        (status = 422, description = "Malformed id, empty patch, a null or an invalid field", body = ErrorBody),
         (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
+#[patch("/markets/{id}", wrap = "limited!(per_user, writes)")]
 pub async fn update(
     state: web::Data<AppState>,
     Authenticated(session): Authenticated,
+    conditions: Conditions,
     id: web::Path<MarketId>,
     JsonBody(body): JsonBody<UpdateMarketRequest>,
 ) -> Result<HttpResponse, AppError> {
     let patch = body.into_patch()?;
     let id = id.into_inner();
     tracing::Span::current().record("market_id", tracing::field::display(id));
-    let market = state.markets().update(&session.actor(), id, patch).await?;
-    Ok(envelope::ok(MarketResponse::from(market)))
+    let precondition = conditions.precondition(id);
+    let market = state
+        .markets()
+        .update(&session.actor(), id, patch, &precondition)
+        .await?;
+    let tag = etag(&market);
+    let mut response = envelope::ok(MarketResponse::from(market));
+    response.headers_mut().insert(ETAG_HEADER, tag);
+    Ok(response)
 }
 
 /// Delete a market; needs `delete`.
 #[utoipa::path(
-    delete, path = "/api/v1/markets/{id}", tag = "markets",
-    params(("id" = uuid::Uuid, Path, description = "Market id")),
+    operation_id = "delete_market",
+    tag = "markets",
+    params(("id" = uuid::Uuid, Path, description = "Market id"), ("If-Match" = Option<String>, Header,
+        description = "Entity tags (or `*`) from `ETag`: the change applies only to a version they name, else 412")),
     security(("bearer" = [])),
+    extensions(("x-rate-limit" = json!({"policy": "writes", "per": "user"}))),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `delete`", body = ErrorBody),
         (status = 404, description = "No such market", body = ErrorBody),
+        (status = 409, description = "The market kept changing under this deletion; retry", body = ErrorBody),
+        (status = 412, description = "`If-Match` names no version the market is at: nothing changed", body = ErrorBody),
+        (status = 422, description = "Malformed id", body = ErrorBody),
         (status = 429, description = "Too many writes by this user", body = ErrorBody),
     )
 )]
+#[delete("/markets/{id}", wrap = "limited!(per_user, writes)")]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Require<CanDelete>,
     Context(context): Context,
+    conditions: Conditions,
     id: web::Path<MarketId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
@@ -390,7 +475,11 @@ pub async fn delete(
     let event = context
         .event(AuditAction::MarketDeleted, Some(caller.session.user.id))
         .on("market", id);
-    state.markets().delete(&caller.actor(), id, &event).await?;
+    let precondition = conditions.precondition(id);
+    state
+        .markets()
+        .delete(&caller.actor(), id, &precondition, &event)
+        .await?;
     markets_application::security::log(&event);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,16 +1,33 @@
 //! The HTTP layer: routes, extractors, the error envelope and the OpenAPI document. Handlers
 //! parse, call a domain service and shape the response; nothing else.
 
+/// The rate-limit middleware `$per` (`per_client_ip`, `per_user`) spending the `$budget` policy
+/// of the [`RoutePolicies`] registered with the routes, for a handler's `wrap = "..."`.
+macro_rules! limited {
+    ($per:ident, $budget:ident) => {
+        actix_web::middleware::from_fn(|req, next| {
+            $crate::http::ratelimit::$per(
+                |policies: &$crate::http::RoutePolicies| policies.$budget.clone(),
+                req,
+                next,
+            )
+        })
+    };
+}
+
 mod audit;
 mod auth;
 pub mod client_ip;
+pub mod conditional;
 pub mod cors;
 pub mod cursor;
+mod docs;
 mod dto;
 pub mod envelope;
 pub mod error;
 pub mod extract;
 mod health;
+mod idempotency;
 mod json;
 mod markets;
 pub mod middleware;
@@ -20,26 +37,22 @@ mod params;
 #[cfg(test)]
 mod properties;
 pub mod ratelimit;
+pub mod routing;
+mod schemas;
 mod security;
 mod users;
 
 use actix_web::error::{PathError, QueryPayloadError};
-use actix_web::{HttpRequest, Route, web};
+use actix_web::{HttpRequest, web};
 use markets_domain::ratelimit::RatePolicy;
 use std::sync::Arc;
 
 use crate::settings::RateLimitSettings;
 use error::AppError;
+use routing::{Documented, Routes};
 
 /// The largest request body accepted, in bytes (64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// A route answering 405 in the envelope, with `Allow`, for methods a path does not serve.
-fn not_allowed(allow: &'static str) -> Route {
-    web::to(
-        move || async move { Err::<actix_web::HttpResponse, _>(AppError::MethodNotAllowed(allow)) },
-    )
-}
 
 /// The 404 for paths no route matches.
 pub async fn unknown_route(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
@@ -83,40 +96,76 @@ fn extractors(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(query_error));
 }
 
-/// Registers every route and the extractor configuration that keeps their errors in the envelope;
-/// `limits` are the rate-limit policies of the limited routes.
-pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
+/// Registers every route with its documentation, the extractor configuration that keeps their
+/// errors in the envelope, the rate-limit policies `limits` of the limited routes, and the
+/// OpenAPI document that `/openapi.json` and `/docs` serve, generated from those routes.
+/// `/metrics` is among them `with_metrics` (else it has a listener of its own).
+///
+/// To add a route: write its handler with `#[utoipa::path(...)]` above actix-web's
+/// `#[get("/path")]` (or `post`, ...; middleware as `wrap = "..."`), and add it here with
+/// `.service(module::handler)`. Its 405s, its place in the document and the statuses every
+/// route of its group can answer follow from that.
+pub fn routes(config: &mut web::ServiceConfig, limits: &RoutePolicies, with_metrics: bool) {
+    let mut documented = Documented::default();
     config
         .configure(extractors)
-        .service(
-            web::resource("/health/live")
-                .route(web::get().to(health::live))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/health/ready")
-                .route(web::get().to(health::ready))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/openapi.json")
-                .route(web::get().to(openapi::document))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::scope("/api/v1")
-                .wrap(actix_web::middleware::from_fn(security::refusals))
-                .configure(|config| api(config, limits)),
-        );
+        .app_data(web::Data::new(limits.clone()));
+    Routes::group(config, "", &mut documented, |routes| {
+        root(routes, with_metrics)
+    });
+    config.service(
+        web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(security::refusals))
+            .configure(|scope| Routes::group(scope, "/api/v1", &mut documented, api)),
+    );
+    config.app_data(web::Data::new(openapi::ApiDocument::new(documented)));
 }
 
-/// `GET /metrics`: beside [`routes`], or alone on a listener of its own.
+/// The document of every route, `/metrics` included, as `/openapi.json` describes them: what
+/// the request metrics are registered from before a server starts.
+pub fn document() -> openapi::ApiDocument {
+    let mut documented = Documented::default();
+    Routes::describe("", &mut documented, |routes| root(routes, true));
+    Routes::describe("/api/v1", &mut documented, api);
+    openapi::ApiDocument::new(documented)
+}
+
+/// The routes outside `/api/v1`: probes, this document, `/docs`, and `/metrics` `with_metrics`.
+fn root(routes: &mut Routes, with_metrics: bool) {
+    routes
+        .service(health::live)
+        .service(health::ready)
+        .service(openapi::served)
+        .service(docs::index)
+        .service(docs::asset);
+    if with_metrics {
+        routes.service(health::metrics);
+    }
+}
+
+/// The routes under `/api/v1`. Order matters where patterns overlap: `/markets/search` before
+/// `/markets/{id}`.
+fn api(routes: &mut Routes) {
+    routes
+        .service(auth::register)
+        .service(auth::login)
+        .service(auth::logout)
+        .service(users::me)
+        .service(users::change_role)
+        .service(audit::list)
+        .service(markets::list)
+        .service(markets::create)
+        .service(markets::search)
+        .service(markets::get)
+        .service(markets::update)
+        .service(markets::delete);
+}
+
+/// `GET /metrics` alone, on a listener of its own.
 pub fn metrics_route(config: &mut web::ServiceConfig) {
-    config.service(
-        web::resource("/metrics")
-            .route(web::get().to(health::metrics))
-            .default_service(not_allowed("GET")),
-    );
+    Routes::group(config, "", &mut Documented::default(), |routes| {
+        routes.service(health::metrics);
+    });
 }
 
 /// The rate-limit policies applied to routes.
@@ -151,89 +200,8 @@ impl RoutePolicies {
     }
 }
 
-/// The rate-limit middleware `$per` (`per_client_ip`, `per_user`) for a policy.
-macro_rules! limited {
-    ($per:ident, $policy:expr) => {{
-        let policy = $policy.clone();
-        actix_web::middleware::from_fn(move |req, next| ratelimit::$per(policy.clone(), req, next))
-    }};
-}
-
 /// Credentials and personal data must not be kept by browsers or shared caches.
 fn no_store() -> actix_web::middleware::DefaultHeaders {
     actix_web::middleware::DefaultHeaders::new()
         .add((actix_web::http::header::CACHE_CONTROL, "no-store"))
-}
-
-fn api(config: &mut web::ServiceConfig, limits: &RoutePolicies) {
-    config
-        .service(
-            web::resource("/auth/register")
-                .wrap(no_store())
-                .wrap(limited!(per_client_ip, limits.register))
-                .route(web::post().to(auth::register))
-                .default_service(not_allowed("POST")),
-        )
-        .service(
-            web::resource("/auth/login")
-                .wrap(no_store())
-                .wrap(limited!(per_client_ip, limits.login))
-                .route(web::post().to(auth::login))
-                .default_service(not_allowed("POST")),
-        )
-        .service(
-            web::resource("/auth/logout")
-                .wrap(no_store())
-                .route(web::post().to(auth::logout))
-                .default_service(not_allowed("POST")),
-        )
-        .service(
-            web::resource("/users/me")
-                .wrap(no_store())
-                .route(web::get().to(users::me))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/users/{id}/role")
-                .wrap(no_store())
-                .route(web::put().to(users::change_role))
-                .default_service(not_allowed("PUT")),
-        )
-        .service(
-            web::resource("/admin/audit")
-                .wrap(no_store())
-                .route(web::get().to(audit::list))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/markets")
-                .route(web::get().to(markets::list))
-                .route(
-                    web::post()
-                        .to(markets::create)
-                        .wrap(limited!(per_user, limits.writes)),
-                )
-                .default_service(not_allowed("GET, POST")),
-        )
-        .service(
-            web::resource("/markets/search")
-                .wrap(limited!(per_client_ip, limits.search))
-                .route(web::get().to(markets::search))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/markets/{id}")
-                .route(web::get().to(markets::get))
-                .route(
-                    web::patch()
-                        .to(markets::update)
-                        .wrap(limited!(per_user, limits.writes)),
-                )
-                .route(
-                    web::delete()
-                        .to(markets::delete)
-                        .wrap(limited!(per_user, limits.writes)),
-                )
-                .default_service(not_allowed("GET, PATCH, DELETE")),
-        );
 }

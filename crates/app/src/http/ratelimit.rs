@@ -11,6 +11,7 @@ use markets_domain::ratelimit::{RateDecision, RatePolicy};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::RoutePolicies;
 use super::client_ip::ClientIp;
 use super::error::AppError;
 use super::extract::Caller;
@@ -75,26 +76,49 @@ pub fn refusal(policy: &RatePolicy, decision: &RateDecision) -> actix_web::HttpR
     response
 }
 
-/// Middleware applying `policy` per client IP (IPv6 clients per network, see
+/// Middleware applying the policy `budget` picks per client IP (IPv6 clients per network, see
 /// [`ClientIp::rate_key`]): refused requests get 429 without reaching the handler; every
 /// response of the route carries the rate-limit headers.
 pub async fn per_client_ip(
-    policy: Arc<RatePolicy>,
+    budget: impl Fn(&RoutePolicies) -> Arc<RatePolicy>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(policy) = policy_of(&req, budget) else {
+        return Ok(unconfigured(req));
+    };
     let key = ClientIp::rate_key(req.request());
     limit(&policy, &key, req, next).await
 }
 
-/// Middleware applying `policy` per authenticated user. Anonymous requests go on uncounted (their
+/// The policy `budget` picks from the routes' [`RoutePolicies`].
+fn policy_of(
+    req: &ServiceRequest,
+    budget: impl Fn(&RoutePolicies) -> Arc<RatePolicy>,
+) -> Option<Arc<RatePolicy>> {
+    req.app_data::<web::Data<RoutePolicies>>()
+        .map(|policies| budget(policies))
+}
+
+/// A limited route registered without the policies: a wiring mistake, refused as a 500 rather
+/// than served unlimited.
+fn unconfigured<B>(req: ServiceRequest) -> ServiceResponse<EitherBody<B>> {
+    let error = AppError::Internal("the rate-limit policies are not registered".into());
+    req.into_response(error.error_response())
+        .map_into_right_body()
+}
+
+/// Middleware applying the policy `budget` picks per authenticated user. Anonymous requests go on uncounted (their
 /// handler refuses them with 401); a token that does not verify is refused here, as the handler
 /// would. The verified caller is kept for the handler's extractor, so a token is checked once.
 pub async fn per_user(
-    policy: Arc<RatePolicy>,
+    budget: impl Fn(&RoutePolicies) -> Arc<RatePolicy>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(policy) = policy_of(&req, budget) else {
+        return Ok(unconfigured(req));
+    };
     let caller = match Caller::extract(req.request()).await {
         Ok(caller) => caller,
         Err(error) => {

@@ -1,35 +1,39 @@
 //! `/api/v1/users`: the caller, and role management.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, put, web};
 use markets_domain::audit::AuditAction;
 use markets_domain::user::UserId;
 
 use super::dto::{ChangeRoleRequest, UserResponse};
-use super::envelope;
+use super::envelope::{self, Envelope};
 use super::error::{AppError, ErrorBody};
 use super::extract::{Authenticated, CanAdmin, JsonBody, Require};
+use super::no_store;
 use super::security::Context;
 use crate::wiring::AppState;
 
 /// The caller's own user.
 #[utoipa::path(
-    get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+    operation_id = "get_me",
+    tag = "users", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The caller", body = inline(super::envelope::Envelope<UserResponse>)),
+        (status = 200, description = "The caller", body = inline(Envelope<UserResponse>)),
         (status = 401, description = "Not authenticated", body = ErrorBody),
     )
 )]
+#[get("/users/me", wrap = "no_store()")]
 pub async fn me(Authenticated(session): Authenticated) -> HttpResponse {
     envelope::ok(UserResponse::from(session.user))
 }
 
 /// Change a user's role; needs `admin`. Applies from the user's next request.
 #[utoipa::path(
-    put, path = "/api/v1/users/{id}/role", tag = "users", request_body = ChangeRoleRequest,
+    operation_id = "change_role",
+    tag = "users", request_body = ChangeRoleRequest,
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The user with the new role", body = inline(super::envelope::Envelope<UserResponse>)),
+        (status = 200, description = "The user with the new role", body = inline(Envelope<UserResponse>)),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "Lacks `admin`", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
@@ -37,6 +41,7 @@ pub async fn me(Authenticated(session): Authenticated) -> HttpResponse {
         (status = 422, description = "Unknown role or malformed id", body = ErrorBody),
     )
 )]
+#[put("/users/{id}/role", wrap = "no_store()")]
 pub async fn change_role(
     state: web::Data<AppState>,
     admin: Require<CanAdmin>,

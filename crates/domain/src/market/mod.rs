@@ -1,6 +1,7 @@
 //! Markets: their values, lists and paging, the storage port and the service that applies the
 //! business rules.
 
+mod idempotency;
 mod model;
 mod query;
 mod repository;
@@ -10,7 +11,10 @@ mod values;
 
 /// Offset paging lives in [`crate::paging`]; re-exported where lists of markets use it.
 pub use crate::paging::{Page, PageRequest, PageSize};
-pub use model::{Creator, Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
+pub use idempotency::{Creation, IdempotencyKey};
+pub use model::{
+    Creator, Market, MarketDraft, MarketPatch, MarketSummary, NewMarket, Precondition,
+};
 pub use query::{
     KeysetPage, KeysetPosition, KeysetRequest, MarketFilter, MarketSort, SortField, SortKey,
 };

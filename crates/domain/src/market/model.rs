@@ -106,6 +106,27 @@ impl MarketPatch {
     }
 }
 
+/// What a conditional change requires of the market's current version: nothing, or one of
+/// the versions the caller names (HTTP's `If-Match`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Precondition {
+    /// Any version will do.
+    #[default]
+    Any,
+    /// The market must be at one of these versions (none: never).
+    Versions(Vec<u64>),
+}
+
+impl Precondition {
+    /// Whether a market at `version` meets the condition.
+    pub fn allows(&self, version: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Versions(versions) => versions.contains(&version),
+        }
+    }
+}
+
 /// What a caller supplies to create a market; the service adds the id and the creator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketDraft {

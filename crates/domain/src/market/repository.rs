@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::idempotency::{Creation, IdempotencyKey};
 use super::model::{Market, MarketPatch, MarketSummary, NewMarket};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort};
 use super::search::{ScoredSummary, SearchLimit, SearchQuery};
@@ -19,6 +20,13 @@ pub enum CreateMarketError {
     /// The creator named in the new market does not exist.
     #[error("creator {0} does not exist")]
     UnknownCreator(UserId),
+    /// The creator already used this idempotency key, with a request of another fingerprint.
+    #[error("the idempotency key was used with another request")]
+    KeyReused,
+    /// A request with this idempotency key is still being carried out, here or on another
+    /// instance.
+    #[error("a request with this idempotency key is still in progress")]
+    KeyInFlight,
     /// The store failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -38,6 +46,26 @@ pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
     /// [`CreateMarketError::UnknownCreator`] if `market.creator_id` names no user.
     async fn create(&self, market: NewMarket, jobs: &[NewJob])
     -> Result<Market, CreateMarketError>;
+
+    /// [`MarketRepository::create`] under the creator's idempotency `key`, in one transaction
+    /// with the key's record (so neither exists without the other): the first create with a key
+    /// stores the market, its jobs and the key with the market as returned; a repeat with the
+    /// same fingerprint within [`IdempotencyKey::LIFETIME`] stores nothing and returns that
+    /// market as [`Creation::Replayed`]. An expired key counts as unused.
+    ///
+    /// # Errors
+    /// [`CreateMarketError::KeyReused`] for a repeat with another fingerprint;
+    /// [`CreateMarketError::KeyInFlight`] while another transaction holds the key (a store
+    /// that runs one write at a time never reports it); else as `create`.
+    async fn create_once(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError>;
+
+    /// Forgets the idempotency keys older than [`IdempotencyKey::LIFETIME`]; how many.
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError>;
 
     /// The market with this id, or `None`.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
@@ -75,11 +103,14 @@ pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
         jobs: &[NewJob],
     ) -> Result<Option<Market>, RepositoryError>;
 
-    /// Deletes the market and stores `audit`, in one transaction; whether there was one to
-    /// delete (without one, `audit` is not stored either).
+    /// Deletes the market, if it is still at `expected_version` when one is given, and stores
+    /// `audit`, in one transaction; whether it deleted one (if not, `audit` is not stored
+    /// either). The version check and the deletion are one statement, so a change committed in
+    /// between is never deleted unseen.
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError>;
 
@@ -95,11 +126,13 @@ pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
 
 forward_through_arc!(MarketRepository {
     async fn create(&self, market: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError>;
+    async fn create_once(&self, market: NewMarket, jobs: &[NewJob], key: &IdempotencyKey) -> Result<Creation, CreateMarketError>;
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError>;
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError>;
     async fn find_all(&self, filter: MarketFilter, sort: MarketSort, page: PageRequest) -> Result<Page<MarketSummary>, RepositoryError>;
     async fn find_after(&self, filter: MarketFilter, request: KeysetRequest) -> Result<KeysetPage<MarketSummary>, RepositoryError>;
     async fn update(&self, id: MarketId, expected_version: u64, patch: MarketPatch, jobs: &[NewJob]) -> Result<Option<Market>, RepositoryError>;
-    async fn delete(&self, id: MarketId, audit: Option<&AuditEvent>) -> Result<bool, RepositoryError>;
+    async fn delete(&self, id: MarketId, expected_version: Option<u64>, audit: Option<&AuditEvent>) -> Result<bool, RepositoryError>;
     async fn search_text(&self, query: &SearchQuery, limit: SearchLimit) -> Result<Vec<ScoredSummary>, RepositoryError>;
 });

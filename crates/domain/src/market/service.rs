@@ -1,6 +1,7 @@
 //! The market use cases: who may create, change and delete markets, and on which rules.
 
-use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket};
+use super::idempotency::{Creation, IdempotencyKey};
+use super::model::{Market, MarketDraft, MarketPatch, MarketSummary, NewMarket, Precondition};
 use super::query::{KeysetPage, KeysetRequest, MarketFilter, MarketSort, SortField};
 use super::repository::{CreateMarketError, MarketRepository};
 use super::values::{MarketId, MarketStatus};
@@ -28,11 +29,21 @@ pub enum MarketError {
     /// The market is resolved and can no longer change.
     #[error("Market with id {0} is resolved and can no longer be changed")]
     Resolved(MarketId),
+    /// The market is not at a version the caller's [`Precondition`] allows: it changed since
+    /// the caller read it. Nothing was changed.
+    #[error("Market with id {0} has changed since the version given")]
+    PreconditionFailed(MarketId),
     /// The market changed under every one of the update's attempts to apply its patch to the
     /// version it had checked (optimistic concurrency lost, again and again): the caller may
     /// retry. Not a failure of the store.
     #[error("Market with id {0} kept changing under this update; retry")]
     Contended(MarketId),
+    /// The caller's idempotency key was used before with another request.
+    #[error("This Idempotency-Key was used with another request body")]
+    KeyReused,
+    /// The first request with the caller's idempotency key is still being carried out.
+    #[error("A request with this Idempotency-Key is still in progress; retry shortly")]
+    KeyInFlight,
     /// The input breaks a rule that its types cannot express (e.g. an empty patch).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -66,6 +77,40 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     /// same transaction, the creator's notification and the market's embedding.
     pub async fn create(&self, actor: &Actor, draft: MarketDraft) -> Result<Market, MarketError> {
         let creator_id = require(actor, Permission::Write)?;
+        let (new, jobs) = Self::creation(creator_id, draft);
+        let market = self
+            .markets
+            .create(new, &jobs)
+            .await
+            .map_err(create_error)?;
+        self.cache_put(std::slice::from_ref(&market)).await;
+        Ok(market)
+    }
+
+    /// [`MarketService::create`] under the caller's idempotency `key`: a repeat of the same
+    /// request within a day creates nothing (no market, notification or embedding) and returns
+    /// what the first one did.
+    pub async fn create_once(
+        &self,
+        actor: &Actor,
+        draft: MarketDraft,
+        key: &IdempotencyKey,
+    ) -> Result<Creation, MarketError> {
+        let creator_id = require(actor, Permission::Write)?;
+        let (new, jobs) = Self::creation(creator_id, draft);
+        let creation = self
+            .markets
+            .create_once(new, &jobs, key)
+            .await
+            .map_err(create_error)?;
+        if let Creation::Created(market) = &creation {
+            self.cache_put(std::slice::from_ref(market)).await;
+        }
+        Ok(creation)
+    }
+
+    /// The market `draft` describes for `creator_id`, and the jobs its creation schedules.
+    fn creation(creator_id: UserId, draft: MarketDraft) -> (NewMarket, [NewJob; 2]) {
         let new = NewMarket {
             id: MarketId::new(),
             creator_id,
@@ -85,17 +130,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
                 market_id: id,
             },
         ];
-        let market = self
-            .markets
-            .create(new, &jobs)
-            .await
-            .map_err(|error| match error {
-                // The caller's own account vanished between authentication and now.
-                CreateMarketError::UnknownCreator(_) => MarketError::Unauthenticated,
-                CreateMarketError::Repository(error) => error.into(),
-            })?;
-        self.cache_put(std::slice::from_ref(&market)).await;
-        Ok(market)
+        (new, jobs)
     }
 
     /// The market with this id, from the cache if it has it (cache-aside).
@@ -165,14 +200,16 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         Ok(self.markets.find_after(filter, request).await?)
     }
 
-    /// Changes a market. The creator may change it with [`Permission::Write`]; anyone else needs
-    /// [`Permission::Delete`]. Ownership is checked before the resolved rule, so a stranger
-    /// learns nothing about the market's state.
+    /// Changes a market, if it is at a version `precondition` allows. The creator may change it
+    /// with [`Permission::Write`]; anyone else needs [`Permission::Delete`]. Ownership is
+    /// checked before the resolved rule and the precondition, so a stranger learns nothing
+    /// about the market's state.
     pub async fn update(
         &self,
         actor: &Actor,
         id: MarketId,
         patch: MarketPatch,
+        precondition: &Precondition,
     ) -> Result<Market, MarketError> {
         let user_id = require(actor, Permission::Write)?;
         if patch.is_empty() {
@@ -188,7 +225,12 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         } else {
             &[]
         };
-        let updated = self.update_checked(actor, user_id, id, patch, jobs).await?;
+        let change = Change {
+            patch,
+            jobs,
+            precondition,
+        };
+        let updated = self.update_checked(actor, user_id, id, change).await?;
         // Write-through: the new version replaces the old entry; if that fails the entry must
         // not outlive the change, so remove it, and if that fails too, the fence must hold.
         let taken = self.cache.put(std::slice::from_ref(&updated)).await.is_ok()
@@ -199,27 +241,30 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     }
 
     /// Checks the rules against the stored market (never a cached copy) and applies the patch
-    /// only to the version checked: if the market changed in between (say, it was resolved),
-    /// the rules are checked again against the new version.
+    /// only to the version checked: if the market changed in between (say, it was resolved, or
+    /// it left the versions the precondition allows), the rules are checked again against the
+    /// new version. So the precondition holds for the version the patch is applied to.
     async fn update_checked(
         &self,
         actor: &Actor,
         user_id: UserId,
         id: MarketId,
-        patch: MarketPatch,
-        jobs: &[NewJob],
+        change: Change<'_>,
     ) -> Result<Market, MarketError> {
         for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
             let current = self.load(id).await?;
             if current.creator.id != user_id && !actor.can(Permission::Delete) {
                 return Err(MarketError::PermissionDenied(Permission::Delete));
             }
+            if !change.precondition.allows(current.version) {
+                return Err(MarketError::PreconditionFailed(id));
+            }
             if current.status == MarketStatus::Resolved {
                 return Err(MarketError::Resolved(id));
             }
             let updated = self
                 .markets
-                .update(id, current.version, patch.clone(), jobs)
+                .update(id, current.version, change.patch.clone(), change.jobs)
                 .await?;
             if let Some(updated) = updated {
                 return Ok(updated);
@@ -231,22 +276,73 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     /// How often an update re-checks a market that keeps changing before giving up.
     const MAX_UPDATE_ATTEMPTS: usize = 16;
 
-    /// Deletes a market, recording `audit` in the deletion's transaction; needs
-    /// [`Permission::Delete`].
+    /// Deletes a market, if it is at a version `precondition` allows, recording `audit` in the
+    /// deletion's transaction; needs [`Permission::Delete`].
     pub async fn delete(
         &self,
         actor: &Actor,
         id: MarketId,
+        precondition: &Precondition,
         audit: &AuditEvent,
     ) -> Result<(), MarketError> {
         require(actor, Permission::Delete)?;
-        let deleted = self.markets.delete(id, Some(audit)).await?;
+        let deleted = match precondition {
+            Precondition::Any => self.markets.delete(id, None, Some(audit)).await?,
+            Precondition::Versions(_) => self.delete_checked(id, precondition, audit).await?,
+        };
         let taken = self.cache.remove(id).await.is_ok();
         if !deleted {
             return Err(MarketError::NotFound(id));
         }
         self.cache.committed(id, Fence::Deleted, taken).await;
         Ok(())
+    }
+}
+
+/// A patch, the jobs it queues, and the versions it may be applied to.
+struct Change<'a> {
+    patch: MarketPatch,
+    jobs: &'a [NewJob],
+    precondition: &'a Precondition,
+}
+
+impl<M: MarketRepository, C: Cache> MarketService<M, C> {
+    /// Deletes the market only at a version `precondition` allows, checked by the deletion
+    /// itself: a market that changed between the check and the deletion is checked again.
+    /// Whether there was one to delete.
+    async fn delete_checked(
+        &self,
+        id: MarketId,
+        precondition: &Precondition,
+        audit: &AuditEvent,
+    ) -> Result<bool, MarketError> {
+        for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
+            let Some(current) = self.markets.find_by_id(id).await? else {
+                return Ok(false);
+            };
+            if !precondition.allows(current.version) {
+                return Err(MarketError::PreconditionFailed(id));
+            }
+            if self
+                .markets
+                .delete(id, Some(current.version), Some(audit))
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(MarketError::Contended(id))
+    }
+}
+
+/// The use case's error for a repository's refusal to create.
+fn create_error(error: CreateMarketError) -> MarketError {
+    match error {
+        // The caller's own account vanished between authentication and now.
+        CreateMarketError::UnknownCreator(_) => MarketError::Unauthenticated,
+        CreateMarketError::KeyReused => MarketError::KeyReused,
+        CreateMarketError::KeyInFlight => MarketError::KeyInFlight,
+        CreateMarketError::Repository(error) => error.into(),
     }
 }
 
@@ -359,13 +455,32 @@ mod tests {
         let stranger = world.actor("stranger", Role::User);
         let moderator = world.actor("mod", Role::Moderator);
         let market = world.create(&owner, MarketStatus::Open);
-        let denied = block_on(world.markets.update(&stranger, market.id, rename()));
+        let denied = block_on(world.markets.update(
+            &stranger,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ));
         assert!(matches!(
             denied,
             Err(MarketError::PermissionDenied(Permission::Delete))
         ));
-        assert!(block_on(world.markets.update(&owner, market.id, rename())).is_ok());
-        assert!(block_on(world.markets.update(&moderator, market.id, rename())).is_ok());
+        assert!(
+            block_on(
+                world
+                    .markets
+                    .update(&owner, market.id, rename(), &Precondition::Any)
+            )
+            .is_ok()
+        );
+        assert!(
+            block_on(
+                world
+                    .markets
+                    .update(&moderator, market.id, rename(), &Precondition::Any)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -374,9 +489,19 @@ mod tests {
         let owner = world.actor("owner", Role::User);
         let stranger = world.actor("stranger", Role::User);
         let market = world.create(&owner, MarketStatus::Resolved);
-        let frozen = block_on(world.markets.update(&owner, market.id, rename()));
+        let frozen = block_on(world.markets.update(
+            &owner,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ));
         assert!(matches!(frozen, Err(MarketError::Resolved(id)) if id == market.id));
-        let denied = block_on(world.markets.update(&stranger, market.id, rename()));
+        let denied = block_on(world.markets.update(
+            &stranger,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ));
         assert!(matches!(denied, Err(MarketError::PermissionDenied(_))));
     }
 
@@ -385,11 +510,12 @@ mod tests {
         let world = world();
         let owner = world.actor("owner", Role::User);
         let market = world.create(&owner, MarketStatus::Open);
-        let empty = block_on(
-            world
-                .markets
-                .update(&owner, market.id, MarketPatch::default()),
-        );
+        let empty = block_on(world.markets.update(
+            &owner,
+            market.id,
+            MarketPatch::default(),
+            &Precondition::Any,
+        ));
         assert!(matches!(empty, Err(MarketError::Invalid(_))));
     }
 
@@ -403,13 +529,28 @@ mod tests {
         let owner = world.actor("owner", Role::User);
         let admin = world.actor("admin", Role::Admin);
         let market = world.create(&owner, MarketStatus::Open);
-        let denied = block_on(world.markets.delete(&owner, market.id, &deletion()));
+        let denied = block_on(world.markets.delete(
+            &owner,
+            market.id,
+            &Precondition::Any,
+            &deletion(),
+        ));
         assert!(matches!(
             denied,
             Err(MarketError::PermissionDenied(Permission::Delete))
         ));
-        block_on(world.markets.delete(&admin, market.id, &deletion())).unwrap();
-        let gone = block_on(world.markets.delete(&admin, market.id, &deletion()));
+        block_on(
+            world
+                .markets
+                .delete(&admin, market.id, &Precondition::Any, &deletion()),
+        )
+        .unwrap();
+        let gone = block_on(world.markets.delete(
+            &admin,
+            market.id,
+            &Precondition::Any,
+            &deletion(),
+        ));
         assert!(matches!(gone, Err(MarketError::NotFound(_))));
         assert_eq!(
             block_on(world.cache.get(market.id)).unwrap(),
@@ -433,7 +574,13 @@ mod tests {
         let (_, first) = block_on(world.markets.get(market.id)).unwrap();
         let (_, second) = block_on(world.markets.get(market.id)).unwrap();
         assert_eq!((first, second), (CacheStatus::Miss, CacheStatus::Hit));
-        let updated = block_on(world.markets.update(&owner, market.id, rename())).unwrap();
+        let updated = block_on(world.markets.update(
+            &owner,
+            market.id,
+            rename(),
+            &Precondition::Any,
+        ))
+        .unwrap();
         assert_eq!(updated.version, market.version + 1);
         let (cached, status) = block_on(world.markets.get(market.id)).unwrap();
         assert_eq!((cached, status), (updated, CacheStatus::Hit));
@@ -457,7 +604,8 @@ mod tests {
         let owner = world.actor("owner", Role::User);
         let market = world.create(&owner, MarketStatus::Open);
         world.cache.set_writes_failing(true);
-        let updated = block_on(markets.update(&owner, market.id, rename())).unwrap();
+        let updated =
+            block_on(markets.update(&owner, market.id, rename(), &Precondition::Any)).unwrap();
         assert_eq!(
             block_on(world.cache.get(market.id)).unwrap(),
             Some(market.clone()),
@@ -480,7 +628,8 @@ mod tests {
         let (world, markets) = fenced_world();
         let owner = world.actor("owner", Role::User);
         let market = world.create(&owner, MarketStatus::Open);
-        let updated = block_on(markets.update(&owner, market.id, rename())).unwrap();
+        let updated =
+            block_on(markets.update(&owner, market.id, rename(), &Precondition::Any)).unwrap();
         // The cache took the update, then lost it: it came back with the version before.
         world.cache.clear();
         block_on(world.cache.put(std::slice::from_ref(&market))).unwrap();
@@ -494,10 +643,37 @@ mod tests {
         let admin = world.actor("admin", Role::Admin);
         let market = world.create(&admin, MarketStatus::Open);
         world.cache.set_writes_failing(true);
-        block_on(markets.delete(&admin, market.id, &deletion())).unwrap();
+        block_on(markets.delete(&admin, market.id, &Precondition::Any, &deletion())).unwrap();
         assert!(block_on(world.cache.get(market.id)).unwrap().is_some());
         let read = block_on(markets.get(market.id));
         assert!(matches!(read, Err(MarketError::NotFound(_))), "{read:?}");
+    }
+
+    #[test]
+    fn a_stale_precondition_changes_and_deletes_nothing() {
+        let world = world();
+        let admin = world.actor("admin", Role::Admin);
+        let market = world.create(&admin, MarketStatus::Open);
+        let current = Precondition::Versions(vec![market.version]);
+        let renamed =
+            block_on(world.markets.update(&admin, market.id, rename(), &current)).unwrap();
+        let refused = block_on(world.markets.update(&admin, market.id, rename(), &current));
+        assert!(matches!(refused, Err(MarketError::PreconditionFailed(id)) if id == market.id));
+        let refused = block_on(
+            world
+                .markets
+                .delete(&admin, market.id, &current, &deletion()),
+        );
+        assert!(matches!(refused, Err(MarketError::PreconditionFailed(_))));
+        let never = Precondition::Versions(Vec::new());
+        let refused = block_on(world.markets.delete(&admin, market.id, &never, &deletion()));
+        assert!(matches!(refused, Err(MarketError::PreconditionFailed(_))));
+        let (kept, _) = block_on(world.markets.get(market.id)).unwrap();
+        assert_eq!(kept, renamed, "nothing changed");
+        let now = Precondition::Versions(vec![market.version, renamed.version]);
+        block_on(world.markets.delete(&admin, market.id, &now, &deletion())).unwrap();
+        let gone = block_on(world.markets.delete(&admin, market.id, &now, &deletion()));
+        assert!(matches!(gone, Err(MarketError::NotFound(_))));
     }
 
     #[test]

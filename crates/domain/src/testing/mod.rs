@@ -26,9 +26,10 @@ use crate::cache::{Cache, CacheError};
 use crate::error::RepositoryError;
 use crate::jobs::{JobKind, NewJob};
 use crate::market::{
-    CreateMarketError, Creator, KeysetPage, KeysetPosition, KeysetRequest, Market, MarketFilter,
-    MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
-    PageRequest, PageSize, ScoredSummary, SearchLimit, SearchQuery, SortField, SortKey,
+    CreateMarketError, Creation, Creator, IdempotencyKey, KeysetPage, KeysetPosition,
+    KeysetRequest, Market, MarketFilter, MarketId, MarketPatch, MarketRepository, MarketSort,
+    MarketSummary, NewMarket, Page, PageRequest, PageSize, ScoredSummary, SearchLimit, SearchQuery,
+    SortField, SortKey,
 };
 use crate::permission::Role;
 use crate::user::{
@@ -49,10 +50,24 @@ struct State {
     audit: Vec<AuditEvent>,
     /// The tallied events' rows, by tally key.
     tallies: HashMap<String, AuditEventId>,
+    /// Idempotency keys by creator and key: the fingerprint, the market as returned, and when.
+    keys: HashMap<(UserId, String), StoredKey>,
     /// Every job queue call fails as unavailable, like a database that is down.
     jobs_down: bool,
     /// Single-use tokens, with whether each was used.
     tokens: Vec<(NewAccountToken, bool)>,
+}
+
+/// An idempotency key's record.
+#[derive(Debug, Clone)]
+struct StoredKey {
+    fingerprint: String,
+    market: Market,
+    at: chrono::DateTime<Utc>,
+}
+
+fn key_lifetime() -> chrono::Duration {
+    chrono::Duration::from_std(IdempotencyKey::LIFETIME).unwrap_or(chrono::Duration::MAX)
 }
 
 /// A market and user store in memory; clones share the same data.
@@ -65,6 +80,18 @@ impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many idempotency keys the store holds, expired or not.
+    pub fn idempotency_keys(&self) -> usize {
+        self.state().keys.len()
+    }
+
+    /// Makes every idempotency key `by` older, as if that time had passed.
+    pub fn age_keys(&self, by: chrono::Duration) {
+        for key in self.state().keys.values_mut() {
+            key.at -= by;
+        }
     }
 
     /// The jobs scheduled so far, in order.
@@ -128,11 +155,9 @@ impl InMemoryStore {
     }
 }
 
-#[async_trait]
-impl MarketRepository for InMemoryStore {
-    async fn create(&self, new: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError> {
-        let mut state = self.state();
-        let creator = state
+impl State {
+    fn create(&mut self, new: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError> {
+        let creator = self
             .users
             .get(&new.creator_id)
             .map(|account| Creator {
@@ -152,12 +177,57 @@ impl MarketRepository for InMemoryStore {
             updated_at: now,
             version: 1,
         };
-        state.markets.insert(market.id, market.clone());
-        let due = state.clock.now();
-        state
-            .jobs
+        self.markets.insert(market.id, market.clone());
+        let due = self.clock.now();
+        self.jobs
             .extend(jobs.iter().map(|job| QueuedJob::new(*job, due)));
         Ok(market)
+    }
+}
+
+#[async_trait]
+impl MarketRepository for InMemoryStore {
+    async fn create(&self, new: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError> {
+        self.state().create(new, jobs)
+    }
+
+    /// One lock for the check and the create: a store that runs one write at a time.
+    async fn create_once(
+        &self,
+        new: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError> {
+        let mut state = self.state();
+        let slot = (new.creator_id, key.as_str().to_owned());
+        let now = Utc::now();
+        if let Some(stored) = state
+            .keys
+            .get(&slot)
+            .filter(|k| now - k.at < key_lifetime())
+        {
+            return if stored.fingerprint == key.fingerprint() {
+                Ok(Creation::Replayed(stored.market.clone()))
+            } else {
+                Err(CreateMarketError::KeyReused)
+            };
+        }
+        let market = state.create(new, jobs)?;
+        let stored = StoredKey {
+            fingerprint: key.fingerprint().to_owned(),
+            market: market.clone(),
+            at: now,
+        };
+        state.keys.insert(slot, stored);
+        Ok(Creation::Created(market))
+    }
+
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
+        let mut state = self.state();
+        let before = state.keys.len();
+        let now = Utc::now();
+        state.keys.retain(|_, key| now - key.at < key_lifetime());
+        Ok((before - state.keys.len()) as u64)
     }
 
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
@@ -248,9 +318,14 @@ impl MarketRepository for InMemoryStore {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
         let mut state = self.state();
+        let current = state.markets.get(&id).map(|market| market.version);
+        if current.is_none() || expected_version.is_some_and(|v| current != Some(v)) {
+            return Ok(false);
+        }
         let deleted = state.markets.remove(&id).is_some();
         if deleted {
             state.audit.extend(audit.cloned());

@@ -2,6 +2,7 @@
 
 #[cfg(test)]
 mod count_tests;
+mod keys;
 mod paging;
 mod rows;
 
@@ -12,13 +13,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::try_join;
 use markets_domain::RepositoryError;
 use markets_domain::market::{
-    CreateMarketError, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId, MarketPatch,
-    MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, Page, PageRequest,
-    ScoredSummary, SearchLimit, SearchQuery,
+    CreateMarketError, Creation, IdempotencyKey, KeysetPage, KeysetRequest, Market, MarketFilter,
+    MarketId, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
+    Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use self::keys::KeyedFailure;
 use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
 use crate::audit::record;
 use crate::error::from_query;
@@ -28,6 +30,7 @@ use crate::schema::{market_counts, markets, users};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
+use markets_domain::user::UserId;
 
 /// Markets in the `markets` table, with creators from `users`.
 #[derive(Debug, Clone)]
@@ -98,6 +101,36 @@ fn is_foreign_key_violation(error: &DieselError) -> bool {
     )
 }
 
+/// Inserts `market` and its `jobs`; the stored row and its creator's name.
+async fn insert(
+    conn: &mut AsyncPgConnection,
+    market: &NewMarket,
+    jobs: &[NewJob],
+) -> Result<(MarketRow, String), DieselError> {
+    // The jobs go first: if the market then fails, they are rolled back with it.
+    enqueue(conn, jobs).await?;
+    let row = diesel::insert_into(markets::table)
+        .values(NewMarketRow::from(market))
+        .returning(MarketRow::as_returning())
+        .get_result::<MarketRow>(conn)
+        .await?;
+    let creator_name = users::table
+        .find(market.creator_id.as_uuid())
+        .select(users::display_name)
+        .first::<String>(conn)
+        .await?;
+    Ok((row, creator_name))
+}
+
+/// The create's error for a failed query: a missing creator, or the store's failure.
+fn create_failure(error: DieselError, creator_id: UserId) -> CreateMarketError {
+    if is_foreign_key_violation(&error) || error == DieselError::NotFound {
+        CreateMarketError::UnknownCreator(creator_id)
+    } else {
+        from_query(error).into()
+    }
+}
+
 #[async_trait]
 impl MarketRepository for PgMarketRepository {
     async fn create(
@@ -106,32 +139,46 @@ impl MarketRepository for PgMarketRepository {
         jobs: &[NewJob],
     ) -> Result<Market, CreateMarketError> {
         let mut conn = self.pool.get().await?;
-        let creator_id = market.creator_id;
         let stored = conn
-            .transaction::<_, DieselError, _>(async |conn| {
-                // The jobs go first: if the market then fails, they are rolled back with it.
-                enqueue(conn, jobs).await?;
-                let row = diesel::insert_into(markets::table)
-                    .values(NewMarketRow::from(&market))
-                    .returning(MarketRow::as_returning())
-                    .get_result::<MarketRow>(conn)
-                    .await?;
-                let creator_name = users::table
-                    .find(creator_id.as_uuid())
-                    .select(users::display_name)
-                    .first::<String>(conn)
-                    .await?;
-                Ok((row, creator_name))
+            .transaction::<_, DieselError, _>(async |conn| insert(conn, &market, jobs).await)
+            .await;
+        let (row, creator_name) =
+            stored.map_err(|error| create_failure(error, market.creator_id))?;
+        Ok(row.into_market(&creator_name)?)
+    }
+
+    async fn create_once(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError> {
+        let mut conn = self.pool.get().await?;
+        let creator_id = market.creator_id;
+        let outcome = conn
+            .transaction::<_, KeyedFailure, _>(async |conn| {
+                keys::lock(conn, creator_id, key).await?;
+                if let Some(first) = keys::replay(conn, creator_id, key).await? {
+                    return Ok(Creation::Replayed(first));
+                }
+                let (row, creator_name) = insert(conn, &market, jobs).await?;
+                let created = row.into_market(&creator_name).map_err(KeyedFailure::Row)?;
+                keys::record(conn, &market, key, &created).await?;
+                Ok(Creation::Created(created))
             })
             .await;
-        let (row, creator_name) = stored.map_err(|error| {
-            if is_foreign_key_violation(&error) || error == DieselError::NotFound {
-                CreateMarketError::UnknownCreator(creator_id)
-            } else {
-                from_query(error).into()
-            }
-        })?;
-        Ok(row.into_market(&creator_name)?)
+        outcome.map_err(|failure| match failure {
+            KeyedFailure::Query(error) => create_failure(error, creator_id),
+            KeyedFailure::Row(error) => error.into(),
+            KeyedFailure::Reused => CreateMarketError::KeyReused,
+            KeyedFailure::InFlight => CreateMarketError::KeyInFlight,
+        })
+    }
+
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        let purged = keys::purge(&mut conn).await.map_err(from_query)?;
+        Ok(u64::try_from(purged).unwrap_or_default())
     }
 
     /// A statically typed query, which the connection keeps prepared: planning would cost more
@@ -279,14 +326,19 @@ impl MarketRepository for PgMarketRepository {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
+        let expected_version =
+            expected_version.map(|version| i64::try_from(version).unwrap_or(i64::MAX));
         let mut conn = self.pool.get().await?;
         let deleted = conn
             .transaction::<_, DieselError, _>(async |conn| {
-                let deleted = diesel::delete(markets::table.find(id.as_uuid()))
-                    .execute(conn)
-                    .await?;
+                let mut delete = diesel::delete(markets::table.find(id.as_uuid())).into_boxed();
+                if let Some(version) = expected_version {
+                    delete = delete.filter(markets::version.eq(version));
+                }
+                let deleted = delete.execute(conn).await?;
                 if let (1.., Some(event)) = (deleted, audit) {
                     record(conn, event).await?;
                 }

@@ -2,6 +2,7 @@
 
 #[cfg(test)]
 mod count_tests;
+mod keys;
 mod paging;
 mod rows;
 mod text;
@@ -14,13 +15,15 @@ use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
-    CreateMarketError, KeysetPage, KeysetRequest, Market, MarketFilter, MarketId, MarketPatch,
-    MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket, Page, PageRequest,
-    ScoredSummary, SearchLimit, SearchQuery,
+    CreateMarketError, Creation, IdempotencyKey, KeysetPage, KeysetRequest, Market, MarketFilter,
+    MarketId, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
+    Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery,
 };
+use markets_domain::user::UserId;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use self::keys::KeyedFailure;
 use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
 use crate::audit::record;
 use crate::error::from_query;
@@ -119,6 +122,32 @@ const SEARCH: &str = "SELECT markets.id, markets.name, markets.status, markets.v
      ORDER BY rank, markets.id \
      LIMIT ?";
 
+/// Inserts `market` and its `jobs` at `now`; the stored row and its creator's name.
+fn insert(
+    conn: &mut SqliteConnection,
+    market: &NewMarket,
+    jobs: &[NewJob],
+    now: Micros,
+) -> QueryResult<(MarketRow, String)> {
+    // The jobs go first: if the market then fails, they are rolled back with it.
+    enqueue(conn, jobs, now)?;
+    let row = diesel::insert_into(markets::table)
+        .values(NewMarketRow::new(market, now))
+        .returning(MarketRow::as_returning())
+        .get_result::<MarketRow>(conn)?;
+    let name = creator_name(conn, row.creator_id)?;
+    Ok((row, name))
+}
+
+/// The create's error for a failed query: a missing creator, or the store's failure.
+fn create_failure(error: DieselError, creator_id: UserId) -> CreateMarketError {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)
+        | DieselError::NotFound => CreateMarketError::UnknownCreator(creator_id),
+        other => from_query(other).into(),
+    }
+}
+
 #[async_trait]
 impl MarketRepository for SqliteMarketRepository {
     async fn create(
@@ -133,25 +162,51 @@ impl MarketRepository for SqliteMarketRepository {
             .write(move |conn| {
                 // IMMEDIATE: take the write lock up front (waiting up to busy_timeout), rather
                 // than fail when a read transaction tries to become a write transaction.
-                conn.immediate_transaction(|conn| {
+                conn.immediate_transaction(|conn| insert(conn, &market, &jobs, Micros::now()))
+            })
+            .await?;
+        let (row, creator_name) = stored.map_err(|error| create_failure(error, creator_id))?;
+        Ok(row.into_market(&creator_name)?)
+    }
+
+    async fn create_once(
+        &self,
+        market: NewMarket,
+        jobs: &[NewJob],
+        key: &IdempotencyKey,
+    ) -> Result<Creation, CreateMarketError> {
+        let creator_id = market.creator_id;
+        let jobs = jobs.to_vec();
+        let key = key.clone();
+        let outcome = self
+            .pool
+            .write(move |conn| {
+                conn.immediate_transaction::<_, KeyedFailure, _>(|conn| {
                     let now = Micros::now();
-                    // The jobs go first: if the market then fails, they are rolled back with it.
-                    enqueue(conn, &jobs, now)?;
-                    let row = diesel::insert_into(markets::table)
-                        .values(NewMarketRow::new(&market, now))
-                        .returning(MarketRow::as_returning())
-                        .get_result::<MarketRow>(conn)?;
-                    let name = creator_name(conn, row.creator_id)?;
-                    Ok((row, name))
+                    if let Some(first) = keys::replay(conn, &market, &key, now)? {
+                        return Ok(Creation::Replayed(first));
+                    }
+                    let (row, creator_name) = insert(conn, &market, &jobs, now)?;
+                    let created = row.into_market(&creator_name).map_err(KeyedFailure::Row)?;
+                    keys::record(conn, &market, &key, &created, now)?;
+                    Ok(Creation::Created(created))
                 })
             })
             .await?;
-        let (row, creator_name) = stored.map_err(|error| match error {
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)
-            | DieselError::NotFound => CreateMarketError::UnknownCreator(creator_id),
-            other => from_query(other).into(),
-        })?;
-        Ok(row.into_market(&creator_name)?)
+        outcome.map_err(|failure| match failure {
+            KeyedFailure::Query(error) => create_failure(error, creator_id),
+            KeyedFailure::Row(error) => error.into(),
+            KeyedFailure::Reused => CreateMarketError::KeyReused,
+        })
+    }
+
+    async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
+        let purged = self
+            .pool
+            .write(|conn| keys::purge(conn, Micros::now()))
+            .await?
+            .map_err(from_query)?;
+        Ok(u64::try_from(purged).unwrap_or_default())
     }
 
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
@@ -287,17 +342,24 @@ impl MarketRepository for SqliteMarketRepository {
     async fn delete(
         &self,
         id: MarketId,
+        expected_version: Option<u64>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, RepositoryError> {
         // The FTS entry and the embedding go with the row (trigger, ON DELETE CASCADE).
         let audit = audit.cloned();
+        let expected_version =
+            expected_version.map(|version| i64::try_from(version).unwrap_or(i64::MAX));
         let deleted = self
             .pool
             .write(move |conn| {
                 conn.immediate_transaction(|conn| {
-                    let deleted =
+                    let mut delete =
                         diesel::delete(markets::table.filter(markets::id.eq(SqlId(id.as_uuid()))))
-                            .execute(conn)?;
+                            .into_boxed();
+                    if let Some(version) = expected_version {
+                        delete = delete.filter(markets::version.eq(version));
+                    }
+                    let deleted = delete.execute(conn)?;
                     if let (1.., Some(event)) = (deleted, &audit) {
                         record(conn, event)?;
                     }
