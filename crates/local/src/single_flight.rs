@@ -25,8 +25,11 @@ use std::time::{Duration, Instant};
 type Outcome = Result<Option<Market>, Arc<RepositoryError>>;
 type Flight = Shared<BoxFuture<'static, Outcome>>;
 
-/// How long a finished read keeps being shared.
-const LINGER: Duration = Duration::from_millis(100);
+/// How long a finished read keeps being shared: longer than a write-back takes on a busy
+/// machine (100 ms let a second query through on one whose load was five times its cores).
+/// Sharing a finished read longer does not serve older data: a write through this process
+/// ends it, and another instance's change fences it (the service reads again on its own).
+const LINGER: Duration = Duration::from_millis(500);
 
 /// A read, and when it finished.
 struct Entry {
@@ -114,20 +117,23 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
         created
     }
 
-    /// Joins the read of `id` in flight (or finished within `LINGER`), or starts one.
     async fn create_once(
         &self,
         market: NewMarket,
         jobs: &[NewJob],
         key: &IdempotencyKey,
     ) -> Result<Creation, CreateMarketError> {
-        self.inner.create_once(market, jobs, key).await
+        let id = market.id;
+        let created = self.inner.create_once(market, jobs, key).await;
+        self.forget(id);
+        created
     }
 
     async fn purge_expired_keys(&self) -> Result<u64, RepositoryError> {
         self.inner.purge_expired_keys().await
     }
 
+    /// Joins the read of `id` in flight (or finished within `LINGER`), or starts one.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
         let flight = {
             let mut flights = self.lock();

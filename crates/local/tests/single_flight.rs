@@ -204,6 +204,17 @@ async fn every_write_ends_the_sharing() {
     assert!(markets.delete(id, None, None).await.unwrap());
     assert_eq!(markets.find_by_id(id).await.unwrap(), None);
     assert_eq!(counted.reads(), 4);
+
+    let new = new_market(creator);
+    let id = new.id;
+    assert_eq!(markets.find_by_id(id).await.unwrap(), None);
+    let key = IdempotencyKey::parse("once", "fingerprint").unwrap();
+    markets.create_once(new, &[], &key).await.unwrap();
+    assert!(
+        markets.find_by_id(id).await.unwrap().is_some(),
+        "the read before an idempotent create is not shared"
+    );
+    assert_eq!(counted.reads(), 6);
 }
 
 #[tokio::test]
