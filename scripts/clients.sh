@@ -97,9 +97,10 @@ wait_ready() {
 # Registers a user through the API; prints its id.
 register() {
 	"$PY" - "$1" "$2" <<-'EOF'
-		import json, sys, urllib.request
+		import json, os, sys, urllib.request
 		base, email = sys.argv[1], sys.argv[2]
-		body = json.dumps({"email": email, "password": "stand-in-password", "display_name": "Stand-in"})
+		body = json.dumps({"email": email, "password": os.environ["MARKETS_STAND_IN_PASSWORD"],
+		                   "display_name": "Stand-in"})
 		request = urllib.request.Request(base + "/api/v1/auth/register", body.encode(),
 		                                 {"Content-Type": "application/json"})
 		print(json.load(urllib.request.urlopen(request, timeout=30))["data"]["id"])
@@ -139,22 +140,27 @@ run_set() {
 	wait_ready "$base"
 
 	export MARKETS_BASE="$base" MARKETS_ADMIN_EMAIL=admin@clients.example.com
-	export MARKETS_ADMIN_ID MARKETS_STAND_IN_ID
+	export MARKETS_STAND_IN_EMAIL=stand-in@clients.example.com MARKETS_ADMIN_ID MARKETS_STAND_IN_ID
 	MARKETS_ADMIN_ID="$(user_id "$base" "$MARKETS_ADMIN_EMAIL" "$MARKETS_ADMIN_PASSWORD")"
-	MARKETS_STAND_IN_ID="$(register "$base" stand-in@clients.example.com)"
+	MARKETS_STAND_IN_ID="$(register "$base" "$MARKETS_STAND_IN_EMAIL")"
 
 	log "[$set] schemathesis: $EXAMPLES examples per operation and phase, seed $SEED"
 	local rc=0
+	# The document is read from a copy: given its URL, schemathesis leaves that operation
+	# (GET /openapi.json) out of the run.
+	"$PY" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=30).read())' \
+		"$base/openapi.json" >"$WORK/$set/openapi.json"
 	# From the set's own folder, where schemathesis keeps its state.
 	(cd "$WORK/$set" && SCHEMATHESIS_HOOKS=tests.clients.hooks PYTHONPATH="$ROOT" \
-		"$VENV/bin/st" --config-file "$ROOT/tests/clients/schemathesis.toml" run "$base/openapi.json" \
-		--checks all --phases examples,coverage,fuzzing,stateful \
+		"$VENV/bin/st" --config-file "$ROOT/tests/clients/schemathesis.toml" run "$WORK/$set/openapi.json" \
+		--url "$base" --checks all --phases examples,coverage,fuzzing,stateful \
 		--max-examples "$EXAMPLES" --seed "$SEED" --workers 1 \
 		--generation-database none --no-color) || rc=$?
 
 	log "[$set] a client generated from /openapi.json"
 	"$VENV/bin/openapi-python-client" generate --url "$base/openapi.json" \
-		--output-path "$WORK/$set/client" --meta none >"$WORK/$set/generate.log" 2>&1 ||
+		--output-path "$WORK/$set/client" --meta none \
+		--config "$ROOT/tests/clients/openapi-python-client.yaml" >"$WORK/$set/generate.log" 2>&1 ||
 		{ cat "$WORK/$set/generate.log" >&2; rc=1; }
 	PYTHONPATH="$WORK/$set" "$PY" tests/clients/generated_client.py "$base" || rc=1
 
@@ -171,8 +177,9 @@ run_set() {
 }
 
 JWT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')"
-export MARKETS_ADMIN_PASSWORD
+export MARKETS_ADMIN_PASSWORD MARKETS_STAND_IN_PASSWORD
 MARKETS_ADMIN_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+MARKETS_STAND_IN_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
 for set in $SETS; do
 	run_set "$set"
 done

@@ -18,6 +18,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # tests/embedded.rs runs the release binary, as a new user would.
 cargo build --release --locked -p markets-app --bin markets
 export MARKETS_BIN="$PWD/target/release/markets"
+# The served binary as its clients see it, on both adapter sets: schemathesis, a generated
+# Python client, /docs in headless Chromium.
+scripts/clients.sh
 
 # Every crate; the API suite on PostgreSQL and Redis.
 cargo test --workspace --locked

@@ -16,12 +16,17 @@ states only in prose, because JSON Schema cannot relate two parameters or check 
   valid either;
 - an `Idempotency-Key` is not reused with another market (422 `idempotency_key_reused`, by
   design): the generated key gets a digest of the body appended, so a repeat of one body with
-  one key is still replayed.
+  one key is still replayed;
+- a login in the examples phase names the stand-in user's email and password, so that the
+  successful login's response is checked against its schema too (generated credentials match
+  no account: every other login is the documented 401).
 
 Negative cases are left as generated: each breaks a documented constraint, and must be refused.
 
-Until the service refuses to demote its last administrator (409), the run's administrator is
-kept: a role change aimed at it is sent to a stand-in user instead.
+The run's administrator keeps its role: a role change aimed at it is sent to a stand-in user
+instead. The service refuses to demote its last administrator (409), but the stateful phase may
+first promote a user it registered, after which demoting the run's administrator would succeed
+and leave every later case without the `admin` permission.
 """
 
 import hashlib
@@ -36,8 +41,11 @@ ADMIN_EMAIL = os.environ["MARKETS_ADMIN_EMAIL"]
 ADMIN_PASSWORD = os.environ["MARKETS_ADMIN_PASSWORD"]
 ADMIN_ID = os.environ["MARKETS_ADMIN_ID"]
 STAND_IN_ID = os.environ["MARKETS_STAND_IN_ID"]
+STAND_IN_EMAIL = os.environ["MARKETS_STAND_IN_EMAIL"]
+STAND_IN_PASSWORD = os.environ["MARKETS_STAND_IN_PASSWORD"]
 MAX_ROWS = 10_000
 ROLE_PATH = "/api/v1/users/{id}/role"
+LOGIN_PATH = "/api/v1/auth/login"
 
 
 @schemathesis.auth()
@@ -79,6 +87,8 @@ def map_case(context, case):
     if not _is_positive(case):
         return case
     operation = case.operation
+    if operation.path == LOGIN_PATH and case.meta.phase.name == "examples":
+        case.body = {"email": STAND_IN_EMAIL, "password": STAND_IN_PASSWORD}
     if case.query and "cursor" in case.query:
         # A cursor the service did not mint is refused by design: it is signed.
         case.query = {name: value for name, value in case.query.items() if name != "cursor"}

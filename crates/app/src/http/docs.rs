@@ -40,8 +40,9 @@ pub async fn index() -> HttpResponse {
 #[utoipa::path(
     operation_id = "docs_asset",
     tag = "operations",
-    params(("file" = String, Path, description = "An asset of the documentation, e.g. \
-        `swagger-ui-bundle.js`; empty for its page")),
+    params(("file" = String, Path, example = "swagger-ui-bundle.js",
+        description = "An asset of the documentation, e.g. `swagger-ui-bundle.js`; empty for its \
+        page")),
     responses(
         (status = 200, description = "The page or asset",
             content((String = "text/html"), (String = "text/javascript"), (String = "text/css"),
