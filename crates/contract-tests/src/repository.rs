@@ -29,6 +29,29 @@ pub trait RepositoryFixture: Send + Sync + 'static {
     fn users(&self) -> &Self::Users;
 }
 
+/// A market and a user repository over one storage: the fixture of a test that needs nothing
+/// else of its store (a store's own tests of what the contract's cases leave behind).
+#[derive(Debug)]
+pub struct Repositories<M, U> {
+    /// The markets.
+    pub markets: M,
+    /// The users, sharing storage with `markets`.
+    pub users: U,
+}
+
+impl<M: MarketRepository, U: UserRepository> RepositoryFixture for Repositories<M, U> {
+    type Markets = M;
+    type Users = U;
+
+    fn markets(&self) -> &M {
+        &self.markets
+    }
+
+    fn users(&self) -> &U {
+        &self.users
+    }
+}
+
 /// Generates one `#[test]` per repository contract case, each on a fixture from `$make`
 /// (an expression evaluating to a future of a [`RepositoryFixture`]).
 #[macro_export]

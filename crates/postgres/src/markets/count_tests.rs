@@ -5,7 +5,7 @@
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use markets_contract_tests::RepositoryFixture;
+use markets_contract_tests::repository::Repositories;
 use markets_contract_tests::repository::concurrent_mixed_workload;
 use markets_domain::market::{
     MarketFilter, MarketRepository, MarketSort, MarketStatus, PageRequest,
@@ -19,24 +19,6 @@ const MIGRATION_UP: &str =
     include_str!("../../../../migrations/postgres/2026-12-02-000003_market_counts/up.sql");
 const MIGRATION_DOWN: &str =
     include_str!("../../../../migrations/postgres/2026-12-02-000003_market_counts/down.sql");
-
-struct Repositories {
-    markets: PgMarketRepository,
-    users: PgUserRepository,
-}
-
-impl RepositoryFixture for Repositories {
-    type Markets = PgMarketRepository;
-    type Users = PgUserRepository;
-
-    fn markets(&self) -> &PgMarketRepository {
-        &self.markets
-    }
-
-    fn users(&self) -> &PgUserRepository {
-        &self.users
-    }
-}
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
 struct Tally {

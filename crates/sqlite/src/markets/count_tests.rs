@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
-use markets_contract_tests::RepositoryFixture;
+use markets_contract_tests::repository::Repositories;
 use markets_contract_tests::repository::concurrent_mixed_workload;
 use markets_domain::market::{
     MarketFilter, MarketRepository, MarketSort, MarketStatus, PageRequest,
@@ -20,24 +20,6 @@ const MIGRATION_UP: &str =
     include_str!("../../../../migrations/sqlite/2026-12-02-000003_market_counts/up.sql");
 const MIGRATION_DOWN: &str =
     include_str!("../../../../migrations/sqlite/2026-12-02-000003_market_counts/down.sql");
-
-struct Repositories {
-    markets: SqliteMarketRepository,
-    users: SqliteUserRepository,
-}
-
-impl RepositoryFixture for Repositories {
-    type Markets = SqliteMarketRepository;
-    type Users = SqliteUserRepository;
-
-    fn markets(&self) -> &SqliteMarketRepository {
-        &self.markets
-    }
-
-    fn users(&self) -> &SqliteUserRepository {
-        &self.users
-    }
-}
 
 #[derive(QueryableByName, Debug)]
 struct Tally {
