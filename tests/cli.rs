@@ -250,7 +250,7 @@ async fn operators_list_count_and_retry_dead_jobs() {
     let url = db.settings().url.expose_secret().to_owned();
     let job = "01a20c00-0000-7000-8000-00000000dead";
     let sql = format!(
-        "INSERT INTO jobs (id, kind, market_id, state, attempts, last_error) VALUES \
+        "INSERT INTO jobs (id, kind, subject_id, state, attempts, last_error) VALUES \
          ('{job}', 'notify_market_created', gen_random_uuid(), 'dead', 5, 'smtp said no')"
     );
     assert!(
@@ -393,6 +393,7 @@ async fn create_admin_promotes_an_existing_account() {
             display_name: DisplayName::parse("Ann").unwrap(),
             password_hash: PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"),
             role: Role::User,
+            email_verified: true,
         })
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use markets_application::wakeups::Polling;
 use markets_application::worker::{Worker, WorkerSettings};
 use markets_domain::auth::PasswordHash;
 use markets_domain::jobs::{
-    JobKind, JobQueue, KindStats, MarketCreatedNotice, Notifier, NotifyError,
+    AccountLinkNotice, JobKind, JobQueue, KindStats, MarketCreatedNotice, Notifier, NotifyError,
 };
 use markets_domain::market::{Description, MarketDraft, MarketName, MarketStatus, Volume};
 use markets_domain::permission::{Actor, Role};
@@ -127,6 +127,7 @@ async fn creator(components: &Components) -> UserId {
         display_name: DisplayName::parse("creator").unwrap(),
         password_hash: PasswordHash::new("not a real hash"),
         role: Role::User,
+        email_verified: true,
     };
     components.infra.ports().users.create(new).await.unwrap().id
 }
@@ -475,6 +476,10 @@ struct Counting(AtomicUsize);
 impl Notifier for Counting {
     async fn market_created(&self, _: &MarketCreatedNotice) -> Result<(), NotifyError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn account_link(&self, _: &AccountLinkNotice) -> Result<(), NotifyError> {
         Ok(())
     }
 }

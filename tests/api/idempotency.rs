@@ -41,7 +41,7 @@ async fn queued(app: &TestApp, id: &str) -> (usize, usize) {
             .unwrap();
         *count = claimed
             .iter()
-            .filter(|job| job.market_id.to_string() == id)
+            .filter(|job| job.market_id().to_string() == id)
             .count();
     }
     (counts[0], counts[1])

@@ -224,14 +224,18 @@ pub struct LaneSettings {
     pub notify_market_created: usize,
     /// Indexing runs (each embeds up to `search.index_batch` markets).
     pub index_market_embedding: usize,
+    /// Account emails (verification and password reset links), each kind.
+    pub account_email: usize,
 }
 
 impl LaneSettings {
     /// Each kind with its concurrency.
-    pub fn per_kind(self) -> [(JobKind, usize); 2] {
+    pub fn per_kind(self) -> [(JobKind, usize); 4] {
         [
             (JobKind::NotifyMarketCreated, self.notify_market_created),
             (JobKind::IndexMarketEmbedding, self.index_market_embedding),
+            (JobKind::SendEmailVerification, self.account_email),
+            (JobKind::SendPasswordReset, self.account_email),
         ]
     }
 }
@@ -357,6 +361,11 @@ pub struct RateLimitSettings {
     pub register: PolicySettings,
     /// `POST`, `PATCH` and `DELETE` on markets, per user.
     pub writes: PolicySettings,
+    /// The account token routes (`/auth/verify-email`, `/auth/password-reset` and its
+    /// confirmation), per client IP.
+    pub account_tokens: PolicySettings,
+    /// Password reset emails asked for, per email address.
+    pub password_reset_email: PolicySettings,
     /// Failed logins per account; successes spend nothing.
     pub login_failures: LoginFailureSettings,
 }
@@ -622,6 +631,11 @@ impl Settings {
             ("rate_limit.login", &self.rate_limit.login),
             ("rate_limit.register", &self.rate_limit.register),
             ("rate_limit.writes", &self.rate_limit.writes),
+            ("rate_limit.account_tokens", &self.rate_limit.account_tokens),
+            (
+                "rate_limit.password_reset_email",
+                &self.rate_limit.password_reset_email,
+            ),
             ("rate_limit.login_failures.per_client", &failures.per_client),
             (
                 "rate_limit.login_failures.per_account",
@@ -661,6 +675,7 @@ impl Settings {
                 "jobs.lanes.index_market_embedding",
                 lanes.index_market_embedding,
             ),
+            ("jobs.lanes.account_email", lanes.account_email),
         ] {
             if concurrency == 0 {
                 return invalid(key, "must be at least 1");

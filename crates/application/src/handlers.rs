@@ -3,12 +3,18 @@
 //! indexing job embeds whatever pending markets it can claim (its own market among them, unless
 //! another runner holds it or has done it already), the same round as the background sweep.
 
+use chrono::Utc;
+use markets_domain::auth::{NewAccountToken, OneTimeToken, TokenPurpose};
 use markets_domain::error::report;
-use markets_domain::jobs::{Job, JobKind, MarketCreatedNotice, Notifier, NotifyError};
+use markets_domain::jobs::{
+    AccountLinkNotice, Job, JobKind, MarketCreatedNotice, Notifier, NotifyError,
+};
 use markets_domain::market::MarketRepository;
 use markets_domain::search::{EmbeddingProvider, IndexBacklog, IndexService};
 use markets_domain::user::UserRepository;
+use rand::Rng;
 use std::sync::Arc;
+use tracing::info;
 
 /// The indexing service as the jobs and the background indexer use it, whatever adapters the
 /// composition root chose.
@@ -63,17 +69,61 @@ impl JobHandlers {
                 .await
                 .map(drop)
                 .map_err(|error| JobError::Transient(report(&error))),
+            JobKind::SendEmailVerification => {
+                self.send_account_link(job, TokenPurpose::EmailVerification)
+                    .await
+            }
+            JobKind::SendPasswordReset => {
+                self.send_account_link(job, TokenPurpose::PasswordReset)
+                    .await
+            }
             unknown => Err(JobError::Permanent(format!("no handler for {unknown}"))),
         }
     }
 
+    /// Draws a `purpose` token for the job's user, stores its hash and emails the link. The
+    /// token is made here, not when the job was queued, so the raw token is never stored: a
+    /// retry sends a new link (the earlier one stays valid until it expires or one is used).
+    async fn send_account_link(&self, job: &Job, purpose: TokenPurpose) -> Result<(), JobError> {
+        let Some(user) = self
+            .users
+            .find_by_id(job.user_id())
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(()); // Deleted since: nobody to write to.
+        };
+        if purpose == TokenPurpose::EmailVerification && user.email_verified {
+            return Ok(());
+        }
+        // ThreadRng is a CSPRNG seeded from the OS.
+        let token = OneTimeToken::from_random(rand::rng().random());
+        let lifetime = purpose.lifetime();
+        let stored = NewAccountToken::new(&token, purpose, user.id, Utc::now() + lifetime);
+        self.users.store_token(&stored).await.map_err(transient)?;
+        let page = match purpose {
+            TokenPurpose::PasswordReset => "reset-password",
+            _ => "verify-email",
+        };
+        let notice = AccountLinkNotice::new(
+            job.id.to_string(),
+            String::from(user.email),
+            String::from(user.display_name),
+            purpose,
+            format!("{}/{page}?token={}", self.public_url, token.as_str()),
+            lifetime.to_std().unwrap_or_default(),
+        );
+        self.notifier
+            .account_link(&notice)
+            .await
+            .map_err(notify_error)
+    }
+
     async fn notify_market_created(&self, job: &Job) -> Result<(), JobError> {
-        let transient =
-            |error: markets_domain::RepositoryError| JobError::Transient(report(&error));
         // A market deleted before its notification went out needs none.
         let Some(market) = self
             .markets
-            .find_by_id(job.market_id)
+            .find_by_id(job.market_id())
             .await
             .map_err(transient)?
         else {
@@ -87,6 +137,12 @@ impl JobHandlers {
         else {
             return Ok(());
         };
+        if !creator.email_verified {
+            // Mail goes only to addresses whose owner asked for it.
+            info!(job = %job.id, user = %creator.id, reason = "email_unverified",
+                "market notification skipped");
+            return Ok(());
+        }
         let notice = MarketCreatedNotice::new(
             job.id.to_string(),
             String::from(creator.email),
@@ -97,9 +153,18 @@ impl JobHandlers {
         self.notifier
             .market_created(&notice)
             .await
-            .map_err(|error| match error {
-                NotifyError::Rejected(reason) => JobError::Permanent(reason),
-                other => JobError::Transient(report(&other)),
-            })
+            .map_err(notify_error)
+    }
+}
+
+fn transient(error: markets_domain::RepositoryError) -> JobError {
+    JobError::Transient(report(&error))
+}
+
+/// A refused message will be refused again; anything else may go through later.
+fn notify_error(error: NotifyError) -> JobError {
+    match error {
+        NotifyError::Rejected(reason) => JobError::Permanent(reason),
+        other => JobError::Transient(report(&other)),
     }
 }

@@ -54,6 +54,8 @@ impl Default for Lanes {
         Self::new([
             (JobKind::NotifyMarketCreated, 8),
             (JobKind::IndexMarketEmbedding, 2),
+            (JobKind::SendEmailVerification, 4),
+            (JobKind::SendPasswordReset, 4),
         ])
     }
 }

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use markets_application::handlers::JobHandlers;
 use markets_application::wakeups::Polling;
 use markets_application::worker::{Worker, WorkerSettings};
-use markets_domain::jobs::{JobKind, JobQueue, MarketCreatedNotice, Notifier, NotifyError};
+use markets_domain::jobs::{
+    AccountLinkNotice, JobKind, JobQueue, MarketCreatedNotice, Notifier, NotifyError,
+};
 use markets_domain::testing::{InMemoryStore, RecordingNotifier};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -144,6 +146,10 @@ impl Notifier for Stuck {
         self.0.store(true, Ordering::SeqCst);
         std::future::pending().await
     }
+
+    async fn account_link(&self, _: &AccountLinkNotice) -> Result<(), NotifyError> {
+        unreachable!("these cases store vouched users: no account email is queued")
+    }
 }
 
 /// Handlers over `store` that send with `notifier` and index `backlog`.
@@ -240,6 +246,10 @@ impl Notifier for OutageOnSend {
         self.sends.fetch_add(1, Ordering::SeqCst);
         (self.answer)()
     }
+
+    async fn account_link(&self, _: &AccountLinkNotice) -> Result<(), NotifyError> {
+        unreachable!("these cases store vouched users: no account email is queued")
+    }
 }
 
 /// Starts a worker whose notification takes the queue down, waits until it did, and lets the
@@ -315,6 +325,10 @@ impl Notifier for Slow {
         tokio::time::sleep(self.delay).await;
         self.sent.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    async fn account_link(&self, _: &AccountLinkNotice) -> Result<(), NotifyError> {
+        unreachable!("these cases store vouched users: no account email is queued")
     }
 }
 

@@ -130,6 +130,7 @@ mod tests {
             role: Role::Moderator,
             created_at: Utc::now(),
             token_epoch: 7,
+            email_verified: true,
         }
     }
 

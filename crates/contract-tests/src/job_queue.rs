@@ -16,12 +16,12 @@ use markets_domain::jobs::{Failure, Job, JobId, JobKind, JobQueue, KindStats, Ne
 use markets_domain::market::{
     CreateMarketError, MarketId, MarketPatch, MarketRepository, MarketStatus,
 };
-use markets_domain::user::User;
+use markets_domain::user::{Email, User, UserRepository};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::RepositoryFixture;
-use crate::repository::{new_market, user};
+use crate::repository::{new_market, unverified_user, user};
 
 /// A job queue over fresh, empty storage, with the repositories whose writes fill it.
 pub trait JobQueueFixture: RepositoryFixture {
@@ -53,6 +53,7 @@ macro_rules! job_queue_contract {
             renewals_extend_the_lease_of_the_current_attempt_only,
             stats_count_each_kind_by_state_with_its_completions,
             prune_forgets_old_completions,
+            account_emails_are_queued_with_the_user_and_for_known_emails_only,
         );
     };
 }
@@ -63,9 +64,12 @@ const LEASE: Duration = Duration::from_secs(600);
 /// How long a case waits for a zero lease or delay to be over.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The kinds of job a new market schedules.
+const MARKET_KINDS: [JobKind; 2] = [JobKind::NotifyMarketCreated, JobKind::IndexMarketEmbedding];
+
 /// The two jobs a new market schedules.
 fn jobs_for(id: MarketId) -> [NewJob; 2] {
-    JobKind::ALL.map(|kind| NewJob::new(kind, id))
+    MARKET_KINDS.map(|kind| NewJob::new(kind, id))
 }
 
 /// A market created by `creator` with its two jobs.
@@ -118,9 +122,9 @@ pub async fn a_created_market_s_jobs_are_claimable<F: JobQueueFixture>(fixture: 
     let id = one_market(fixture).await;
     let claimed = claim(fixture, LEASE).await;
     let kinds: HashSet<JobKind> = claimed.iter().map(|job| job.kind).collect();
-    assert_eq!(kinds, JobKind::ALL.into_iter().collect());
+    assert_eq!(kinds, MARKET_KINDS.into_iter().collect());
     assert_eq!(claimed.len(), 2, "{claimed:?}");
-    assert!(claimed.iter().all(|job| job.market_id == id));
+    assert!(claimed.iter().all(|job| job.market_id() == id));
     assert!(claimed.iter().all(|job| job.attempt == 1));
 }
 
@@ -179,7 +183,7 @@ pub async fn an_update_stores_its_jobs_only_if_it_applies<F: JobQueueFixture>(fi
     let claimed = claim(fixture, LEASE).await;
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     assert_eq!(
-        (claimed[0].kind, claimed[0].market_id),
+        (claimed[0].kind, claimed[0].market_id()),
         (index[0].kind, market.id)
     );
 }
@@ -316,7 +320,10 @@ pub async fn jobs_die_after_their_last_attempt_and_are_listed_newest_first<F: Jo
         ],
         "newest first"
     );
-    assert_eq!((dead[0].kind, dead[0].market_id), (job.kind, market));
+    assert_eq!(
+        (dead[0].kind, dead[0].subject),
+        (job.kind, market.as_uuid())
+    );
     assert!(dead[0].died_at >= dead[1].died_at);
     assert_eq!(queue.dead(1).await.unwrap().len(), 1, "at most the limit");
     assert!(
@@ -379,7 +386,7 @@ pub async fn claims_take_only_the_kind_asked_for<F: JobQueueFixture>(fixture: &F
     for _ in 0..3 {
         create(fixture, &creator).await;
     }
-    for kind in JobKind::ALL {
+    for kind in MARKET_KINDS {
         let claimed = fixture.queue().claim(kind, 100, LEASE).await.unwrap();
         assert_eq!(claimed.len(), 3, "{kind}: {claimed:?}");
         assert!(claimed.iter().all(|job| job.kind == kind), "{claimed:?}");
@@ -397,9 +404,9 @@ pub async fn claims_come_longest_due_first_and_say_how_long_they_waited<F: JobQu
     let second = create(fixture, &creator).await;
     let kind = JobKind::NotifyMarketCreated;
     let claimed = fixture.queue().claim(kind, 1, LEASE).await.unwrap();
-    assert_eq!(claimed[0].market_id, first, "the job due longest first");
+    assert_eq!(claimed[0].market_id(), first, "the job due longest first");
     let claimed = fixture.queue().claim(kind, 1, LEASE).await.unwrap();
-    assert_eq!(claimed[0].market_id, second);
+    assert_eq!(claimed[0].market_id(), second);
     // One second of slack for a database whose clock is not the test's.
     let bound = started.elapsed() + Duration::from_secs(1);
     assert!(
@@ -515,4 +522,42 @@ pub async fn prune_forgets_old_completions<F: JobQueueFixture>(fixture: &F) {
     }
     let stats = queue.stats(LEASE).await.unwrap();
     assert!(stats.iter().all(|stats| stats.completed == 0), "{stats:?}");
+}
+
+/// Storing an unverified user queues its verification email in the same write (a vouched one
+/// gets none); a password reset request queues a reset email for a registered email, in any
+/// case, and nothing for an unknown one.
+pub async fn account_emails_are_queued_with_the_user_and_for_known_emails_only<
+    F: JobQueueFixture,
+>(
+    fixture: &F,
+) {
+    let queue = fixture.queue();
+    let ann = unverified_user(fixture, "ann").await;
+    let _vouched = user(fixture, "bob").await;
+    let verification = queue
+        .claim(JobKind::SendEmailVerification, 10, LEASE)
+        .await
+        .unwrap();
+    let subjects: Vec<_> = verification.iter().map(Job::user_id).collect();
+    assert_eq!(
+        subjects,
+        [ann.id],
+        "one verification email, the unverified user's"
+    );
+    let users = fixture.users();
+    let upper = Email::parse("ANN@example.com").unwrap();
+    users.request_password_reset(&upper).await.unwrap();
+    let nobody = Email::parse("nobody@example.com").unwrap();
+    users.request_password_reset(&nobody).await.unwrap();
+    let resets = queue
+        .claim(JobKind::SendPasswordReset, 10, LEASE)
+        .await
+        .unwrap();
+    let subjects: Vec<_> = resets.iter().map(Job::user_id).collect();
+    assert_eq!(
+        subjects,
+        [ann.id],
+        "one reset email, none for the unknown address"
+    );
 }

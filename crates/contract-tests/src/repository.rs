@@ -66,6 +66,7 @@ macro_rules! repository_contract {
             users_are_found_by_role,
             a_reset_token_sets_the_password_once_and_advances_the_epoch,
             expired_and_unknown_reset_tokens_change_nothing,
+            a_verification_token_verifies_the_email_once,
             unknown_users_are_absent,
             market_is_stored_whole,
             market_needs_an_existing_creator,
@@ -96,6 +97,7 @@ pub(crate) async fn user<F: RepositoryFixture>(fixture: &F, name: &str) -> User 
         display_name: DisplayName::parse(name).unwrap(),
         password_hash: PasswordHash::new(format!("$argon2id$v=19$m=8,t=1,p=1$salt${name}")),
         role: Role::User,
+        email_verified: true,
     };
     fixture.users().create(new).await.unwrap()
 }
@@ -268,6 +270,7 @@ pub async fn user_email_is_unique<F: RepositoryFixture>(fixture: &F) {
         display_name: DisplayName::parse("Other Ann").unwrap(),
         password_hash: PasswordHash::new("x"),
         role: Role::User,
+        email_verified: true,
     };
     let refused = fixture.users().create(twin).await;
     assert!(
@@ -362,11 +365,91 @@ async fn reset_token<F: RepositoryFixture>(
     seed: u8,
     minutes: i64,
 ) -> OneTimeToken {
+    account_token(fixture, TokenPurpose::PasswordReset, user, seed, minutes).await
+}
+
+/// A `purpose` token for `user`, made of `seed`, valid for `minutes` from now.
+async fn account_token<F: RepositoryFixture>(
+    fixture: &F,
+    purpose: TokenPurpose,
+    user: &User,
+    seed: u8,
+    minutes: i64,
+) -> OneTimeToken {
     let token = OneTimeToken::from_random([seed; 32]);
     let expires_at = Utc::now() + TimeDelta::minutes(minutes);
-    let stored = NewAccountToken::new(&token, TokenPurpose::PasswordReset, user.id, expires_at);
+    let stored = NewAccountToken::new(&token, purpose, user.id, expires_at);
     fixture.users().store_token(&stored).await.unwrap();
     token
+}
+
+/// A user stored unverified, as self-registration stores them.
+pub(crate) async fn unverified_user<F: RepositoryFixture>(fixture: &F, name: &str) -> User {
+    let new = NewUser {
+        id: UserId::new(),
+        email: Email::parse(&format!("{name}@example.com")).unwrap(),
+        display_name: DisplayName::parse(name).unwrap(),
+        password_hash: PasswordHash::new("x"),
+        role: Role::User,
+        email_verified: false,
+    };
+    fixture.users().create(new).await.unwrap()
+}
+
+/// `verify_email` marks the user verified once: the token and the user's other verification
+/// tokens are spent; a reset token, an expired or an unknown token verifies nothing. A password
+/// reset verifies too (its link reached the address).
+pub async fn a_verification_token_verifies_the_email_once<F: RepositoryFixture>(fixture: &F) {
+    let users = fixture.users();
+    let ann = unverified_user(fixture, "ann").await;
+    assert!(!ann.email_verified);
+    let purpose = TokenPurpose::EmailVerification;
+    let first = account_token(fixture, purpose, &ann, 1, 60).await;
+    let second = account_token(fixture, purpose, &ann, 2, 60).await;
+    let reset = reset_token(fixture, &ann, 3, 30).await;
+    let now = Utc::now();
+    let late = now + TimeDelta::minutes(61);
+    for refused in [
+        users.verify_email(&reset.hash(), now).await.unwrap(),
+        users.verify_email(&first.hash(), late).await.unwrap(),
+        users
+            .verify_email(&OneTimeToken::from_random([9; 32]).hash(), now)
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(refused, None);
+    }
+    assert!(
+        !users
+            .find_by_id(ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    let verified = users.verify_email(&second.hash(), now).await.unwrap();
+    assert_eq!(
+        verified.map(|u| (u.id, u.email_verified)),
+        Some((ann.id, true))
+    );
+    assert_eq!(
+        users.verify_email(&first.hash(), now).await.unwrap(),
+        None,
+        "spent with it"
+    );
+    assert!(
+        users
+            .find_by_id(ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    let bob = unverified_user(fixture, "bob").await;
+    let bobs = reset_token(fixture, &bob, 4, 30).await;
+    let new = PasswordHash::new("$argon2id$new");
+    let reset = users.reset_password(&bobs.hash(), &new, now).await.unwrap();
+    assert_eq!(reset.map(|u| u.email_verified), Some(true));
 }
 
 /// `reset_password` sets the password and advances the token epoch once; the token, and every

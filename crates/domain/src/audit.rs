@@ -46,11 +46,17 @@ pub enum AuditAction {
     RoleChanged,
     /// A market was deleted.
     MarketDeleted,
+    /// A user proved their email address (a verification link).
+    EmailVerified,
+    /// Someone asked for a password reset email (the email masked: it may name no account).
+    PasswordResetRequested,
+    /// A user set a new password through a reset link (every earlier token revoked).
+    PasswordReset,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 7] = [
+    pub const ALL: [AuditAction; 10] = [
         Self::LoginFailed,
         Self::LoginRateLimited,
         Self::Registered,
@@ -58,6 +64,9 @@ impl AuditAction {
         Self::AccessDenied,
         Self::RoleChanged,
         Self::MarketDeleted,
+        Self::EmailVerified,
+        Self::PasswordResetRequested,
+        Self::PasswordReset,
     ];
 
     /// The action's name, as stored, logged (`event`) and served.
@@ -70,6 +79,9 @@ impl AuditAction {
             Self::AccessDenied => "authz.denied",
             Self::RoleChanged => "user.role_changed",
             Self::MarketDeleted => "market.deleted",
+            Self::EmailVerified => "auth.email_verified",
+            Self::PasswordResetRequested => "auth.password_reset_requested",
+            Self::PasswordReset => "auth.password_reset",
         }
     }
 }

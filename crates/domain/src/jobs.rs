@@ -7,9 +7,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::auth::TokenPurpose;
 use crate::error::{BoxError, RepositoryError, ValidationError};
 use crate::id::uuid_id;
 use crate::market::MarketId;
+use crate::user::UserId;
 
 uuid_id!(
     /// Identifies a job; also the idempotency key of what the job sends.
@@ -24,17 +26,28 @@ pub enum JobKind {
     NotifyMarketCreated,
     /// (Re)compute a market's search embedding.
     IndexMarketEmbedding,
+    /// Email a new user the link that verifies their address (the job's subject is the user).
+    SendEmailVerification,
+    /// Email a user the link that sets a new password (the job's subject is the user).
+    SendPasswordReset,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 2] = [Self::NotifyMarketCreated, Self::IndexMarketEmbedding];
+    pub const ALL: [JobKind; 4] = [
+        Self::NotifyMarketCreated,
+        Self::IndexMarketEmbedding,
+        Self::SendEmailVerification,
+        Self::SendPasswordReset,
+    ];
 
     /// The kind's name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotifyMarketCreated => "notify_market_created",
             Self::IndexMarketEmbedding => "index_market_embedding",
+            Self::SendEmailVerification => "send_email_verification",
+            Self::SendPasswordReset => "send_password_reset",
         }
     }
 }
@@ -56,20 +69,32 @@ impl FromStr for JobKind {
     }
 }
 
-/// Work to schedule, about one market.
+/// Work to schedule, about one market or (account emails) one user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NewJob {
     /// What to do.
     pub kind: JobKind,
-    /// The market it concerns.
-    pub market_id: MarketId,
+    /// The id of what it concerns: a market, or a user for the account emails; the kind says
+    /// which.
+    pub subject: uuid::Uuid,
 }
 
 impl NewJob {
     /// `kind` of work about `market_id`.
     pub fn new(kind: JobKind, market_id: MarketId) -> Self {
-        Self { kind, market_id }
+        Self {
+            kind,
+            subject: market_id.as_uuid(),
+        }
+    }
+
+    /// `kind` of work about user `user_id`.
+    pub fn for_user(kind: JobKind, user_id: UserId) -> Self {
+        Self {
+            kind,
+            subject: user_id.as_uuid(),
+        }
     }
 }
 
@@ -81,8 +106,8 @@ pub struct Job {
     pub id: JobId,
     /// What to do.
     pub kind: JobKind,
-    /// The market it concerns.
-    pub market_id: MarketId,
+    /// The id of what it concerns (see [`NewJob::subject`]).
+    pub subject: uuid::Uuid,
     /// This attempt's number, from 1; also the claim's fencing token.
     pub attempt: u32,
     /// How long the job waited between becoming due (queued, retried or its last lease run
@@ -91,15 +116,25 @@ pub struct Job {
 }
 
 impl Job {
-    /// Attempt number `attempt` of job `id`, as a queue hands it out.
-    pub fn new(id: JobId, kind: JobKind, market_id: MarketId, attempt: u32) -> Self {
+    /// Attempt number `attempt` of job `id` about `subject`, as a queue hands it out.
+    pub fn new(id: JobId, kind: JobKind, subject: uuid::Uuid, attempt: u32) -> Self {
         Self {
             id,
             kind,
-            market_id,
+            subject,
             attempt,
             waited: Duration::ZERO,
         }
+    }
+
+    /// The subject as the market a market job concerns.
+    pub fn market_id(&self) -> MarketId {
+        self.subject.into()
+    }
+
+    /// The subject as the user an account email concerns.
+    pub fn user_id(&self) -> UserId {
+        self.subject.into()
     }
 
     /// The same claim, which waited `waited` after it was due.
@@ -178,8 +213,8 @@ pub struct DeadJob {
     pub id: JobId,
     /// What it did.
     pub kind: JobKind,
-    /// The market it concerned.
-    pub market_id: MarketId,
+    /// The id of what it concerned (see [`NewJob::subject`]).
+    pub subject: uuid::Uuid,
     /// How many attempts it had.
     pub attempts: u32,
     /// The last attempt's error.
@@ -189,11 +224,11 @@ pub struct DeadJob {
 }
 
 impl DeadJob {
-    /// Job `id`, which gave up at `died_at` after `attempts` attempts, the last with `last_error`.
+    /// Job `id` about `subject`, which gave up at `died_at` after `attempts` attempts, the last with `last_error`.
     pub fn new(
         id: JobId,
         kind: JobKind,
-        market_id: MarketId,
+        subject: uuid::Uuid,
         attempts: u32,
         last_error: String,
         died_at: DateTime<Utc>,
@@ -201,7 +236,7 @@ impl DeadJob {
         Self {
             id,
             kind,
-            market_id,
+            subject,
             attempts,
             last_error,
             died_at,
@@ -328,6 +363,57 @@ impl MarketCreatedNotice {
     }
 }
 
+/// An email carrying a single-use account link: its token is in the URL and nowhere else.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccountLinkNotice {
+    /// Deduplication key (the job id), as for [`MarketCreatedNotice::idempotency_key`].
+    pub idempotency_key: String,
+    /// Recipient address.
+    pub to: String,
+    /// Recipient's display name.
+    pub to_name: String,
+    /// What the link is for.
+    pub purpose: TokenPurpose,
+    /// The link, token included.
+    pub url: String,
+    /// How long the link works.
+    pub valid_for: Duration,
+}
+
+impl AccountLinkNotice {
+    /// The `purpose` link `url`, valid for `valid_for`, to `to_name` at `to`, sent once per
+    /// `idempotency_key`.
+    pub fn new(
+        idempotency_key: impl Into<String>,
+        to: impl Into<String>,
+        to_name: impl Into<String>,
+        purpose: TokenPurpose,
+        url: impl Into<String>,
+        valid_for: Duration,
+    ) -> Self {
+        Self {
+            idempotency_key: idempotency_key.into(),
+            to: to.into(),
+            to_name: to_name.into(),
+            purpose,
+            url: url.into(),
+            valid_for,
+        }
+    }
+}
+
+/// The link is a credential: `Debug` leaves it (and the address) out.
+impl fmt::Debug for AccountLinkNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountLinkNotice")
+            .field("idempotency_key", &self.idempotency_key)
+            .field("purpose", &self.purpose)
+            .field("valid_for", &self.valid_for)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a notification was not sent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -345,10 +431,14 @@ pub enum NotifyError {
 pub trait Notifier: Send + Sync + fmt::Debug + 'static {
     /// Tells a creator their market is live.
     async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError>;
+
+    /// Sends a user a single-use account link (email verification, password reset).
+    async fn account_link(&self, notice: &AccountLinkNotice) -> Result<(), NotifyError>;
 }
 
 forward_through_arc!(Notifier {
     async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError>;
+    async fn account_link(&self, notice: &AccountLinkNotice) -> Result<(), NotifyError>;
 });
 
 /// The delay before retry number `attempt` (from 1): `base * 2^(attempt-1)`, capped at `max`,
@@ -387,7 +477,12 @@ mod tests {
         (indexed.queued, indexed.oldest_due, indexed.completed) = (4, due, 7);
         let mut notified = KindStats::new(notify);
         notified.dead = 1;
-        assert_eq!(stats, [notified, indexed]);
+        let quiet =
+            [JobKind::SendEmailVerification, JobKind::SendPasswordReset].map(KindStats::new);
+        assert_eq!(
+            stats,
+            [notified, indexed, quiet[0].clone(), quiet[1].clone()]
+        );
         assert!(KindStats::from_counts([("send_spam", "queued", 1, None)]).is_err());
     }
 

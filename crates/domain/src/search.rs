@@ -459,6 +459,7 @@ mod tests {
                 display_name: DisplayName::parse("Ann").unwrap(),
                 password_hash: PasswordHash::new("x"),
                 role: Role::User,
+                email_verified: true,
             },
         ))
         .unwrap();

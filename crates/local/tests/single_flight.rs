@@ -138,6 +138,7 @@ async fn setup() -> (Counted, SingleFlight<Counted>, UserId) {
         display_name: DisplayName::parse("ann").unwrap(),
         password_hash: PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$salt$ann".to_owned()),
         role: Role::User,
+        email_verified: true,
     };
     let creator = UserRepository::create(&store, new).await.unwrap();
     let counted = Counted::new(store);

@@ -38,14 +38,14 @@ pub(crate) async fn enqueue(
     }
     let ids: Vec<Uuid> = jobs.iter().map(|_| JobId::new().as_uuid()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|job| job.kind.as_str()).collect();
-    let markets: Vec<Uuid> = jobs.iter().map(|job| job.market_id.as_uuid()).collect();
+    let subjects: Vec<Uuid> = jobs.iter().map(|job| job.subject).collect();
     sql_query(
-        "INSERT INTO jobs (id, kind, market_id) \
+        "INSERT INTO jobs (id, kind, subject_id) \
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[])",
     )
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<Text>, _>(kinds)
-    .bind::<Array<SqlUuid>, _>(markets)
+    .bind::<Array<SqlUuid>, _>(subjects)
     .execute(conn)
     .await
     .map(drop)
@@ -58,7 +58,7 @@ struct ClaimedRow {
     #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = SqlUuid)]
-    market_id: Uuid,
+    subject_id: Uuid,
     #[diesel(sql_type = Integer)]
     attempts: i32,
     #[diesel(sql_type = BigInt)]
@@ -92,7 +92,7 @@ struct DeadRow {
     #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = SqlUuid)]
-    market_id: Uuid,
+    subject_id: Uuid,
     #[diesel(sql_type = Integer)]
     attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
@@ -141,7 +141,7 @@ const CLAIM: &str = "WITH expired AS ( \
          locked_until = now() + $3 * interval '1 millisecond' \
      WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) AS d \
                   LIMIT $2) \
-     RETURNING id, kind, market_id, attempts, \
+     RETURNING id, kind, subject_id, attempts, \
          greatest(0, extract(epoch FROM now() - run_at) * 1000)::int8 AS waited_ms";
 
 /// Every kind's jobs by state, with the oldest due wait of the queued ones, and the kind's
@@ -189,7 +189,7 @@ impl JobQueue for PgJobQueue {
                 let job = Job::new(
                     JobId::from(row.id),
                     self::kind(&row.kind)?,
-                    row.market_id.into(),
+                    row.subject_id,
                     attempt(row.attempts),
                 );
                 Ok(job.with_wait(since(row.waited_ms)))
@@ -284,7 +284,7 @@ impl JobQueue for PgJobQueue {
     async fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, RepositoryError> {
         let mut conn = self.pool.get().await?;
         let rows = sql_query(
-            "SELECT id, kind, market_id, attempts, last_error, updated_at FROM jobs \
+            "SELECT id, kind, subject_id, attempts, last_error, updated_at FROM jobs \
              WHERE state = 'dead' ORDER BY updated_at DESC LIMIT $1",
         )
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -296,7 +296,7 @@ impl JobQueue for PgJobQueue {
                 Ok(DeadJob::new(
                     JobId::from(row.id),
                     kind(&row.kind)?,
-                    row.market_id.into(),
+                    row.subject_id,
                     attempt(row.attempts),
                     row.last_error.unwrap_or_default(),
                     row.updated_at,

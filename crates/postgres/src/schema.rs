@@ -9,6 +9,7 @@ diesel::table! {
         password_hash -> Text,
         role -> Text,
         token_epoch -> BigInt,
+        email_verified -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

@@ -112,6 +112,7 @@ impl TestDatabase {
                 .unwrap_or_else(|error| panic!("bad test user name {name:?}: {error}")),
             password_hash: PasswordHash::new("not a real hash"),
             role: Role::User,
+            email_verified: true,
         };
         match PgUserRepository::new(self.pool()).create(new).await {
             Ok(user) => user.id,

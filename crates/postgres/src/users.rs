@@ -9,6 +9,7 @@ use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
 use markets_domain::error::ValidationError;
+use markets_domain::jobs::{JobId, JobKind, NewJob};
 use markets_domain::permission::Role;
 use markets_domain::user::{
     CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 use crate::audit::record;
 use crate::error::{corrupt, from_query, is_unique_violation};
+use crate::jobs::enqueue;
 use crate::pool::PgPool;
 use crate::schema::users;
 
@@ -46,6 +48,7 @@ struct UserRow {
     role: String,
     created_at: DateTime<Utc>,
     token_epoch: i64,
+    email_verified: bool,
 }
 
 /// A user with their password hash, selected only to log them in.
@@ -74,6 +77,7 @@ struct NewUserRow<'a> {
     display_name: &'a str,
     password_hash: &'a str,
     role: &'a str,
+    email_verified: bool,
 }
 
 /// A single-use token consumed by a statement: whose it was, and its stored hash.
@@ -138,6 +142,7 @@ impl TryFrom<UserRow> for User {
             created_at: row.created_at,
             token_epoch: u64::try_from(row.token_epoch)
                 .map_err(|_| invalid(ValidationError::new("token_epoch", "is negative")))?,
+            email_verified: row.email_verified,
         })
     }
 }
@@ -152,11 +157,24 @@ impl UserRepository for PgUserRepository {
             display_name: user.display_name.as_str(),
             password_hash: user.password_hash.as_str(),
             role: user.role.as_str(),
+            email_verified: user.email_verified,
         };
-        let inserted = diesel::insert_into(users::table)
-            .values(&row)
-            .returning(UserRow::as_returning())
-            .get_result(&mut conn)
+        let verification = NewJob::for_user(JobKind::SendEmailVerification, user.id);
+        let jobs: &[NewJob] = if user.email_verified {
+            &[]
+        } else {
+            &[verification]
+        };
+        let inserted = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let inserted = diesel::insert_into(users::table)
+                    .values(&row)
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .await?;
+                enqueue(conn, jobs).await?;
+                Ok(inserted)
+            })
             .await
             .map_err(|error| match error {
                 e if is_unique_violation(&e, "users_email_key") => CreateUserError::EmailTaken,
@@ -231,7 +249,8 @@ impl UserRepository for PgUserRepository {
                      FROM (SELECT id, role FROM users WHERE id = $1 FOR UPDATE) AS old \
                      WHERE users.id = old.id \
                      RETURNING users.id, users.email, users.display_name, users.role, \
-                     users.created_at, users.token_epoch, old.role AS previous_role",
+                     users.created_at, users.token_epoch, users.email_verified, \
+                     old.role AS previous_role",
                 )
                 .bind::<SqlUuid, _>(id.as_uuid())
                 .bind::<Text, _>(role.as_str())
@@ -288,14 +307,64 @@ impl UserRepository for PgUserRepository {
         .map_err(from_query)
     }
 
+    /// One statement: the lookup and the insert run alike whether or not the email is known.
+    async fn request_password_reset(&self, email: &Email) -> Result<(), RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        diesel::sql_query(
+            "INSERT INTO jobs (id, kind, subject_id) \
+             SELECT $1, $2, id FROM users WHERE lower(email) = $3",
+        )
+        .bind::<SqlUuid, _>(JobId::new().as_uuid())
+        .bind::<Text, _>(JobKind::SendPasswordReset.as_str())
+        .bind::<Text, _>(email.as_str())
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(from_query)
+    }
+
+    async fn verify_email(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let purpose = TokenPurpose::EmailVerification;
+        self.redeem(token, purpose, now, users::email_verified.eq(true))
+            .await
+    }
+
     async fn reset_password(
         &self,
         token: &TokenHash,
         password: &PasswordHash,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, RepositoryError> {
+        let changes = (
+            users::password_hash.eq(password.as_str()),
+            users::token_epoch.eq(users::token_epoch + 1),
+            users::email_verified.eq(true),
+        );
+        self.redeem(token, TokenPurpose::PasswordReset, now, changes)
+            .await
+    }
+}
+
+impl PgUserRepository {
+    /// Consumes `token` (a `purpose` token) and the user's other `purpose` tokens, and applies
+    /// `changes` to the user, in one transaction; the user as updated, or `None` if the token
+    /// is not good.
+    async fn redeem<C>(
+        &self,
+        token: &TokenHash,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+        changes: C,
+    ) -> Result<Option<User>, RepositoryError>
+    where
+        C: diesel::AsChangeset<Target = users::table> + Send,
+        C::Changeset: diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
+    {
         let mut conn = self.pool.get().await?;
-        let purpose = TokenPurpose::PasswordReset;
         let updated = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 let Some(user_id) = consume(conn, token, purpose, now).await? else {
@@ -311,11 +380,7 @@ impl UserRepository for PgUserRepository {
                 .execute(conn)
                 .await?;
                 diesel::update(users::table.find(user_id))
-                    .set((
-                        users::password_hash.eq(password.as_str()),
-                        users::token_epoch.eq(users::token_epoch + 1),
-                        users::updated_at.eq(diesel::dsl::now),
-                    ))
+                    .set((changes, users::updated_at.eq(diesel::dsl::now)))
                     .returning(UserRow::as_returning())
                     .get_result(conn)
                     .await

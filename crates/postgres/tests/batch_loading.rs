@@ -48,6 +48,7 @@ async fn list_pages_load_creators_in_one_batch() {
                 display_name: DisplayName::parse(&format!("Creator {n}")).unwrap(),
                 password_hash: PasswordHash::new("x"),
                 role: Role::User,
+                email_verified: true,
             })
             .await
             .unwrap();

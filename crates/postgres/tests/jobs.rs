@@ -42,7 +42,8 @@ impl World {
             status: MarketStatus::Open,
             volume: Volume::ZERO,
         };
-        let jobs = JobKind::ALL.map(|kind| NewJob::new(kind, new.id));
+        let jobs = [JobKind::NotifyMarketCreated, JobKind::IndexMarketEmbedding]
+            .map(|kind| NewJob::new(kind, new.id));
         self.markets.create(new, &jobs).await.unwrap().id
     }
 }

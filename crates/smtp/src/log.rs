@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tracing::info;
 
-use markets_domain::jobs::{MarketCreatedNotice, Notifier, NotifyError};
+use markets_domain::jobs::{AccountLinkNotice, MarketCreatedNotice, Notifier, NotifyError};
 
 /// Writes each notice to the log (at `info`) and reports success: the default in development,
 /// where there is no mail server and nobody to write to.
@@ -21,6 +21,18 @@ impl Notifier for LogNotifier {
             url = %notice.market_url,
             idempotency_key = %notice.idempotency_key,
             "market-created notice (logged, not sent)"
+        );
+        Ok(())
+    }
+
+    /// Logs the link itself, so a developer can open it: this notifier is for development.
+    async fn account_link(&self, notice: &AccountLinkNotice) -> Result<(), NotifyError> {
+        info!(
+            to = %mask_address(&notice.to),
+            purpose = notice.purpose.as_str(),
+            url = %notice.url,
+            idempotency_key = %notice.idempotency_key,
+            "account link (logged, not sent)"
         );
         Ok(())
     }

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use crate::log::mask_address;
 use crate::message;
 use crate::settings::{SmtpSettings, TlsMode};
-use markets_domain::jobs::{MarketCreatedNotice, Notifier, NotifyError};
+use markets_domain::jobs::{AccountLinkNotice, MarketCreatedNotice, Notifier, NotifyError};
 
 type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
@@ -207,31 +207,35 @@ fn classify(error: lettre::transport::smtp::Error) -> NotifyError {
 #[error("the SMTP server did not answer within {0:?}")]
 struct TimedOut(Duration);
 
-#[async_trait]
-impl Notifier for SmtpNotifier {
-    /// Sends the notice as one email (see the crate documentation for its content).
+impl SmtpNotifier {
+    /// Sends `email` (`what`, to `to`, sent once per `key`) within the configured timeout.
     ///
     /// A timeout may come after the server took the message: the retry then sends it again,
     /// with the same `Message-ID` and `X-Idempotency-Key`.
-    async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError> {
-        let email = message::market_created(&self.inner.from, notice)?;
+    async fn send(
+        &self,
+        email: lettre::Message,
+        to: &str,
+        key: &str,
+        what: &'static str,
+    ) -> Result<(), NotifyError> {
         let (generation, transport) = self.transport();
         let timeout = self.inner.timeout;
-        let to = mask_address(&notice.to);
-        let key = notice.idempotency_key.as_str();
+        let to = mask_address(to);
         match tokio::time::timeout(timeout, transport.send(email)).await {
             Ok(Ok(_)) => {
-                debug!(%to, idempotency_key = key, "market-created notice sent");
+                debug!(%to, idempotency_key = key, what, "notice sent");
                 Ok(())
             }
             Ok(Err(error)) => {
-                debug!(%to, idempotency_key = key, %error, "market-created notice not sent");
+                debug!(%to, idempotency_key = key, what, %error, "notice not sent");
                 Err(classify(error))
             }
             Err(_) => {
                 warn!(
                     %to,
                     idempotency_key = key,
+                    what,
                     ?timeout,
                     "SMTP send timed out; starting over with new connections"
                 );
@@ -239,5 +243,23 @@ impl Notifier for SmtpNotifier {
                 Err(NotifyError::Unavailable(Box::new(TimedOut(timeout))))
             }
         }
+    }
+}
+
+#[async_trait]
+impl Notifier for SmtpNotifier {
+    /// Sends the notice as one email (see the crate documentation for its content).
+    async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError> {
+        let email = message::market_created(&self.inner.from, notice)?;
+        let key = &notice.idempotency_key;
+        self.send(email, &notice.to, key, "market_created").await
+    }
+
+    /// Sends the link as one email, plain text and HTML.
+    async fn account_link(&self, notice: &AccountLinkNotice) -> Result<(), NotifyError> {
+        let email = message::account_link(&self.inner.from, notice)?;
+        let key = &notice.idempotency_key;
+        self.send(email, &notice.to, key, notice.purpose.as_str())
+            .await
     }
 }

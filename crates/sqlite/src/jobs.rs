@@ -38,12 +38,12 @@ pub(crate) fn enqueue(
 ) -> QueryResult<()> {
     for job in jobs {
         sql_query(
-            "INSERT INTO jobs (id, kind, market_id, run_at, created_at, updated_at) \
+            "INSERT INTO jobs (id, kind, subject_id, run_at, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind::<Binary, _>(SqlId(JobId::new().as_uuid()))
         .bind::<Text, _>(job.kind.as_str())
-        .bind::<Binary, _>(SqlId(job.market_id.as_uuid()))
+        .bind::<Binary, _>(SqlId(job.subject))
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(now)
@@ -59,7 +59,7 @@ struct ClaimedRow {
     #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = Binary)]
-    market_id: SqlId,
+    subject_id: SqlId,
     #[diesel(sql_type = Integer)]
     attempts: i32,
     #[diesel(sql_type = BigInt)]
@@ -93,7 +93,7 @@ struct DeadRow {
     #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = Binary)]
-    market_id: SqlId,
+    subject_id: SqlId,
     #[diesel(sql_type = Integer)]
     attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
@@ -142,7 +142,7 @@ const CLAIM: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1,
              SELECT id FROM jobs WHERE kind = ?4 AND state = 'queued' AND run_at <= ?1 \
              ORDER BY run_at LIMIT ?3) \
          LIMIT ?3) \
-     RETURNING id, kind, market_id, attempts, max(0, ?1 - run_at) AS waited_us";
+     RETURNING id, kind, subject_id, attempts, max(0, ?1 - run_at) AS waited_us";
 
 /// Every kind's jobs by state, with the oldest due moment of the queued ones (?1 now), and the
 /// kind's completions since ?2.
@@ -199,7 +199,7 @@ impl JobQueue for SqliteJobQueue {
                 let job = Job::new(
                     JobId::from(row.id.0),
                     self::kind(&row.kind)?,
-                    row.market_id.0.into(),
+                    row.subject_id.0,
                     attempt(row.attempts),
                 );
                 Ok(job.with_wait(micros(row.waited_us)))
@@ -329,7 +329,7 @@ impl JobQueue for SqliteJobQueue {
             .pool
             .run(move |conn| {
                 sql_query(
-                    "SELECT id, kind, market_id, attempts, last_error, updated_at FROM jobs \
+                    "SELECT id, kind, subject_id, attempts, last_error, updated_at FROM jobs \
                      WHERE state = 'dead' ORDER BY updated_at DESC LIMIT ?",
                 )
                 .bind::<BigInt, _>(count(limit))
@@ -342,7 +342,7 @@ impl JobQueue for SqliteJobQueue {
                 Ok(DeadJob::new(
                     JobId::from(row.id.0),
                     kind(&row.kind)?,
-                    row.market_id.0.into(),
+                    row.subject_id.0,
                     attempt(row.attempts),
                     row.last_error.unwrap_or_default(),
                     row.updated_at.0,

@@ -8,6 +8,7 @@ use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
 use markets_domain::error::ValidationError;
+use markets_domain::jobs::{JobId, JobKind, NewJob};
 use markets_domain::permission::Role;
 use markets_domain::user::{
     CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
@@ -16,6 +17,7 @@ use markets_domain::user::{
 
 use crate::audit::record;
 use crate::error::{corrupt, from_query, is_unique_violation};
+use crate::jobs::enqueue;
 use crate::pool::SqlitePool;
 use crate::schema::users;
 use crate::values::{Micros, SqlId};
@@ -43,6 +45,7 @@ struct UserRow {
     role: String,
     created_at: Micros,
     token_epoch: i64,
+    email_verified: bool,
 }
 
 /// A user with their password hash, selected only to log them in.
@@ -62,6 +65,7 @@ struct NewUserRow {
     display_name: String,
     password_hash: String,
     role: &'static str,
+    email_verified: bool,
     created_at: Micros,
     updated_at: Micros,
 }
@@ -125,6 +129,7 @@ impl TryFrom<UserRow> for User {
             created_at: row.created_at.0,
             token_epoch: u64::try_from(row.token_epoch)
                 .map_err(|_| invalid(ValidationError::new("token_epoch", "is negative")))?,
+            email_verified: row.email_verified,
         })
     }
 }
@@ -139,16 +144,28 @@ impl UserRepository for SqliteUserRepository {
             display_name: user.display_name.as_str().to_owned(),
             password_hash: user.password_hash.as_str().to_owned(),
             role: user.role.as_str(),
+            email_verified: user.email_verified,
             created_at: now,
             updated_at: now,
         };
+        let verification = NewJob::for_user(JobKind::SendEmailVerification, user.id);
+        let jobs: &[NewJob] = if user.email_verified {
+            &[]
+        } else {
+            &[verification]
+        };
+        let jobs = jobs.to_vec();
         let inserted = self
             .pool
             .write(move |conn| {
-                diesel::insert_into(users::table)
-                    .values(&row)
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
+                conn.immediate_transaction(|conn| {
+                    let inserted = diesel::insert_into(users::table)
+                        .values(&row)
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)?;
+                    enqueue(conn, &jobs, now)?;
+                    Ok(inserted)
+                })
             })
             .await?
             .map_err(|error| match error {
@@ -298,14 +315,69 @@ impl UserRepository for SqliteUserRepository {
             .map_err(from_query)
     }
 
+    /// One statement: the lookup and the insert run alike whether or not the email is known.
+    async fn request_password_reset(&self, email: &Email) -> Result<(), RepositoryError> {
+        let email = email.as_str().to_owned();
+        self.pool
+            .write(move |conn| {
+                let now = Micros::now();
+                diesel::sql_query(
+                    "INSERT INTO jobs (id, kind, subject_id, run_at, created_at, updated_at) \
+                     SELECT ?1, ?2, id, ?3, ?3, ?3 FROM users WHERE email = ?4",
+                )
+                .bind::<Binary, _>(SqlId(JobId::new().as_uuid()))
+                .bind::<Text, _>(JobKind::SendPasswordReset.as_str())
+                .bind::<BigInt, _>(now)
+                .bind::<Text, _>(email)
+                .execute(conn)
+            })
+            .await?
+            .map(drop)
+            .map_err(from_query)
+    }
+
+    async fn verify_email(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let purpose = TokenPurpose::EmailVerification;
+        self.redeem(token, purpose, now, users::email_verified.eq(true))
+            .await
+    }
+
     async fn reset_password(
         &self,
         token: &TokenHash,
         password: &PasswordHash,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, RepositoryError> {
-        let (token, password) = (*token, password.as_str().to_owned());
-        let purpose = TokenPurpose::PasswordReset;
+        let changes = (
+            users::password_hash.eq(password.as_str().to_owned()),
+            users::token_epoch.eq(users::token_epoch + 1),
+            users::email_verified.eq(true),
+        );
+        self.redeem(token, TokenPurpose::PasswordReset, now, changes)
+            .await
+    }
+}
+
+impl SqliteUserRepository {
+    /// Consumes `token` (a `purpose` token) and the user's other `purpose` tokens, and applies
+    /// `changes` to the user, in one write transaction; the user as updated, or `None` if the
+    /// token is not good.
+    async fn redeem<C>(
+        &self,
+        token: &TokenHash,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+        changes: C,
+    ) -> Result<Option<User>, RepositoryError>
+    where
+        C: diesel::AsChangeset<Target = users::table> + Send + 'static,
+        C::Changeset: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>,
+    {
+        let token = *token;
         let now = Micros(now).get();
         let updated = self
             .pool
@@ -323,11 +395,7 @@ impl UserRepository for SqliteUserRepository {
                     .bind::<BigInt, _>(now)
                     .execute(conn)?;
                     diesel::update(users::table.find(user_id))
-                        .set((
-                            users::password_hash.eq(password),
-                            users::token_epoch.eq(users::token_epoch + 1),
-                            users::updated_at.eq(Micros::now()),
-                        ))
+                        .set((changes, users::updated_at.eq(Micros::now())))
                         .returning(UserRow::as_returning())
                         .get_result(conn)
                         .optional()

@@ -28,7 +28,8 @@ async fn fifty_markets() -> TestDatabase {
             status: MarketStatus::Open,
             volume: Volume::ZERO,
         };
-        let jobs = JobKind::ALL.map(|kind| NewJob::new(kind, new.id));
+        let jobs = [JobKind::NotifyMarketCreated, JobKind::IndexMarketEmbedding]
+            .map(|kind| NewJob::new(kind, new.id));
         markets.create(new, &jobs).await.unwrap();
     }
     db

@@ -61,7 +61,7 @@ pub async fn create_admin(
         None => {
             let password = Password::parse(&password.read()?)?;
             let registration = Registration::new(email, password, display_name);
-            let admin = auth.register(registration, Role::Admin).await?;
+            let admin = auth.register(registration, Role::Admin, true).await?;
             info!(user_id = %admin.id, email = %admin.email, "administrator created");
             admin
         }

@@ -51,8 +51,8 @@ pub async fn jobs(queue: &dyn JobQueue, command: JobsCommand) -> anyhow::Result<
             anyhow::ensure!(dead, "only `markets jobs list --dead` is supported");
             for job in queue.dead(1000).await? {
                 println!(
-                    "{}\t{}\tmarket {}\t{} attempts\tdied {}\t{}",
-                    job.id, job.kind, job.market_id, job.attempts, job.died_at, job.last_error
+                    "{}\t{}\tsubject {}\t{} attempts\tdied {}\t{}",
+                    job.id, job.kind, job.subject, job.attempts, job.died_at, job.last_error
                 );
             }
         }

@@ -94,6 +94,9 @@ pub struct UserResponse {
     pub role: Role,
     /// Registration time.
     pub created_at: DateTime<Utc>,
+    /// Whether the user confirmed the address (a verification or password reset link); only
+    /// verified addresses get market notifications.
+    pub email_verified: bool,
 }
 
 /// An issued access token.
@@ -133,6 +136,39 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// `POST /auth/verify-email`.
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyEmailRequest {
+    /// The token of the verification link.
+    pub token: String,
+}
+
+/// `POST /auth/password-reset`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    /// The account's email.
+    #[schema(value_type = EmailSchema)]
+    pub email: String,
+}
+
+/// `POST /auth/password-reset/confirm`.
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordResetConfirmation {
+    /// The token of the reset link.
+    pub token: String,
+    /// The new password: 8 to 128 characters.
+    #[schema(value_type = PasswordSchema)]
+    pub password: String,
+}
+
+/// The answer to a password reset request, the same whether or not the email is registered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetRequested {
+    /// What happens next.
+    #[schema(example = "If the email is registered, a reset link is on its way.")]
+    pub message: &'static str,
+}
+
 /// Stands in for a password or token in the `Debug` of the bodies that carry one, so that no
 /// `{:?}` of a request or response, in a log line or a panic message, ever prints it.
 const REDACTED: &str = "<redacted>";
@@ -161,6 +197,23 @@ impl fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginRequest")
             .field("email", &self.email)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for VerifyEmailRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyEmailRequest")
+            .field("token", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PasswordResetConfirmation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordResetConfirmation")
+            .field("token", &REDACTED)
             .field("password", &REDACTED)
             .finish()
     }
@@ -304,6 +357,7 @@ impl From<User> for UserResponse {
             display_name: user.display_name.into(),
             role: user.role,
             created_at: user.created_at,
+            email_verified: user.email_verified,
         }
     }
 }

@@ -150,6 +150,9 @@ fn api(routes: &mut Routes) {
         .service(auth::register)
         .service(auth::login)
         .service(auth::logout)
+        .service(auth::verify_email)
+        .service(auth::request_password_reset)
+        .service(auth::confirm_password_reset)
         .service(users::me)
         .service(users::change_role)
         .service(audit::list)
@@ -180,6 +183,10 @@ pub struct RoutePolicies {
     pub register: Arc<RatePolicy>,
     /// Market writes (`POST`, `PATCH`, `DELETE`), per user.
     pub writes: Arc<RatePolicy>,
+    /// The account token routes, per client IP.
+    pub account_tokens: Arc<RatePolicy>,
+    /// Password reset emails, per address (applied by the handler, which parses the address).
+    pub password_reset_email: Arc<RatePolicy>,
 }
 
 impl RoutePolicies {
@@ -191,12 +198,21 @@ impl RoutePolicies {
             login: policy(&settings.login, "login"),
             register: policy(&settings.register, "register"),
             writes: policy(&settings.writes, "writes"),
+            account_tokens: policy(&settings.account_tokens, "account_tokens"),
+            password_reset_email: policy(&settings.password_reset_email, "password_reset_email"),
         }
     }
 
     /// Every policy, e.g. to register its metrics at start-up.
-    pub fn all(&self) -> [&RatePolicy; 4] {
-        [&self.search, &self.login, &self.register, &self.writes]
+    pub fn all(&self) -> [&RatePolicy; 6] {
+        [
+            &self.search,
+            &self.login,
+            &self.register,
+            &self.writes,
+            &self.account_tokens,
+            &self.password_reset_email,
+        ]
     }
 }
 

@@ -43,6 +43,7 @@ pub async fn user(store: &InMemoryStore, email: &str) -> User {
             display_name: DisplayName::parse("Ann").unwrap(),
             password_hash: PasswordHash::new("plain$password"),
             role: Role::User,
+            email_verified: true,
         },
     )
     .await

@@ -8,7 +8,8 @@ mod service;
 mod token;
 
 pub use one_time::{
-    NewAccountToken, OneTimeToken, PASSWORD_RESET_LIFETIME, TokenHash, TokenPurpose,
+    EMAIL_VERIFICATION_LIFETIME, NewAccountToken, OneTimeToken, PASSWORD_RESET_LIFETIME, TokenHash,
+    TokenPurpose,
 };
 pub use password::{HashError, Password, PasswordHash, PasswordHasher};
 pub use revocation::TokenRevocations;

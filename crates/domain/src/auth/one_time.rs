@@ -1,4 +1,4 @@
-//! Single-use account tokens (a password reset link's): random, sent only in an email, stored
+//! Single-use account tokens (a password reset or email verification link's): random, sent only in an email, stored
 //! only as their SHA-256. A plain hash is right here: the token holds 256 bits from the OS RNG,
 //! so there is nothing to brute-force that a slow hash would protect.
 
@@ -10,6 +10,9 @@ use crate::user::UserId;
 
 /// How long a password reset token is valid.
 pub const PASSWORD_RESET_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// How long an email verification token is valid.
+pub const EMAIL_VERIFICATION_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// A token as the email carries it: 64 lower-case hex digits of 32 random bytes. `Debug` does
 /// not show it.
@@ -88,6 +91,8 @@ impl fmt::Debug for TokenHash {
 pub enum TokenPurpose {
     /// Setting a new password.
     PasswordReset,
+    /// Proving the user receives mail at their address.
+    EmailVerification,
 }
 
 impl TokenPurpose {
@@ -95,6 +100,15 @@ impl TokenPurpose {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PasswordReset => "password_reset",
+            Self::EmailVerification => "email_verification",
+        }
+    }
+
+    /// How long a token for this purpose is accepted after it is issued.
+    pub fn lifetime(self) -> chrono::TimeDelta {
+        match self {
+            Self::PasswordReset => PASSWORD_RESET_LIFETIME,
+            Self::EmailVerification => EMAIL_VERIFICATION_LIFETIME,
         }
     }
 }

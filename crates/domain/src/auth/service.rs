@@ -2,9 +2,8 @@
 
 use crate::audit::AuditEvent;
 use crate::auth::{
-    AccessToken, HashError, NewAccountToken, OneTimeToken, PASSWORD_RESET_LIFETIME, Password,
-    PasswordHasher, TokenClaims, TokenError, TokenHash, TokenIssuer, TokenPurpose,
-    TokenRevocations,
+    AccessToken, HashError, NewAccountToken, OneTimeToken, Password, PasswordHasher, TokenClaims,
+    TokenError, TokenHash, TokenIssuer, TokenPurpose, TokenRevocations,
 };
 use crate::error::RepositoryError;
 use crate::permission::{Actor, Permission, Role};
@@ -33,7 +32,8 @@ pub enum AuthError {
     /// The presented token was refused, or its user no longer exists.
     #[error("Invalid or expired token")]
     InvalidToken(#[source] TokenError),
-    /// A single-use token (password reset) that is unknown, used or expired.
+    /// A single-use token (password reset, email verification) that is unknown, used or
+    /// expired.
     #[error("Invalid, used or expired token")]
     BadOneTimeToken,
     /// The use case needs an authenticated user.
@@ -152,11 +152,14 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
             .await?)
     }
 
-    /// Registers a user with `role` (self-registration passes [`Role::User`]).
+    /// Registers a user with `role` (self-registration passes [`Role::User`]). Unless
+    /// `email_verified` (an operator vouching for the address), the store queues the email that
+    /// verifies it with the user.
     pub async fn register(
         &self,
         registration: Registration,
         role: Role,
+        email_verified: bool,
     ) -> Result<User, AuthError> {
         let password_hash = self.hasher.hash(&registration.password).await?;
         let user = NewUser {
@@ -165,6 +168,7 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
             display_name: registration.display_name,
             password_hash,
             role,
+            email_verified,
         };
         Ok(self.users.create(user).await?)
     }
@@ -213,23 +217,36 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         Ok(Session { user, claims })
     }
 
-    /// Stores a password reset token for `user`, made of `random` (from the OS RNG), valid for
-    /// [`PASSWORD_RESET_LIFETIME`] from `now`; returns the token, for the email only.
-    pub async fn issue_password_reset(
+    /// Stores a `purpose` token for `user`, made of `random` (from the OS RNG), valid for the
+    /// purpose's lifetime from `now`; returns the token, for the email only.
+    pub async fn issue_token(
         &self,
+        purpose: TokenPurpose,
         user: UserId,
         random: [u8; 32],
         now: DateTime<Utc>,
     ) -> Result<OneTimeToken, AuthError> {
         let token = OneTimeToken::from_random(random);
-        let stored = NewAccountToken::new(
-            &token,
-            TokenPurpose::PasswordReset,
-            user,
-            now + PASSWORD_RESET_LIFETIME,
-        );
+        let stored = NewAccountToken::new(&token, purpose, user, now + purpose.lifetime());
         self.users.store_token(&stored).await?;
         Ok(token)
+    }
+
+    /// Queues a password reset email to `email` if it is registered; the same work, and the
+    /// same answer, if it is not.
+    pub async fn request_password_reset(&self, email: &Email) -> Result<(), AuthError> {
+        Ok(self.users.request_password_reset(email).await?)
+    }
+
+    /// Marks the email of the user of verification `token` verified, consuming the token.
+    ///
+    /// # Errors
+    /// [`AuthError::BadOneTimeToken`] for an unknown, used or expired token.
+    pub async fn verify_email(&self, token: &str, now: DateTime<Utc>) -> Result<User, AuthError> {
+        self.users
+            .verify_email(&TokenHash::of(token), now)
+            .await?
+            .ok_or(AuthError::BadOneTimeToken)
     }
 
     /// Sets `password` for the user of reset `token` and revokes every access token issued to
@@ -303,6 +320,7 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::{JobKind, NewJob};
     use crate::testing::{FakeTokens, InMemoryRevocations, InMemoryStore, PlaintextHasher};
     use futures_executor::block_on;
 
@@ -321,7 +339,7 @@ mod tests {
     #[test]
     fn a_logged_out_token_opens_no_session_but_others_do() {
         let auth = service();
-        block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         let first = block_on(auth.login("ann@example.com", "long enough")).unwrap();
         let second = block_on(auth.login("ann@example.com", "long enough")).unwrap();
         let session = block_on(auth.session(&first.token)).unwrap();
@@ -345,7 +363,8 @@ mod tests {
     #[test]
     fn registered_users_can_log_in_with_any_email_case() {
         let auth = service();
-        let user = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let user =
+            block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         let found = block_on(auth.authenticate(" ANN@example.com", "long enough")).unwrap();
         assert_eq!(found, user);
     }
@@ -353,15 +372,16 @@ mod tests {
     #[test]
     fn duplicate_emails_are_refused() {
         let auth = service();
-        block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
-        let again = block_on(auth.register(registration("Ann@Example.com"), Role::Admin));
+        block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
+        let again = block_on(auth.register(registration("Ann@Example.com"), Role::Admin, false));
         assert!(matches!(again, Err(AuthError::EmailTaken)));
     }
 
     #[test]
     fn unknown_emails_and_wrong_passwords_fail_alike() {
         let auth = service();
-        let ann = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let ann =
+            block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         for (email, password, account) in [
             ("ann@example.com", "wrong password", Some(ann.id)),
             ("bob@example.com", "long enough", None),
@@ -380,7 +400,8 @@ mod tests {
     #[test]
     fn sessions_carry_the_current_role_not_the_tokens() {
         let auth = service();
-        let user = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let user =
+            block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         let token = block_on(auth.login("ann@example.com", "long enough")).unwrap();
         let admin = Actor::User {
             id: UserId::new(),
@@ -401,11 +422,14 @@ mod tests {
     #[test]
     fn a_reset_revokes_earlier_tokens_and_its_token_is_single_use() {
         let auth = service();
-        let ann = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let ann =
+            block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         let before = block_on(auth.login("ann@example.com", "long enough")).unwrap();
         let now = Utc::now();
-        let first = block_on(auth.issue_password_reset(ann.id, [1; 32], now)).unwrap();
-        let second = block_on(auth.issue_password_reset(ann.id, [2; 32], now)).unwrap();
+        let first =
+            block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [1; 32], now)).unwrap();
+        let second =
+            block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [2; 32], now)).unwrap();
         let new = Password::parse("a new password").unwrap();
         let wrong = block_on(auth.confirm_password_reset("nope", &new, now));
         assert!(
@@ -431,8 +455,9 @@ mod tests {
                 "{again:?}"
             );
         }
-        let late = block_on(auth.issue_password_reset(ann.id, [3; 32], now)).unwrap();
-        let expired = now + PASSWORD_RESET_LIFETIME;
+        let late =
+            block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [3; 32], now)).unwrap();
+        let expired = now + TokenPurpose::PasswordReset.lifetime();
         let refused = block_on(auth.confirm_password_reset(late.as_str(), &new, expired));
         assert!(
             matches!(refused, Err(AuthError::BadOneTimeToken)),
@@ -441,16 +466,74 @@ mod tests {
     }
 
     #[test]
+    fn registration_queues_the_verification_that_its_token_completes_once() {
+        let store = InMemoryStore::new();
+        let auth = AuthService::new(
+            store.clone(),
+            PlaintextHasher::default(),
+            FakeTokens,
+            InMemoryRevocations::default(),
+        );
+        let ann =
+            block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
+        assert!(!ann.email_verified);
+        let queued = NewJob::for_user(JobKind::SendEmailVerification, ann.id);
+        assert_eq!(store.jobs(), [queued]);
+        let now = Utc::now();
+        let purpose = TokenPurpose::EmailVerification;
+        let token = block_on(auth.issue_token(purpose, ann.id, [4; 32], now)).unwrap();
+        let reset = block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [5; 32], now));
+        let wrong_purpose = block_on(auth.verify_email(reset.unwrap().as_str(), now));
+        assert!(matches!(wrong_purpose, Err(AuthError::BadOneTimeToken)));
+        let expired = now + purpose.lifetime();
+        let late = block_on(auth.verify_email(token.as_str(), expired));
+        assert!(matches!(late, Err(AuthError::BadOneTimeToken)));
+        let verified = block_on(auth.verify_email(token.as_str(), now)).unwrap();
+        assert!(verified.email_verified);
+        let again = block_on(auth.verify_email(token.as_str(), now));
+        assert!(matches!(again, Err(AuthError::BadOneTimeToken)));
+        let vouched = block_on(auth.register(registration("bob@example.com"), Role::Admin, true));
+        assert!(vouched.unwrap().email_verified);
+        assert_eq!(
+            store.jobs().len(),
+            1,
+            "a vouched address gets no verification email"
+        );
+    }
+
+    #[test]
+    fn a_reset_is_queued_for_known_emails_only() {
+        let store = InMemoryStore::new();
+        let auth = AuthService::new(
+            store.clone(),
+            PlaintextHasher::default(),
+            FakeTokens,
+            InMemoryRevocations::default(),
+        );
+        let ann =
+            block_on(auth.register(registration("ann@example.com"), Role::User, true)).unwrap();
+        block_on(auth.request_password_reset(&Email::parse("bob@example.com").unwrap())).unwrap();
+        assert_eq!(store.jobs(), []);
+        block_on(auth.request_password_reset(&ann.email)).unwrap();
+        assert_eq!(
+            store.jobs(),
+            [NewJob::for_user(JobKind::SendPasswordReset, ann.id)]
+        );
+    }
+
+    #[test]
     fn the_last_admin_keeps_the_role() {
         let auth = service();
-        let ann = block_on(auth.register(registration("ann@example.com"), Role::Admin)).unwrap();
+        let ann =
+            block_on(auth.register(registration("ann@example.com"), Role::Admin, false)).unwrap();
         let actor = Actor::User {
             id: ann.id,
             role: Role::Admin,
         };
         let refused = block_on(auth.change_role(&actor, ann.id, Role::User, &promotion()));
         assert!(matches!(refused, Err(AuthError::LastAdmin)), "{refused:?}");
-        let bob = block_on(auth.register(registration("bob@example.com"), Role::Admin)).unwrap();
+        let bob =
+            block_on(auth.register(registration("bob@example.com"), Role::Admin, false)).unwrap();
         block_on(auth.change_role(&actor, ann.id, Role::User, &promotion())).unwrap();
         let refused = block_on(auth.change_role(&actor, bob.id, Role::Moderator, &promotion()));
         assert!(matches!(refused, Err(AuthError::LastAdmin)), "{refused:?}");
@@ -470,7 +553,8 @@ mod tests {
     #[test]
     fn only_admins_change_roles() {
         let auth = service();
-        let user = block_on(auth.register(registration("ann@example.com"), Role::User)).unwrap();
+        let user =
+            block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         let moderator = Actor::User {
             id: UserId::new(),
             role: Role::Moderator,

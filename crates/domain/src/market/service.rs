@@ -121,14 +121,8 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         };
         let id = new.id;
         let jobs = [
-            NewJob {
-                kind: JobKind::NotifyMarketCreated,
-                market_id: id,
-            },
-            NewJob {
-                kind: JobKind::IndexMarketEmbedding,
-                market_id: id,
-            },
+            NewJob::new(JobKind::NotifyMarketCreated, id),
+            NewJob::new(JobKind::IndexMarketEmbedding, id),
         ];
         (new, jobs)
     }
@@ -218,10 +212,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         // New words need a new embedding; a new volume or status does not.
         let reindex = patch.name.is_some() || patch.description.is_some();
         let jobs: &[NewJob] = if reindex {
-            &[NewJob {
-                kind: JobKind::IndexMarketEmbedding,
-                market_id: id,
-            }]
+            &[NewJob::new(JobKind::IndexMarketEmbedding, id)]
         } else {
             &[]
         };
@@ -397,6 +388,7 @@ mod tests {
                     display_name: DisplayName::parse(name).unwrap(),
                     password_hash: PasswordHash::new("x"),
                     role,
+                    email_verified: true,
                 },
             ))
             .unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::InMemoryStore;
 use crate::error::RepositoryError;
 use crate::jobs::{
-    DeadJob, Failure, Job, JobId, JobKind, JobQueue, KindStats, MarketCreatedNotice, NewJob,
-    Notifier, NotifyError,
+    AccountLinkNotice, DeadJob, Failure, Job, JobId, JobKind, JobQueue, KindStats,
+    MarketCreatedNotice, NewJob, Notifier, NotifyError,
 };
 
 /// Where a queued job stands.
@@ -62,7 +62,7 @@ impl QueuedJob {
     }
 
     fn claimed(&self) -> Job {
-        Job::new(self.id, self.job.kind, self.job.market_id, self.attempts)
+        Job::new(self.id, self.job.kind, self.job.subject, self.attempts)
     }
 }
 
@@ -212,7 +212,7 @@ impl JobQueue for InMemoryStore {
                 JobState::Dead { at, error } => Some(DeadJob::new(
                     queued.id,
                     queued.job.kind,
-                    queued.job.market_id,
+                    queued.job.subject,
                     queued.attempts,
                     error.clone(),
                     *at,
@@ -291,6 +291,7 @@ pub struct RecordingNotifier {
 #[derive(Debug, Default)]
 struct Recorded {
     sent: Vec<MarketCreatedNotice>,
+    links: Vec<AccountLinkNotice>,
     failures: Vec<NotifyError>,
 }
 
@@ -304,6 +305,21 @@ impl RecordingNotifier {
         self.recorded().sent.clone()
     }
 
+    /// The account links sent, in order.
+    pub fn links(&self) -> Vec<AccountLinkNotice> {
+        self.recorded().links.clone()
+    }
+
+    /// Takes the next queued failure, if any.
+    fn failure(&self) -> Result<MutexGuard<'_, Recorded>, NotifyError> {
+        let mut recorded = self.recorded();
+        if recorded.failures.is_empty() {
+            Ok(recorded)
+        } else {
+            Err(recorded.failures.remove(0))
+        }
+    }
+
     /// The next call fails with `error` (calls after that use the next queued error, then
     /// succeed again).
     pub fn fail_next(&self, error: NotifyError) {
@@ -314,11 +330,12 @@ impl RecordingNotifier {
 #[async_trait]
 impl Notifier for RecordingNotifier {
     async fn market_created(&self, notice: &MarketCreatedNotice) -> Result<(), NotifyError> {
-        let mut recorded = self.recorded();
-        if !recorded.failures.is_empty() {
-            return Err(recorded.failures.remove(0));
-        }
-        recorded.sent.push(notice.clone());
+        self.failure()?.sent.push(notice.clone());
+        Ok(())
+    }
+
+    async fn account_link(&self, notice: &AccountLinkNotice) -> Result<(), NotifyError> {
+        self.failure()?.links.push(notice.clone());
         Ok(())
     }
 }

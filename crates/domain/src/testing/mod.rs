@@ -156,6 +156,33 @@ impl InMemoryStore {
 }
 
 impl State {
+    /// Queues `job`, due now.
+    fn queue(&mut self, job: NewJob) {
+        let due = self.clock.now();
+        self.jobs.push(QueuedJob::new(job, due));
+    }
+
+    /// Consumes the unused, unexpired `purpose` token with hash `token` and the user's other
+    /// tokens of that purpose; the user's account, if the token was good.
+    fn consume(
+        &mut self,
+        purpose: TokenPurpose,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Option<&mut UserAccount> {
+        let user_id = self
+            .tokens
+            .iter()
+            .find(|(t, used)| {
+                !used && t.purpose == purpose && &t.hash == token && t.expires_at > now
+            })
+            .map(|(t, _)| t.user_id)?;
+        for (t, used) in &mut self.tokens {
+            *used |= t.user_id == user_id && t.purpose == purpose;
+        }
+        self.users.get_mut(&user_id)
+    }
+
     fn create(&mut self, new: NewMarket, jobs: &[NewJob]) -> Result<Market, CreateMarketError> {
         let creator = self
             .users
@@ -178,9 +205,7 @@ impl State {
             version: 1,
         };
         self.markets.insert(market.id, market.clone());
-        let due = self.clock.now();
-        self.jobs
-            .extend(jobs.iter().map(|job| QueuedJob::new(*job, due)));
+        jobs.iter().for_each(|job| self.queue(*job));
         Ok(market)
     }
 }
@@ -398,12 +423,16 @@ impl UserRepository for InMemoryStore {
             role: new.role,
             created_at: Utc::now(),
             token_epoch: 0,
+            email_verified: new.email_verified,
         };
         let account = UserAccount {
             user: user.clone(),
             password_hash: new.password_hash,
         };
         state.users.insert(user.id, account);
+        if !new.email_verified {
+            state.queue(NewJob::for_user(JobKind::SendEmailVerification, user.id));
+        }
         Ok(user)
     }
 
@@ -471,6 +500,28 @@ impl UserRepository for InMemoryStore {
         Ok(())
     }
 
+    async fn request_password_reset(&self, email: &Email) -> Result<(), RepositoryError> {
+        let mut state = self.state();
+        let found = state.users.values().find(|a| &a.user.email == email);
+        if let Some(id) = found.map(|account| account.user.id) {
+            state.queue(NewJob::for_user(JobKind::SendPasswordReset, id));
+        }
+        Ok(())
+    }
+
+    async fn verify_email(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError> {
+        let mut state = self.state();
+        let Some(account) = state.consume(TokenPurpose::EmailVerification, token, now) else {
+            return Ok(None);
+        };
+        account.user.email_verified = true;
+        Ok(Some(account.user.clone()))
+    }
+
     async fn reset_password(
         &self,
         token: &TokenHash,
@@ -478,23 +529,13 @@ impl UserRepository for InMemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Option<User>, RepositoryError> {
         let mut state = self.state();
-        let reset = |t: &NewAccountToken| t.purpose == TokenPurpose::PasswordReset;
-        let Some(user_id) = state
-            .tokens
-            .iter()
-            .find(|(t, used)| !used && reset(t) && &t.hash == token && t.expires_at > now)
-            .map(|(t, _)| t.user_id)
-        else {
+        let Some(account) = state.consume(TokenPurpose::PasswordReset, token, now) else {
             return Ok(None);
         };
-        for (t, used) in &mut state.tokens {
-            *used |= t.user_id == user_id && reset(t);
-        }
-        Ok(state.users.get_mut(&user_id).map(|account| {
-            account.password_hash = password.clone();
-            account.user.token_epoch += 1;
-            account.user.clone()
-        }))
+        account.password_hash = password.clone();
+        account.user.token_epoch += 1;
+        account.user.email_verified = true;
+        Ok(Some(account.user.clone()))
     }
 }
 

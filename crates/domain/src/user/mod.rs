@@ -29,6 +29,10 @@ pub struct User {
     /// moved past theirs (a password reset advances it, revoking every earlier token).
     #[serde(default)]
     pub token_epoch: u64,
+    /// Whether the user proved they receive mail at `email` (a verification or password reset
+    /// link); only verified addresses get market notifications.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// A user together with their stored password hash, as needed to log them in.
@@ -63,4 +67,8 @@ pub struct NewUser {
     pub password_hash: PasswordHash,
     /// Initial role.
     pub role: Role,
+    /// Whether the address is already vouched for (an operator's `create-admin`). When it is
+    /// not, the store queues a [`JobKind::SendEmailVerification`](crate::jobs::JobKind) job
+    /// for the user in the same transaction, so a registered user always gets the email.
+    pub email_verified: bool,
 }

@@ -7,6 +7,8 @@ use super::{NewUser, RoleChange, User, UserAccount, UserId};
 use crate::audit::AuditEvent;
 use crate::auth::{NewAccountToken, PasswordHash, TokenHash};
 use crate::error::RepositoryError;
+#[cfg(doc)]
+use crate::jobs::JobKind;
 use crate::permission::Role;
 use crate::user::Email;
 
@@ -37,7 +39,8 @@ pub enum UpdateRoleError {
 /// Stores users. Implementations must pass `markets_contract_tests`' user repository suite.
 #[async_trait]
 pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a new user.
+    /// Stores a new user and, unless [`NewUser::email_verified`], queues its
+    /// [`JobKind::SendEmailVerification`] job in the same transaction.
     ///
     /// # Errors
     /// [`CreateUserError::EmailTaken`] if the email is already registered (whatever its case),
@@ -77,10 +80,26 @@ pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a single-use token (its hash only) for its user.
     async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError>;
 
+    /// Queues a [`JobKind::SendPasswordReset`] job for the user with this email, if there is
+    /// one. The work is the same either way (one statement that inserts what the lookup finds),
+    /// so neither the time taken nor the answer tells whether the email is registered.
+    async fn request_password_reset(&self, email: &Email) -> Result<(), RepositoryError>;
+
+    /// Consumes the email verification token whose hash is `token` and, in the same
+    /// transaction, marks the user's email verified and consumes the user's other verification
+    /// tokens; returns the user as updated. `None`, changing nothing, if no unused
+    /// verification token with this hash expires after `now`.
+    async fn verify_email(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepositoryError>;
+
     /// Consumes the password reset token whose hash is `token` and, in the same transaction,
-    /// sets `password` and advances the user's token epoch (revoking every access token issued
-    /// before) and consumes the user's other reset tokens; returns the user as updated. `None`,
-    /// changing nothing, if no unused reset token with this hash expires after `now`.
+    /// sets `password`, advances the user's token epoch (revoking every access token issued
+    /// before), marks the email verified (the link reached it) and consumes the user's other
+    /// reset tokens; returns the user as updated. `None`, changing nothing, if no unused reset
+    /// token with this hash expires after `now`.
     async fn reset_password(
         &self,
         token: &TokenHash,
@@ -97,5 +116,7 @@ forward_through_arc!(UserRepository {
     async fn update_role(&self, id: UserId, role: Role, audit: Option<&AuditEvent>) -> Result<Option<RoleChange>, UpdateRoleError>;
     async fn has_role(&self, role: Role) -> Result<bool, RepositoryError>;
     async fn store_token(&self, token: &NewAccountToken) -> Result<(), RepositoryError>;
+    async fn request_password_reset(&self, email: &Email) -> Result<(), RepositoryError>;
+    async fn verify_email(&self, token: &TokenHash, now: DateTime<Utc>) -> Result<Option<User>, RepositoryError>;
     async fn reset_password(&self, token: &TokenHash, password: &PasswordHash, now: DateTime<Utc>) -> Result<Option<User>, RepositoryError>;
 });
