@@ -16,7 +16,7 @@ use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
     CreateMarketError, Creation, IdempotencyKey, KeysetPage, KeysetRequest, Market, MarketFilter,
-    MarketId, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
+    MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket,
     Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery,
 };
 use markets_domain::user::UserId;
