@@ -30,6 +30,7 @@ migrate:
 down:
     scripts/services.sh down
 
-# Benchmark: seeds 10k markets, serves the release build, drives it with wrk, prints a table.
+# Benchmark: seeds 10k markets (BENCH_MARKETS; BENCH_SIZES=10000,100000,1000000 for one run per
+# size), serves the release build, drives it with wrk, prints tables (see scripts/bench.sh).
 bench:
     scripts/bench.sh

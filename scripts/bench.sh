@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Benchmark (`just bench`): seeds 10,000 markets and 200 users into a database of its own,
-# starts the release binary, drives it with wrk on this machine, and prints requests/s,
-# p50/p99 latency, failures, the server's peak RSS per scenario, and each scenario's
-# throughput as a share of /health/live's in the same run. Twice: on the server set
-# (PostgreSQL, Redis) and on the embedded set (a SQLite file, the cache and limits in process).
-# Then a registration flood on the server set (bench/registration_burst.py): login latency
-# while it lasts, and the server's RSS before, at its peak and after it.
+# Benchmark (`just bench`): seeds markets and 200 users into a database of its own, starts the
+# release binary, drives it with wrk on this machine, and prints requests/s, p50/p99 latency,
+# failures, the server's peak RSS per scenario, and each scenario's throughput as a share of
+# /health/live's in the same run. On the server set (PostgreSQL, Redis) and on the embedded set
+# (a SQLite file, the cache and limits in process). At the first size also search with a dead
+# embedding provider (the text-search fallback) and a registration flood on the server set
+# (bench/registration_burst.py): login latency while it lasts, and the server's RSS before, at
+# its peak and after it.
 #
-# Environment: BENCH_DURATION (default 10s per scenario), BENCH_CONNECTIONS (default 32),
-# BENCH_PORT (default 18090).
+# Environment:
+#   BENCH_MARKETS       markets to seed (default 10000)
+#   BENCH_SIZES         comma-separated sizes, ascending (default BENCH_MARKETS): the read
+#                       scenarios run at each, the same database grown between sizes (VACUUM
+#                       ANALYZE after each growth); one table per size, then each scenario's
+#                       throughput as a share of its figure at the first size
+#   BENCH_EMBEDDED_MAX  the largest size run on the embedded set (default 100000)
+#   BENCH_SEARCH_MAX    the most markets embedded, and the largest size search is measured at
+#                       (default 100000; see bench/seed.sql)
+#   BENCH_BIN           a prebuilt `markets` binary to measure instead of building this checkout
+#   BENCH_DURATION (default 10s per scenario), BENCH_CONNECTIONS (default 32),
+#   BENCH_PORT (default 18090)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -16,7 +27,14 @@ source scripts/toolchain.sh
 duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-32}"
 port="${BENCH_PORT:-18090}"
+sizes="${BENCH_SIZES:-${BENCH_MARKETS:-10000}}"
+embedded_max="${BENCH_EMBEDDED_MAX:-100000}"
+search_max="${BENCH_SEARCH_MAX:-100000}"
 base="http://127.0.0.1:$port"
+IFS=, read -r -a sizes <<<"$sizes"
+for size in "${sizes[@]}"; do
+	[[ $size =~ ^[1-9][0-9]*$ ]] || { echo "bench: not a size: $size" >&2; exit 2; }
+done
 
 eval "$(scripts/services.sh up)"
 if ! command -v wrk >/dev/null 2>&1; then
@@ -24,8 +42,12 @@ if ! command -v wrk >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 fi
 
-cargo build --release --locked -q -p markets-app --bin markets
-markets=target/release/markets
+if [[ -n ${BENCH_BIN:-} ]]; then
+	markets="$BENCH_BIN"
+else
+	cargo build --release --locked -q -p markets-app --bin markets
+	markets=target/release/markets
+fi
 
 # A database of its own, recreated each run, on the same server as the tests.
 bench_url="${DATABASE_URL%/*}/markets_bench"
@@ -38,16 +60,58 @@ export MARKETS__RATE_LIMIT__REGISTER__LIMIT=1000000 MARKETS__RATE_LIMIT__WRITES_
 export MARKETS__METRICS__BIND_ADDR="127.0.0.1:$((port + 1))"
 JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export JWT_SECRET
-"$markets" migrate 2>/dev/null
-psql -q "$bench_url" -f bench/seed.sql
 export BENCH_PASSWORD="bench password $RANDOM$RANDOM"
-"$markets" create-admin --email bench-admin@example.com --password-env BENCH_PASSWORD >/dev/null 2>&1
-psql -Atq "$bench_url" -c "SELECT id FROM markets" >bench/.ids.txt
-# Embed every market with the local embedder, as the background indexer would.
-"$markets" reindex 2>/dev/null
-# As autovacuum would soon: statistics that know about the embeddings, and a fresh visibility map.
-psql -q "$bench_url" -c "VACUUM ANALYZE markets"
-echo "bench: seeded $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM markets') markets, $(psql -Atq "$bench_url" -c 'SELECT count(*) FROM users') users" >&2
+"$markets" migrate 2>/dev/null
+embedded_url="sqlite:bench/.embedded/markets.db"
+rm -rf bench/.embedded
+
+# Ids the get-by-id scenarios read: a random sample of the whole table (so uncached reads land
+# anywhere in it), and the first 10,000 of them for the cached scenario, which fills the cache
+# with all of them first.
+sample=100000
+cached_ids() { head -n 10000 bench/.ids.txt >bench/.cached-ids.txt; }
+
+# reindex URL: embeds the pending markets (the seeded ones up to BENCH_SEARCH_MAX) at the
+# indexer's best speed: larger batches than a serving instance uses.
+reindex() {
+	DATABASE_URL="$1" MARKETS__SEARCH__INDEX_BATCH=512 "$markets" reindex --resume 2>/dev/null
+}
+
+# grow_server FROM TO: adds markets FROM..TO to the PostgreSQL database, embeds the pending ones.
+grow_server() {
+	psql -q -v ON_ERROR_STOP=1 -v first="$1" -v last="$2" -v search_max="$search_max" \
+		"$bench_url" -f bench/seed.sql
+	if [[ $1 == 1 ]]; then
+		"$markets" create-admin --email bench-admin@example.com --password-env BENCH_PASSWORD >/dev/null 2>&1
+	fi
+	reindex "$bench_url"
+	# As autovacuum would soon: statistics that know about the rows and embeddings, and a fresh
+	# visibility map for index-only scans.
+	psql -q "$bench_url" -c "VACUUM ANALYZE users" -c "VACUUM ANALYZE markets"
+	psql -Atq "$bench_url" -c "SELECT id FROM markets ORDER BY random() LIMIT $sample" >bench/.ids.txt
+	cached_ids
+	echo "bench: server set at $(psql -Atq "$bench_url" -c 'SELECT sum(count) FROM market_counts') markets ($(psql -Atq "$bench_url" -c 'SELECT count(*) FROM markets WHERE embedding IS NOT NULL') embedded)" >&2
+}
+
+# grow_embedded FROM TO: the same for the SQLite file.
+grow_embedded() {
+	if [[ $1 == 1 ]]; then
+		DATABASE_URL="$embedded_url" "$markets" migrate 2>/dev/null
+	fi
+	python3 bench/seed_sqlite.py bench/.embedded/markets.db "$1" "$2" "$search_max" bench/.ids.txt "$sample"
+	if [[ $1 == 1 ]]; then
+		DATABASE_URL="$embedded_url" "$markets" create-admin --email bench-admin@example.com \
+			--password-env BENCH_PASSWORD >/dev/null 2>&1
+	fi
+	reindex "$embedded_url"
+	cached_ids
+}
+
+# sqlite SQL: runs SQL on the embedded database.
+sqlite() {
+	python3 -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.executescript(sys.argv[2]); db.commit()" \
+		bench/.embedded/markets.db "$1"
+}
 
 # start_server REDIS_URL [VAR=value...]: serves the bench database with the cache in REDIS_URL
 # (in process when it is empty).
@@ -68,16 +132,21 @@ stop_server() {
 	kill "$server" 2>/dev/null || true
 	wait "$server" 2>/dev/null || true
 }
+server=
 trap stop_server EXIT
 : >bench/.server.log
+results=bench/.results.tsv
+: >"$results"
 
-# run NAME SCRIPT PATH: one wrk run; prints "NAME rps p50 p99 failures rss_mb".
+# run SET SIZE NAME SCRIPT PATH: one wrk run; appends "SET SIZE NAME rps p50 p99 failures
+# rss_mb" (tab-separated) to the results.
 run() {
-	local name=$1 script=$2 path=$3 result rss
+	local set=$1 size=$2 name=$3 script=$4 path=$5 result rss
 	echo 5 >"/proc/$server/clear_refs" # reset the peak-RSS counter
 	result="$(wrk -t2 -c"$connections" -d"$duration" --latency -s "bench/$script" "$base$path" | grep '^RESULT')"
 	rss="$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status")"
-	echo "$name $(sed -E 's/RESULT rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) non2xx=([0-9]+) socket_errors=([0-9]+).*/\1 \2 \3 \4+\5/' <<<"$result") $rss"
+	result="$(sed -E 's/RESULT rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) non2xx=([0-9]+) socket_errors=([0-9]+).*/\1\t\2\t\3\t\4+\5/' <<<"$result")"
+	printf '%s\t%s\t%s\t%s\t%s\n' "$set" "$size" "$name" "$result" "$rss" >>"$results"
 }
 
 login() {
@@ -86,100 +155,140 @@ login() {
 		sed -E 's/.*"access_token":"([^"]+)".*/\1/'
 }
 
-# Uncached: the cache points at a closed port, so every read goes to PostgreSQL (the breaker
-# makes the dead cache cost next to nothing).
-start_server "redis://127.0.0.1:1"
-BENCH_TOKEN="$(login)"
-export BENCH_TOKEN
-wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null # warm-up, not reported
-uncached="$(
-	run "GET /health/live" health.lua /health/live
-	run "GET /api/v1/markets/{id} (uncached)" get_by_id.lua /
-	run "GET /api/v1/markets?page=N" list_page.lua /
-	run "cursor walk (sort=-volume)" cursor_walk.lua /
-	run "GET /api/v1/markets/search (semantic, local)" search.lua /
-	run "POST /api/v1/markets" create.lua /
-)"
-stop_server
-# Drop what the POST scenario created, so later scenarios see the seeded data set and no
+# reads SET SIZE GET_NAME: the scenarios every size runs, on the server started last.
+reads() {
+	local set=$1 size=$2
+	BENCH_TOKEN="$(login)"
+	export BENCH_TOKEN
+	wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null # warm-up, not reported
+	run "$set" "$size" "GET /health/live" health.lua /health/live
+	run "$set" "$size" "$3" get_by_id.lua /
+	run "$set" "$size" "offset page (sort=-volume, pages 1-500)" list_page.lua /
+	run "$set" "$size" "first page (status=open)" health.lua "/api/v1/markets?status=open"
+	run "$set" "$size" "first cursor page (sort=-volume)" health.lua "/api/v1/markets?sort=-volume&limit=20"
+	run "$set" "$size" "cursor walk (sort=-volume)" cursor_walk.lua /
+	if ((size <= search_max)); then
+		run "$set" "$size" "search (semantic, local)" search.lua /
+	fi
+	run "$set" "$size" "POST /api/v1/markets" create.lua /
+}
+
+# What a POST scenario created goes again, so later scenarios see the seeded data set and no
 # indexing backlog.
-psql -q "$bench_url" -c "DELETE FROM markets WHERE name LIKE 'Benchmark market %'" -c "DELETE FROM jobs"
+created="DELETE FROM markets WHERE name LIKE 'Benchmark market %'; DELETE FROM jobs;"
 
-# Search with a dead embedding provider (a closed port): every search falls back to text search.
-start_server "$REDIS_URL" MARKETS__SEARCH__PROVIDER=openai OPENAI_API_KEY=bench \
-	OPENAI_BASE_URL=http://127.0.0.1:1/v1
-fallback="$(run "GET /api/v1/markets/search (fallback)" search.lua /)"
-stop_server
-
-# Cached: Redis in front; a warm-up pass over every id fills it first.
-start_server "$REDIS_URL"
-wrk -t2 -c"$connections" -d5s -s bench/get_by_id.lua "$base" >/dev/null # fills the cache
-cached="$(
-	run "GET /health/live (cached run)" health.lua /health/live
-	run "GET /api/v1/markets/{id} (cached)" get_by_id.lua /
-)"
-stop_server
-
-# A registration flood: 200 clients registering for 5 s while one client logs in again and again;
-# the server's RSS before, at its peak and 3 s after (argon2 needs 19 MiB per hash).
-start_server "$REDIS_URL"
-burst="$(python3 bench/registration_burst.py "$base" "$server" bench-admin@example.com "$BENCH_PASSWORD" 200 5 3)"
-stop_server
-psql -q "$bench_url" -c "DELETE FROM users WHERE email LIKE 'burst-%'"
+previous=0
+for size in "${sizes[@]}"; do
+	grow_server $((previous + 1)) "$size"
+	# Uncached: the cache points at a closed port, so every read goes to PostgreSQL (the
+	# breaker makes the dead cache cost next to nothing).
+	start_server "redis://127.0.0.1:1"
+	reads server "$size" "get by id (uncached)"
+	stop_server
+	psql -q "$bench_url" -c "$created"
+	if ((previous == 0)); then
+		# Search with a dead embedding provider (a closed port): every search falls back to
+		# text search.
+		start_server "$REDIS_URL" MARKETS__SEARCH__PROVIDER=openai OPENAI_API_KEY=bench \
+			OPENAI_BASE_URL=http://127.0.0.1:1/v1
+		run server "$size" "search (fallback)" search.lua /
+		stop_server
+	fi
+	# Cached: Redis in front; a pass over every cached id fills it first.
+	start_server "$REDIS_URL"
+	BENCH_ID_ORDER=sequential BENCH_IDS=bench/.cached-ids.txt \
+		wrk -t2 -c"$connections" -d5s -s bench/get_by_id.lua "$base" >/dev/null
+	BENCH_IDS=bench/.cached-ids.txt run server "$size" "get by id (Redis-cached)" get_by_id.lua /
+	stop_server
+	if ((previous == 0)); then
+		# A registration flood: 200 clients registering for 5 s while one client logs in again
+		# and again; the server's RSS before, at its peak and 3 s after (argon2 needs 19 MiB per
+		# hash).
+		start_server "$REDIS_URL"
+		burst="$(python3 bench/registration_burst.py "$base" "$server" bench-admin@example.com "$BENCH_PASSWORD" 200 5 3)"
+		stop_server
+		psql -q "$bench_url" -c "DELETE FROM users WHERE email LIKE 'burst-%'"
+	fi
+	previous=$size
+done
 
 # The embedded set: the same data set in a SQLite file; the cache (moka) and limits in process.
-embedded_url="sqlite:bench/.embedded/markets.db"
-rm -rf bench/.embedded
-DATABASE_URL="$embedded_url" "$markets" migrate 2>/dev/null
-python3 bench/seed_sqlite.py bench/.embedded/markets.db bench/.ids.txt
-DATABASE_URL="$embedded_url" "$markets" create-admin --email bench-admin@example.com \
-	--password-env BENCH_PASSWORD >/dev/null 2>&1
-DATABASE_URL="$embedded_url" "$markets" reindex 2>/dev/null
-start_server "" DATABASE_URL="$embedded_url"
-BENCH_TOKEN="$(login)"
-wrk -t2 -c"$connections" -d2s -s bench/get_by_id.lua "$base" >/dev/null # warm-up, not reported
-embedded="$(
-	run "GET /health/live (embedded)" health.lua /health/live
-	run "GET /api/v1/markets/{id} (moka cache)" get_by_id.lua /
-	run "GET /api/v1/markets?page=N" list_page.lua /
-	run "cursor walk (sort=-volume)" cursor_walk.lua /
-	run "GET /api/v1/markets/search (semantic, local)" search.lua /
-	run "POST /api/v1/markets" create.lua /
-)"
-stop_server
-python3 -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
-db.execute(\"DELETE FROM markets WHERE name LIKE 'Benchmark market %'\"); \
-db.execute('DELETE FROM jobs'); db.commit()" bench/.embedded/markets.db
-start_server "" DATABASE_URL="$embedded_url" MARKETS__SEARCH__PROVIDER=openai OPENAI_API_KEY=bench \
-	OPENAI_BASE_URL=http://127.0.0.1:1/v1
-embedded_fallback="$(run "GET /api/v1/markets/search (fallback, FTS5)" search.lua /)"
-stop_server
+previous=0
+for size in "${sizes[@]}"; do
+	((size <= embedded_max)) || break
+	grow_embedded $((previous + 1)) "$size"
+	start_server "" DATABASE_URL="$embedded_url"
+	reads embedded "$size" "get by id (moka cache)"
+	stop_server
+	sqlite "$created"
+	if ((previous == 0)); then
+		start_server "" DATABASE_URL="$embedded_url" MARKETS__SEARCH__PROVIDER=openai \
+			OPENAI_API_KEY=bench OPENAI_BASE_URL=http://127.0.0.1:1/v1
+		run embedded "$size" "search (fallback, FTS5)" search.lua /
+		stop_server
+	fi
+	previous=$size
+done
 
-# table ROWS: prints ROWS as a markdown table, each compared with the first row's req/s.
+# table SET SIZE: that run's results as a markdown table, each compared with /health/live's
+# req/s.
 table() {
-	local ceiling
-	ceiling="$(head -n1 <<<"$1" | awk '{ print $(NF-4) }')"
-	echo "| scenario | req/s | p50 ms | p99 ms | non-2xx+socket errors | peak RSS MB | vs /health/live |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
-	while read -r line; do
-		awk -v ceiling="$ceiling" '{
-			rss = $NF; failures = $(NF-1); p99 = $(NF-2); p50 = $(NF-3); rps = $(NF-4);
-			name = $1; for (i = 2; i <= NF - 5; i++) name = name " " $i;
-			printf "| %s | %d | %s | %s | %s | %s | %.0f%% |\n", name, rps, p50, p99, failures, rss, 100 * rps / ceiling
-		}' <<<"$line"
-	done <<<"$1"
+	awk -F'\t' -v set="$1" -v size="$2" '
+		BEGIN {
+			print "| scenario | req/s | p50 ms | p99 ms | non-2xx+socket errors | peak RSS MB | vs /health/live |"
+			print "|---|---:|---:|---:|---:|---:|---:|"
+		}
+		$1 == set && $2 == size {
+			if ($3 == "GET /health/live") ceiling = $4
+			printf "| %s | %d | %s | %s | %s | %s | %.0f%% |\n", $3, $4, $5, $6, $7, $8, 100 * $4 / ceiling
+		}' "$results"
+}
+
+# ratios SET: each scenario's req/s at every size, and as a share of its figure at the first.
+ratios() {
+	awk -F'\t' -v set="$1" '
+		$1 != set { next }
+		!($2 in seen_size) { seen_size[$2] = 1; sizes[++size_count] = $2 }
+		!($3 in seen_name) { seen_name[$3] = 1; names[++name_count] = $3 }
+		{ rps[$3, $2] = $4 }
+		END {
+			header = "| scenario |"; rule = "|---|"
+			for (s = 1; s <= size_count; s++) { header = header " " sizes[s] " |"; rule = rule "---:|" }
+			print header; print rule
+			for (n = 1; n <= name_count; n++) {
+				row = "| " names[n] " |"; first = rps[names[n], sizes[1]]
+				for (s = 1; s <= size_count; s++) {
+					if (!((names[n], sizes[s]) in rps)) { row = row " |"; continue }
+					cell = rps[names[n], sizes[s]]
+					if (s > 1 && first > 0) cell = sprintf("%d (%.0f%%)", cell, 100 * cell / first)
+					row = row " " cell " |"
+				}
+				print row
+			}
+		}' "$results"
+}
+
+# report SET TITLE: one table per size, then the ratios if there were several sizes.
+report() {
+	local measured
+	measured="$(awk -F'\t' -v set="$1" '$1 == set && !seen[$2]++ { print $2 }' "$results")"
+	for size in $measured; do
+		echo
+		echo "$2, $size markets"
+		echo
+		table "$1" "$size"
+	done
+	if (($(wc -w <<<"$measured") > 1)); then
+		echo
+		echo "$2: req/s by size, and as a share of the first size's"
+		echo
+		ratios "$1"
+	fi
 }
 
 echo
 echo "wrk -t2 -c$connections -d$duration, server, PostgreSQL, Redis and wrk on this machine ($(nproc) cores)"
-echo
-table "$uncached"$'\n'"$fallback"
-echo
-table "$cached"
-uncached_rps="$(sed -n 2p <<<"$uncached" | awk '{ print $(NF-4) }')"
-cached_rps="$(sed -n 2p <<<"$cached" | awk '{ print $(NF-4) }')"
-echo
-awk -v c="$cached_rps" -v u="$uncached_rps" 'BEGIN { printf "cached get-by-id: %.1fx the uncached throughput\n", c / u }'
+report server "server set: PostgreSQL, Redis"
 echo
 echo "registration flood: 200 clients for 5 s (server set, default [auth.password_hashing])"
 echo
@@ -187,6 +296,4 @@ echo "| figure | value |"
 echo "|---|---|"
 echo "$burst"
 echo
-echo "embedded set: SQLite (WAL), moka cache, in-process rate limits"
-echo
-table "$embedded"$'\n'"$embedded_fallback"
+report embedded "embedded set: SQLite (WAL), moka cache, in-process rate limits"

@@ -18,6 +18,7 @@
 mod audit;
 mod changes;
 mod error;
+mod fixed;
 mod jobs;
 mod markets;
 mod migrate;

@@ -182,6 +182,40 @@ pub async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
     }
 }
 
+/// A statement prepared on a session, as `pg_prepared_statements` lists it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct PreparedStatement {
+    /// Its SQL text.
+    #[diesel(sql_type = Text)]
+    pub statement: String,
+    /// How many times it ran: each execution picks a generic or a custom plan.
+    #[diesel(sql_type = BigInt)]
+    pub executions: i64,
+}
+
+/// The statements prepared on the session behind the next connection `pool` gives, e.g. to
+/// show that a query is prepared once and then only executed. Meant for a pool of one
+/// connection, whose session is then the one the adapters used. (This query itself is not
+/// cached, so it does not list itself.)
+///
+/// # Panics
+/// If no connection can be had or the query fails.
+pub async fn prepared_statements(pool: &PgPool) -> Vec<PreparedStatement> {
+    let listed = async {
+        let mut conn = pool.get().await?;
+        let statements = sql_query(
+            "SELECT statement, generic_plans + custom_plans AS executions \
+             FROM pg_prepared_statements ORDER BY prepare_time",
+        )
+        .load::<PreparedStatement>(&mut conn)
+        .await?;
+        TestResult::Ok(statements)
+    };
+    listed
+        .await
+        .unwrap_or_else(|error| panic!("cannot list the prepared statements: {error}"))
+}
+
 #[derive(QueryableByName)]
 struct Terminated {
     #[diesel(sql_type = Bool)]

@@ -24,6 +24,7 @@ use self::keys::KeyedFailure;
 use self::rows::{MarketChanges, MarketRow, NewMarketRow, SummaryRow};
 use crate::audit::record;
 use crate::error::from_query;
+use crate::fixed::Fixed;
 use crate::jobs::enqueue;
 use crate::pool::PgPool;
 use crate::schema::{market_counts, markets, users};
@@ -304,13 +305,13 @@ impl MarketRepository for PgMarketRepository {
         limit: SearchLimit,
     ) -> Result<Vec<ScoredSummary>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let rows: Vec<(SummaryRow, f32)> = paging::matching(query.as_str())
+        // Literals of one fixed text (the query string is bound), so kept prepared.
+        let ranked = paging::matching(query.as_str())
             .select((SummaryRow::as_select(), paging::text_rank(query.as_str())))
             .order_by((paging::text_rank(query.as_str()).desc(), markets::id.asc()))
-            .limit(i64::from(limit.get()))
-            .load(&mut conn)
-            .await
-            .map_err(from_query)?;
+            .limit(i64::from(limit.get()));
+        let rows: Vec<(SummaryRow, f32)> =
+            Fixed(ranked).load(&mut conn).await.map_err(from_query)?;
         let (rows, scores): (Vec<SummaryRow>, Vec<f32>) = rows.into_iter().unzip();
         let hits = summaries(&mut conn, rows).await?;
         Ok(hits

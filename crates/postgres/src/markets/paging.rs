@@ -4,7 +4,7 @@ use diesel::dsl::{AsExprOf, sql};
 use diesel::expression::{SqlLiteral, UncheckedBind};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Float, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Bool, Float, Text};
 use markets_domain::market::{
     KeysetPosition, MarketFilter, MarketSort, PageRequest, SortField, SortKey,
 };
@@ -55,26 +55,36 @@ pub(super) fn offset_page(
     ordered(markets::table.into_boxed(), sort).filter(markets::id.eq_any(page_ids))
 }
 
-/// The rows strictly after `position` in `sort` order, as one row-value comparison
-/// (`(key, id) < ($1, $2)`), which PostgreSQL turns into a single index range scan.
+/// `query` narrowed to the rows strictly after `position` in `sort` order.
+///
+/// Written as `key <= $1 AND (key < $1 OR id < $2)` (mirrored when ascending) rather than a
+/// row-value comparison, which diesel can only express as an SQL literal: in its DSL the query
+/// has one fixed text per sort, so the connection keeps it prepared. PostgreSQL reads
+/// `key <= $1` as the range of the ordering index and checks the rest on the rows it scans
+/// (only the ties on `key` are read and skipped).
 pub(super) fn after(query: MarketQuery, position: KeysetPosition, sort: MarketSort) -> MarketQuery {
-    let operator = if sort.descending { "<" } else { ">" };
-    let id = position.id.as_uuid();
+    /// The predicate for one sort column, in one direction.
+    macro_rules! beyond {
+        ($column:expr, $key:expr) => {{
+            let (key, id) = ($key, position.id.as_uuid());
+            if sort.descending {
+                query.filter(
+                    $column
+                        .le(key.clone())
+                        .and($column.lt(key).or(markets::id.lt(id))),
+                )
+            } else {
+                query.filter(
+                    $column
+                        .ge(key.clone())
+                        .and($column.gt(key).or(markets::id.gt(id))),
+                )
+            }
+        }};
+    }
     match position.key {
-        SortKey::CreatedAt(at) => query.filter(
-            sql::<Bool>(&format!("(markets.created_at, markets.id) {operator} ("))
-                .bind::<Timestamptz, _>(at)
-                .sql(", ")
-                .bind::<SqlUuid, _>(id)
-                .sql(")"),
-        ),
-        SortKey::Volume(volume) => query.filter(
-            sql::<Bool>(&format!("(markets.volume, markets.id) {operator} ("))
-                .bind::<Numeric, _>(to_numeric(volume))
-                .sql(", ")
-                .bind::<SqlUuid, _>(id)
-                .sql(")"),
-        ),
+        SortKey::CreatedAt(at) => beyond!(markets::created_at, at),
+        SortKey::Volume(volume) => beyond!(markets::volume, to_numeric(volume)),
     }
 }
 

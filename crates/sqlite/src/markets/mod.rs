@@ -16,8 +16,8 @@ use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 use markets_domain::market::{
     CreateMarketError, Creation, IdempotencyKey, KeysetPage, KeysetRequest, Market, MarketFilter,
-    MarketId, MarketPatch, MarketRepository, MarketSort, MarketStatus, MarketSummary, NewMarket,
-    Page, PageRequest, ScoredSummary, SearchLimit, SearchQuery,
+    MarketId, MarketPatch, MarketRepository, MarketSort, MarketSummary, NewMarket, Page,
+    PageRequest, ScoredSummary, SearchLimit, SearchQuery,
 };
 use markets_domain::user::UserId;
 use std::collections::HashMap;
@@ -83,17 +83,17 @@ fn summaries(rows: Vec<(SummaryRow, String)>) -> Result<Vec<MarketSummary>, Repo
 }
 
 /// How many markets `filter` admits, summed from the `market_counts` rows of the statuses it
-/// admits (at most three, whatever the table holds) rather than counted.
+/// admits (at most three, whatever the table holds) rather than counted. As
+/// `status = ? OR status = ? ...` (one text per number of statuses), which the connection keeps
+/// prepared; SQLite's `IN (?, ?, ...)` has a bind per value, which diesel never caches.
 fn matching_total(conn: &mut SqliteConnection, filter: MarketFilter) -> QueryResult<i64> {
-    let statuses: Vec<&str> = filter
-        .statuses()
-        .into_iter()
-        .map(MarketStatus::as_str)
-        .collect();
-    let counts: Vec<i64> = market_counts::table
-        .filter(market_counts::status.eq_any(statuses))
-        .select(market_counts::count)
-        .load(conn)?;
+    let counts = filter.statuses().into_iter().fold(
+        market_counts::table
+            .select(market_counts::count)
+            .into_boxed(),
+        |query, status| query.or_filter(market_counts::status.eq(status.as_str())),
+    );
+    let counts: Vec<i64> = counts.load(conn)?;
     Ok(counts.iter().sum())
 }
 
@@ -515,9 +515,10 @@ mod tests {
                 assert!(plan.contains("USING INDEX markets_"), "{case}: {plan}");
                 assert!(!plan.contains("TEMP B-TREE"), "{case} sorts: {plan}");
             }
+            // A range on the sort key (`key <= ?` or `key >= ?`: the plan prints both as `<`
+            // or `>`); the ties are checked on the rows it reads.
             assert!(
-                later.starts_with("SEARCH") && later.contains("id)<(?,?)")
-                    || later.contains("id)>(?,?)"),
+                later.starts_with("SEARCH") && (later.contains("<?)") || later.contains(">?)")),
                 "{case}: keyset is not an index range: {later}"
             );
         }

@@ -1,8 +1,6 @@
 //! Filtering, ordering and keyset predicates for market lists, as boxed diesel queries.
 
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Bool};
 use diesel::sqlite::Sqlite;
 use markets_domain::market::{
     KeysetPosition, MarketFilter, MarketSort, PageRequest, SortField, SortKey,
@@ -58,20 +56,27 @@ pub(super) fn offset_page(
     ordered(markets::table.into_boxed(), sort).filter(markets::id.eq_any(page_ids))
 }
 
-/// The rows strictly after `position` in `sort` order, as one row-value comparison
-/// (`(key, id) < (?, ?)`), which SQLite serves as a range of the ordering index.
+/// `query` narrowed to the rows strictly after `position` in `sort` order.
+///
+/// Written as `key <= ? AND (key < ? OR id < ?)` (mirrored when ascending) rather than a
+/// row-value comparison, which diesel can only express as an SQL literal: in its DSL the query
+/// has one fixed text per sort, so the connection keeps it prepared. SQLite serves `key <= ?` as
+/// a range of the ordering index and checks the rest on the rows it scans (only the ties on
+/// `key` are read and skipped).
 pub(super) fn after(query: MarketQuery, position: KeysetPosition, sort: MarketSort) -> MarketQuery {
-    let operator = if sort.descending { "<" } else { ">" };
-    let id = SqlId(position.id.as_uuid());
-    let (column, key) = match position.key {
-        SortKey::CreatedAt(at) => ("created_at", Micros(at).get()),
-        SortKey::Volume(volume) => ("volume_cents", volume.cents()),
-    };
-    query.filter(
-        sql::<Bool>(&format!("(markets.{column}, markets.id) {operator} ("))
-            .bind::<BigInt, _>(key)
-            .sql(", ")
-            .bind::<Binary, _>(id)
-            .sql(")"),
-    )
+    /// The predicate for one sort column, in one direction.
+    macro_rules! beyond {
+        ($column:expr, $key:expr) => {{
+            let (key, id) = ($key, SqlId(position.id.as_uuid()));
+            if sort.descending {
+                query.filter($column.le(key).and($column.lt(key).or(markets::id.lt(id))))
+            } else {
+                query.filter($column.ge(key).and($column.gt(key).or(markets::id.gt(id))))
+            }
+        }};
+    }
+    match position.key {
+        SortKey::CreatedAt(at) => beyond!(markets::created_at, Micros(at).get()),
+        SortKey::Volume(volume) => beyond!(markets::volume_cents, volume.cents()),
+    }
 }
