@@ -190,3 +190,4 @@ echo
 echo "embedded set: SQLite (WAL), moka cache, in-process rate limits"
 echo
 table "$embedded"$'\n'"$embedded_fallback"
+[[ ${BENCH_SUSTAINED:-1} == 0 ]] || bench/sustained.sh # sustained writes (issue 17); BENCH_SUSTAINED=0 skips
