@@ -209,7 +209,7 @@ def run(args):
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
     wrk = subprocess.run(
-        ["wrk", "-t2", f"-c{args.connections}", f"-d{args.secs}s", "--latency",
+        ["wrk", f"-t{min(2, args.connections)}", f"-c{args.connections}", f"-d{args.secs}s", "--latency",
          "-s", "bench/create.lua", args.base],
         check=True, capture_output=True, text=True,
     ).stdout
