@@ -297,3 +297,4 @@ echo "|---|---|"
 echo "$burst"
 echo
 report embedded "embedded set: SQLite (WAL), moka cache, in-process rate limits"
+[[ ${BENCH_SUSTAINED:-1} == 0 ]] || bench/sustained.sh # sustained writes (issue 17); BENCH_SUSTAINED=0 skips
