@@ -10,7 +10,14 @@ use serde_json::{Value, json};
 
 use crate::helpers::{SECRET, TestApp, body, error, header, invalid, keys};
 
-const USER_KEYS: [&str; 5] = ["created_at", "display_name", "email", "id", "role"];
+const USER_KEYS: [&str; 6] = [
+    "created_at",
+    "display_name",
+    "email",
+    "email_verified",
+    "id",
+    "role",
+];
 
 #[tokio::test]
 async fn register_returns_the_user_with_a_normalised_email_and_no_secrets() {

@@ -5,7 +5,7 @@
 //! limiter. `scripts/test.sh` runs it once with each. Tests about Redis itself (outages, what
 //! several instances share) ask for it with [`TestApp::spawn_with`] in both runs.
 
-use markets_app::settings::Settings;
+use markets_app::settings::{JobSettings, Settings};
 use markets_app::startup::Application;
 use markets_app::startup::ApplicationHandle;
 use markets_app::wiring::Components;
@@ -69,6 +69,8 @@ pub struct TestApp {
     redis: Option<RedisSettings>,
     /// The components the app runs on, to drive background work (indexing) from tests.
     pub components: Components,
+    /// Its job settings, for [`TestApp::run_worker`].
+    jobs: JobSettings,
     handle: ApplicationHandle,
 }
 
@@ -167,8 +169,18 @@ impl TestApp {
             store,
             redis,
             components,
+            jobs: settings.jobs.clone(),
             handle,
         }
+    }
+
+    /// Runs the job worker, as `markets serve` does beside the API, until the returned sender
+    /// is dropped (tests that send mail need it; the others leave jobs queued).
+    pub fn run_worker(&self) -> tokio::sync::watch::Sender<bool> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = self.components.infra.worker(&self.jobs);
+        tokio::spawn(worker.run(stopped));
+        stop
     }
 
     /// The Redis this app was started with ([`TestApp::spawn_with`]).

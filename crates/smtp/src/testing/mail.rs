@@ -50,6 +50,37 @@ impl ReceivedMail {
         String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
     }
 
+    /// The parts of a multipart message (each with its own headers, so [`Self::header`] and
+    /// [`Self::body`] read it), in order; empty for a single-part message.
+    pub fn parts(&self) -> Vec<ReceivedMail> {
+        let content_type = self.header("Content-Type").unwrap_or_default();
+        let Some((_, boundary)) = content_type.split_once("boundary=") else {
+            return Vec::new();
+        };
+        let boundary = format!("--{}", boundary.trim_matches('"'));
+        let raw = self
+            .data
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body);
+        raw.split(boundary.as_str())
+            .skip(1) // the preamble
+            .filter(|part| !part.starts_with("--")) // the closing delimiter
+            .map(|part| ReceivedMail {
+                from: self.from.clone(),
+                to: self.to.clone(),
+                data: part.trim_start_matches("\r\n").to_owned(),
+            })
+            .collect()
+    }
+
+    /// The part whose `Content-Type` starts with `mime` (e.g. `text/plain`), if any.
+    pub fn part(&self, mime: &str) -> Option<ReceivedMail> {
+        self.parts().into_iter().find(|part| {
+            part.header("Content-Type")
+                .is_some_and(|value| value.starts_with(mime))
+        })
+    }
+
     fn head(&self) -> &str {
         self.data
             .split_once("\r\n\r\n")
