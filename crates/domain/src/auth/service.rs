@@ -327,13 +327,13 @@ mod tests {
     type Service = AuthService<InMemoryStore, PlaintextHasher, FakeTokens, InMemoryRevocations>;
 
     fn service() -> Service {
+        service_over(InMemoryStore::new())
+    }
+
+    /// The service over `store`, which the test keeps to look at what was stored.
+    fn service_over(store: InMemoryStore) -> Service {
         let revocations = InMemoryRevocations::default();
-        AuthService::new(
-            InMemoryStore::new(),
-            PlaintextHasher::default(),
-            FakeTokens,
-            revocations,
-        )
+        AuthService::new(store, PlaintextHasher::default(), FakeTokens, revocations)
     }
 
     #[test]
@@ -468,12 +468,7 @@ mod tests {
     #[test]
     fn registration_queues_the_verification_that_its_token_completes_once() {
         let store = InMemoryStore::new();
-        let auth = AuthService::new(
-            store.clone(),
-            PlaintextHasher::default(),
-            FakeTokens,
-            InMemoryRevocations::default(),
-        );
+        let auth = service_over(store.clone());
         let ann =
             block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         assert!(!ann.email_verified);
@@ -504,12 +499,7 @@ mod tests {
     #[test]
     fn a_reset_is_queued_for_known_emails_only() {
         let store = InMemoryStore::new();
-        let auth = AuthService::new(
-            store.clone(),
-            PlaintextHasher::default(),
-            FakeTokens,
-            InMemoryRevocations::default(),
-        );
+        let auth = service_over(store.clone());
         let ann =
             block_on(auth.register(registration("ann@example.com"), Role::User, true)).unwrap();
         block_on(auth.request_password_reset(&Email::parse("bob@example.com").unwrap())).unwrap();
