@@ -392,10 +392,13 @@ async fn every_success_body_uses_the_envelope() {
 
 /// Every path the service serves, with its methods: the contract's routes, the probes, the
 /// metrics, this document and the interactive documentation.
-const SERVED: [(&str, &[&str]); 15] = [
+const SERVED: [(&str, &[&str]); 18] = [
     ("/api/v1/auth/register", &["POST"]),
     ("/api/v1/auth/login", &["POST"]),
     ("/api/v1/auth/logout", &["POST"]),
+    ("/api/v1/auth/verify-email", &["POST"]),
+    ("/api/v1/auth/password-reset", &["POST"]),
+    ("/api/v1/auth/password-reset/confirm", &["POST"]),
     ("/api/v1/users/me", &["GET"]),
     ("/api/v1/users/{id}/role", &["PUT"]),
     ("/api/v1/admin/audit", &["GET"]),

@@ -22,7 +22,15 @@ async fn me_returns_the_caller_without_secrets() {
     assert_eq!(me["data"]["role"], "user");
     let mut keys: Vec<&String> = me["data"].as_object().unwrap().keys().collect();
     keys.sort();
-    assert_eq!(keys, ["created_at", "display_name", "email", "id", "role"]);
+    let expected = [
+        "created_at",
+        "display_name",
+        "email",
+        "email_verified",
+        "id",
+        "role",
+    ];
+    assert_eq!(keys, expected);
     error(app.get("/api/v1/users/me").await, 401, "unauthorized").await;
 }
 
