@@ -8,16 +8,7 @@ use markets_domain::permission::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, TestApp, body, error, header, invalid, keys};
-
-const USER_KEYS: [&str; 6] = [
-    "created_at",
-    "display_name",
-    "email",
-    "email_verified",
-    "id",
-    "role",
-];
+use crate::helpers::{SECRET, TestApp, USER_KEYS, body, error, header, invalid, keys};
 
 #[tokio::test]
 async fn register_returns_the_user_with_a_normalised_email_and_no_secrets() {

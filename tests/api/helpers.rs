@@ -343,6 +343,16 @@ pub fn header(response: &Response, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The fields of a user as the API shows one, sorted: no password hash, no token epoch.
+pub const USER_KEYS: [&str; 6] = [
+    "created_at",
+    "display_name",
+    "email",
+    "email_verified",
+    "id",
+    "role",
+];
+
 /// The keys of a JSON object, sorted.
 pub fn keys(json: &Value) -> Vec<String> {
     let mut keys: Vec<String> = json

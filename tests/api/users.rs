@@ -5,7 +5,7 @@ use markets_domain::user::UserId;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, body, error, invalid};
+use crate::helpers::{TestApp, USER_KEYS, body, error, invalid, keys};
 
 #[tokio::test]
 async fn me_returns_the_caller_without_secrets() {
@@ -20,17 +20,7 @@ async fn me_returns_the_caller_without_secrets() {
     assert_eq!(me["data"]["id"], ann.id.to_string());
     assert_eq!(me["data"]["email"], ann.email);
     assert_eq!(me["data"]["role"], "user");
-    let mut keys: Vec<&String> = me["data"].as_object().unwrap().keys().collect();
-    keys.sort();
-    let expected = [
-        "created_at",
-        "display_name",
-        "email",
-        "email_verified",
-        "id",
-        "role",
-    ];
-    assert_eq!(keys, expected);
+    assert_eq!(keys(&me["data"]), USER_KEYS);
     error(app.get("/api/v1/users/me").await, 401, "unauthorized").await;
 }
 
