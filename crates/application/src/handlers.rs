@@ -4,7 +4,7 @@
 //! another runner holds it or has done it already), the same round as the background sweep.
 
 use chrono::Utc;
-use markets_domain::auth::{NewAccountToken, OneTimeToken, TokenPurpose};
+use markets_domain::auth::{NewAccountToken, TokenPurpose};
 use markets_domain::error::report;
 use markets_domain::jobs::{
     AccountLinkNotice, Job, JobKind, MarketCreatedNotice, Notifier, NotifyError,
@@ -97,9 +97,8 @@ impl JobHandlers {
             return Ok(());
         }
         // ThreadRng is a CSPRNG seeded from the OS.
-        let token = OneTimeToken::from_random(rand::rng().random());
-        let lifetime = purpose.lifetime();
-        let stored = NewAccountToken::new(&token, purpose, user.id, Utc::now() + lifetime);
+        let (token, stored) =
+            NewAccountToken::issue(purpose, user.id, rand::rng().random(), Utc::now());
         self.users.store_token(&stored).await.map_err(transient)?;
         let page = match purpose {
             TokenPurpose::PasswordReset => "reset-password",
@@ -111,7 +110,7 @@ impl JobHandlers {
             String::from(user.display_name),
             purpose,
             format!("{}/{page}?token={}", self.public_url, token.as_str()),
-            lifetime.to_std().unwrap_or_default(),
+            purpose.lifetime().to_std().unwrap_or_default(),
         );
         self.notifier
             .account_link(&notice)

@@ -9,7 +9,7 @@ use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
 use markets_domain::error::ValidationError;
-use markets_domain::jobs::{JobId, JobKind, NewJob};
+use markets_domain::jobs::{JobId, JobKind};
 use markets_domain::permission::Role;
 use markets_domain::user::{
     CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
@@ -159,12 +159,7 @@ impl UserRepository for PgUserRepository {
             role: user.role.as_str(),
             email_verified: user.email_verified,
         };
-        let verification = NewJob::for_user(JobKind::SendEmailVerification, user.id);
-        let jobs: &[NewJob] = if user.email_verified {
-            &[]
-        } else {
-            &[verification]
-        };
+        let jobs = user.jobs();
         let inserted = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 let inserted = diesel::insert_into(users::table)
@@ -172,7 +167,7 @@ impl UserRepository for PgUserRepository {
                     .returning(UserRow::as_returning())
                     .get_result(conn)
                     .await?;
-                enqueue(conn, jobs).await?;
+                enqueue(conn, &jobs).await?;
                 Ok(inserted)
             })
             .await

@@ -8,7 +8,7 @@ use markets_domain::RepositoryError;
 use markets_domain::audit::AuditEvent;
 use markets_domain::auth::{NewAccountToken, PasswordHash, TokenHash, TokenPurpose};
 use markets_domain::error::ValidationError;
-use markets_domain::jobs::{JobId, JobKind, NewJob};
+use markets_domain::jobs::{JobId, JobKind};
 use markets_domain::permission::Role;
 use markets_domain::user::{
     CreateUserError, DisplayName, Email, NewUser, RoleChange, UpdateRoleError, User, UserAccount,
@@ -148,13 +148,7 @@ impl UserRepository for SqliteUserRepository {
             created_at: now,
             updated_at: now,
         };
-        let verification = NewJob::for_user(JobKind::SendEmailVerification, user.id);
-        let jobs: &[NewJob] = if user.email_verified {
-            &[]
-        } else {
-            &[verification]
-        };
-        let jobs = jobs.to_vec();
+        let jobs = user.jobs();
         let inserted = self
             .pool
             .write(move |conn| {

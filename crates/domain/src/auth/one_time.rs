@@ -128,6 +128,19 @@ pub struct NewAccountToken {
 }
 
 impl NewAccountToken {
+    /// A fresh `purpose` token for `user_id`, made of `random` (from the OS RNG), valid for the
+    /// purpose's lifetime from `now`: the token, for the email only, and what to store of it.
+    pub fn issue(
+        purpose: TokenPurpose,
+        user_id: UserId,
+        random: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> (OneTimeToken, Self) {
+        let token = OneTimeToken::from_random(random);
+        let stored = Self::new(&token, purpose, user_id, now + purpose.lifetime());
+        (token, stored)
+    }
+
     /// `token`, for `purpose` on behalf of `user_id`, accepted until `expires_at`.
     pub fn new(
         token: &OneTimeToken,

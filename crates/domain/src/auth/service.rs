@@ -2,8 +2,8 @@
 
 use crate::audit::AuditEvent;
 use crate::auth::{
-    AccessToken, HashError, NewAccountToken, OneTimeToken, Password, PasswordHasher, TokenClaims,
-    TokenError, TokenHash, TokenIssuer, TokenPurpose, TokenRevocations,
+    AccessToken, HashError, Password, PasswordHasher, TokenClaims, TokenError, TokenHash,
+    TokenIssuer, TokenRevocations,
 };
 use crate::error::RepositoryError;
 use crate::permission::{Actor, Permission, Role};
@@ -217,21 +217,6 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
         Ok(Session { user, claims })
     }
 
-    /// Stores a `purpose` token for `user`, made of `random` (from the OS RNG), valid for the
-    /// purpose's lifetime from `now`; returns the token, for the email only.
-    pub async fn issue_token(
-        &self,
-        purpose: TokenPurpose,
-        user: UserId,
-        random: [u8; 32],
-        now: DateTime<Utc>,
-    ) -> Result<OneTimeToken, AuthError> {
-        let token = OneTimeToken::from_random(random);
-        let stored = NewAccountToken::new(&token, purpose, user, now + purpose.lifetime());
-        self.users.store_token(&stored).await?;
-        Ok(token)
-    }
-
     /// Queues a password reset email to `email` if it is registered; the same work, and the
     /// same answer, if it is not.
     pub async fn request_password_reset(&self, email: &Email) -> Result<(), AuthError> {
@@ -320,6 +305,7 @@ impl<U: UserRepository, H: PasswordHasher, T: TokenIssuer, R: TokenRevocations>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{NewAccountToken, OneTimeToken, TokenPurpose};
     use crate::jobs::{JobKind, NewJob};
     use crate::testing::{FakeTokens, InMemoryRevocations, InMemoryStore, PlaintextHasher};
     use futures_executor::block_on;
@@ -419,17 +405,29 @@ mod tests {
         );
     }
 
+    /// Stores a `purpose` token for `user`, as the job that emails it does.
+    fn issue(
+        store: &InMemoryStore,
+        purpose: TokenPurpose,
+        user: UserId,
+        random: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> OneTimeToken {
+        let (token, stored) = NewAccountToken::issue(purpose, user, random, now);
+        block_on(store.store_token(&stored)).unwrap();
+        token
+    }
+
     #[test]
     fn a_reset_revokes_earlier_tokens_and_its_token_is_single_use() {
-        let auth = service();
+        let store = InMemoryStore::new();
+        let auth = service_over(store.clone());
         let ann =
             block_on(auth.register(registration("ann@example.com"), Role::User, false)).unwrap();
         let before = block_on(auth.login("ann@example.com", "long enough")).unwrap();
         let now = Utc::now();
-        let first =
-            block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [1; 32], now)).unwrap();
-        let second =
-            block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [2; 32], now)).unwrap();
+        let first = issue(&store, TokenPurpose::PasswordReset, ann.id, [1; 32], now);
+        let second = issue(&store, TokenPurpose::PasswordReset, ann.id, [2; 32], now);
         let new = Password::parse("a new password").unwrap();
         let wrong = block_on(auth.confirm_password_reset("nope", &new, now));
         assert!(
@@ -455,8 +453,7 @@ mod tests {
                 "{again:?}"
             );
         }
-        let late =
-            block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [3; 32], now)).unwrap();
+        let late = issue(&store, TokenPurpose::PasswordReset, ann.id, [3; 32], now);
         let expired = now + TokenPurpose::PasswordReset.lifetime();
         let refused = block_on(auth.confirm_password_reset(late.as_str(), &new, expired));
         assert!(
@@ -476,9 +473,9 @@ mod tests {
         assert_eq!(store.jobs(), [queued]);
         let now = Utc::now();
         let purpose = TokenPurpose::EmailVerification;
-        let token = block_on(auth.issue_token(purpose, ann.id, [4; 32], now)).unwrap();
-        let reset = block_on(auth.issue_token(TokenPurpose::PasswordReset, ann.id, [5; 32], now));
-        let wrong_purpose = block_on(auth.verify_email(reset.unwrap().as_str(), now));
+        let token = issue(&store, purpose, ann.id, [4; 32], now);
+        let reset = issue(&store, TokenPurpose::PasswordReset, ann.id, [5; 32], now);
+        let wrong_purpose = block_on(auth.verify_email(reset.as_str(), now));
         assert!(matches!(wrong_purpose, Err(AuthError::BadOneTimeToken)));
         let expired = now + purpose.lifetime();
         let late = block_on(auth.verify_email(token.as_str(), expired));

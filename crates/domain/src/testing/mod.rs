@@ -416,6 +416,7 @@ impl UserRepository for InMemoryStore {
         if state.users.values().any(|a| a.user.email == new.email) {
             return Err(CreateUserError::EmailTaken);
         }
+        let jobs = new.jobs();
         let user = User {
             id: new.id,
             email: new.email,
@@ -430,9 +431,7 @@ impl UserRepository for InMemoryStore {
             password_hash: new.password_hash,
         };
         state.users.insert(user.id, account);
-        if !new.email_verified {
-            state.queue(NewJob::for_user(JobKind::SendEmailVerification, user.id));
-        }
+        jobs.into_iter().for_each(|job| state.queue(job));
         Ok(user)
     }
 

@@ -35,6 +35,18 @@ pub struct User {
     pub email_verified: bool,
 }
 
+impl NewUser {
+    /// The jobs a store queues in the transaction that stores this user: the verification
+    /// email, unless the address is vouched for.
+    pub fn jobs(&self) -> Vec<crate::jobs::NewJob> {
+        use crate::jobs::{JobKind, NewJob};
+        (!self.email_verified)
+            .then(|| NewJob::for_user(JobKind::SendEmailVerification, self.id))
+            .into_iter()
+            .collect()
+    }
+}
+
 /// A user together with their stored password hash, as needed to log them in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAccount {

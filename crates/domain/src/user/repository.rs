@@ -39,8 +39,8 @@ pub enum UpdateRoleError {
 /// Stores users. Implementations must pass `markets_contract_tests`' user repository suite.
 #[async_trait]
 pub trait UserRepository: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a new user and, unless [`NewUser::email_verified`], queues its
-    /// [`JobKind::SendEmailVerification`] job in the same transaction.
+    /// Stores a new user and queues [`NewUser::jobs`] (its verification email, unless
+    /// [`NewUser::email_verified`]) in the same transaction.
     ///
     /// # Errors
     /// [`CreateUserError::EmailTaken`] if the email is already registered (whatever its case),
