@@ -460,6 +460,16 @@ fn listening_address(logs: &mut impl BufRead) -> String {
     }
 }
 
+/// Reads the rest of a server's log on a thread, while it runs: at `debug` a server writes
+/// more than a pipe holds, so a log read only after exit would block it for good.
+fn collect(mut logs: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut captured = String::new();
+        logs.read_to_string(&mut captured).unwrap();
+        captured
+    })
+}
+
 fn terminate(child: &Child) {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -538,6 +548,7 @@ async fn secrets_never_reach_the_logs() {
     let mut child = command.spawn().unwrap();
     let mut logs = BufReader::new(child.stderr.take().unwrap());
     let address = listening_address(&mut logs);
+    let logs = collect(logs);
     let client = reqwest::Client::new();
     let credentials = serde_json::json!({"email": "ann@example.com", "password": USER_PASSWORD});
     let mut registration = credentials.clone();
@@ -569,8 +580,7 @@ async fn secrets_never_reach_the_logs() {
     assert_eq!(me.status(), 200);
     terminate(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    let mut captured = String::new();
-    std::io::Read::read_to_string(&mut logs, &mut captured).unwrap();
+    let captured = logs.join().unwrap();
     assert!(
         captured.contains("request completed"),
         "the requests were logged"
