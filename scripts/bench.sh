@@ -4,7 +4,8 @@
 # failures, the server's peak RSS per scenario, and each scenario's throughput as a share of
 # /health/live's in the same run. On the server set (PostgreSQL, Redis) and on the embedded set
 # (a SQLite file, the cache and limits in process). At the first size also search with a dead
-# embedding provider (the text-search fallback) and a registration flood on the server set
+# embedding provider (the text-search fallback), /health/live with request logging at info
+# (the other scenarios log at warn), and a registration flood on the server set
 # (bench/registration_burst.py): login latency while it lasts, and the server's RSS before, at
 # its peak and after it.
 #
@@ -192,6 +193,10 @@ for size in "${sizes[@]}"; do
 		start_server "$REDIS_URL" MARKETS__SEARCH__PROVIDER=openai OPENAI_API_KEY=bench \
 			OPENAI_BASE_URL=http://127.0.0.1:1/v1
 		run server "$size" "search (fallback)" search.lua /
+		stop_server
+		# The price of request logging: every request writes its completion line at info.
+		start_server "$REDIS_URL" RUST_LOG=info
+		run server "$size" "GET /health/live (RUST_LOG=info)" health.lua /health/live
 		stop_server
 	fi
 	# Cached: Redis in front; a pass over every cached id fills it first.

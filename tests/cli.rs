@@ -612,6 +612,66 @@ async fn secrets_never_reach_the_logs() {
     );
 }
 
+/// The dropped-lines counter a server reports on `/metrics`.
+async fn dropped_log_lines(client: &reqwest::Client, address: &str) -> u64 {
+    let metrics = client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("log_lines_dropped_total "))
+        .expect("the counter is exported")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_reader_that_stops_reading_never_stalls_requests() {
+    const BATCH: usize = 500;
+    let db = TestDatabase::new().await;
+    let mut command = markets(&db);
+    command
+        .arg("serve")
+        .env("RUST_LOG", "debug")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut logs = BufReader::new(child.stderr.take().unwrap());
+    let address = listening_address(&mut logs);
+    // From here on nobody reads the log: the pipe fills, then the writer's buffer.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut answered = 0;
+    while dropped_log_lines(&client, &address).await == 0 {
+        let batch = (0..BATCH).map(|_| {
+            let request = client
+                .get(format!("http://{address}/api/v1/markets"))
+                .send();
+            async move {
+                request
+                    .await
+                    .expect("answered while the log is stalled")
+                    .status()
+            }
+        });
+        let statuses = futures_util::future::join_all(batch).await;
+        assert!(statuses.iter().all(|status| status.is_success()));
+        answered += BATCH;
+        assert!(answered < 200_000, "no log line was ever dropped");
+    }
+    terminate(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0), "stopped cleanly");
+    drop(logs);
+}
+
 #[tokio::test]
 async fn serve_migrates_answers_liveness_and_stops_cleanly_on_sigterm() {
     let db = TestDatabase::unmigrated().await;

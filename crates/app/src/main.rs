@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    telemetry::init(&settings.log)?;
+    let _log_writer = telemetry::init(&settings.log)?;
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
         Command::Serve { no_migrate } => commands::serve(settings, !no_migrate).await,
         Command::Migrate => commands::migrate(&settings).await,

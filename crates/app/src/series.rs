@@ -16,6 +16,7 @@
 //! | `jobs_oldest_due_seconds` (gauge, sampled by workers) | `kind` |
 //! | `job_wait_seconds` (histogram: due to claimed), `job_run_seconds` (histogram) | `kind` |
 //! | `embeddings_computed_total` | |
+//! | `log_lines_dropped_total` (log lines dropped while stderr could not keep up) | |
 //! | `build_info` (gauge, 1) | `version` |
 //! | `process_*` (CPU seconds, resident and virtual memory, open and max file descriptors, threads, start time) | |
 
@@ -28,7 +29,7 @@ use std::sync::OnceLock;
 use crate::wiring::Checks;
 
 /// The metrics a fresh instance lists (with `# HELP`) from its first scrape on.
-pub const EXPORTED: [&str; 17] = [
+pub const EXPORTED: [&str; 18] = [
     "http_requests_total",
     "http_request_duration_seconds",
     "db_pool_connections",
@@ -39,6 +40,7 @@ pub const EXPORTED: [&str; 17] = [
     "rate_limit_rejections_total",
     "jobs_total",
     "embeddings_computed_total",
+    "log_lines_dropped_total",
     "build_info",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
@@ -71,6 +73,7 @@ pub fn register(api: &utoipa::openapi::OpenApi, policies: &[String]) {
     }
     counter!("cache_errors_total").increment(0);
     counter!("embeddings_computed_total").increment(0);
+    counter!("log_lines_dropped_total").increment(0);
     for mode in ["semantic", "fallback"] {
         counter!("search_requests_total", "mode" => mode).increment(0);
     }
@@ -161,6 +164,10 @@ fn describe() {
     describe_counter!(
         "embeddings_computed_total",
         "Market embeddings computed by the indexer."
+    );
+    describe_counter!(
+        "log_lines_dropped_total",
+        "Log lines dropped because stderr did not keep up."
     );
     describe_gauge!("build_info", "The running build, as a label.");
 }

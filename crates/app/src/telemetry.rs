@@ -3,30 +3,48 @@
 //! series and registers them at start-up).
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::io::BufWriter;
 use std::sync::OnceLock;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::settings::{LogFormat, LogSettings};
 use crate::wiring::Store;
 
-/// Installs the global subscriber. Logs go to stderr so stdout stays free for command output.
+/// Lines the log thread holds while stderr is slow; past them, lines are dropped (and counted
+/// in `log_lines_dropped_total`) rather than making requests wait. About 6 MB at most.
+const BUFFERED_LOG_LINES: usize = 16_384;
+
+/// Counts the lines the writer dropped, for `/metrics`; unset until [`init`] runs.
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Installs the global subscriber. Logs go to stderr so stdout stays free for command output,
+/// written by a thread of their own in batches: a request pays for formatting its line, never
+/// for the write, and a stalled reader of stderr drops lines instead of stalling the service.
+/// Keep the guard until the process exits: dropping it writes what is still buffered.
 ///
 /// # Errors
 /// If the filter does not parse or a subscriber is already installed.
-pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
+pub fn init(settings: &LogSettings) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_new(&settings.filter).map_err(|error| {
         anyhow::anyhow!("invalid configuration: log.filter (RUST_LOG): {error}")
     })?;
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LOG_LINES)
+        .thread_name("log-writer")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let _ = DROPPED_LINES.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_span_events(FmtSpan::NONE);
     let installed = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))
+    installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))?;
+    Ok(guard)
 }
 
 /// Latency buckets in seconds, from a cache hit to a slow fallback search.
@@ -96,5 +114,8 @@ pub fn render_metrics(store: &Store) -> String {
     ] {
         metrics::gauge!("db_pool_connections", "state" => state).set(value as f64);
     }
+    let dropped = DROPPED_LINES.get().map_or(0, ErrorCounter::dropped_lines);
+    metrics::counter!("log_lines_dropped_total")
+        .absolute(u64::try_from(dropped).unwrap_or(u64::MAX));
     handle.render()
 }
