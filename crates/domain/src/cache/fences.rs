@@ -191,8 +191,11 @@ impl<C: Cache, F: ChangeFeed> Cache for FencedCache<C, F> {
         self.inner.remove(id).await
     }
 
+    /// While the feed is behind, the book may lack another instance's recent change, so a read
+    /// shared with one that started before it cannot be told apart: none is admitted, and the
+    /// service reads again on its own (reads go to the database during the outage anyway).
     fn admits(&self, market: &Market) -> bool {
-        self.book.admits(market)
+        self.feed.is_current() && self.book.admits(market)
     }
 
     async fn committed(&self, id: MarketId, fence: Fence, taken: bool) {
@@ -264,6 +267,32 @@ mod tests {
         expired.record(id, Fence::Deleted, Duration::ZERO);
         expired.prune();
         assert!(expired.is_empty());
+    }
+
+    /// A feed that has lost its connection.
+    #[derive(Debug)]
+    struct Behind;
+
+    #[async_trait]
+    impl ChangeFeed for Behind {
+        fn is_current(&self) -> bool {
+            false
+        }
+
+        async fn settle(&self) {}
+    }
+
+    #[test]
+    fn a_cache_whose_feed_is_behind_admits_no_shared_read() {
+        let book = std::sync::Arc::new(FenceBook::new(HOUR, 10));
+        let read = market(MarketId::new(), 1);
+        let current = FencedCache::new(crate::cache::NoCache, book.clone(), OwnChanges);
+        assert!(current.admits(&read));
+        let behind = FencedCache::new(crate::cache::NoCache, book, Behind);
+        assert!(
+            !behind.admits(&read),
+            "a change it has not heard of may be newer"
+        );
     }
 
     #[test]
