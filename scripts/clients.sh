@@ -73,13 +73,18 @@ server_env() {
 	fi
 }
 
+# The arguments to `env` that give the binary adapter set `$1`'s environment, one a line.
+set_env() {
+	printf '%s\n' -u DATABASE_URL -u REDIS_URL
+	server_env "$1" "$2"
+}
+
 # Runs the binary with adapter set `$1`'s environment and the arguments after it.
 markets() {
-	local set="$1" port="$2"
-	shift 2
 	local vars
-	mapfile -t vars < <(server_env "$set" "$port")
-	env -u DATABASE_URL -u REDIS_URL "${vars[@]}" "$BIN" "$@"
+	mapfile -t vars < <(set_env "$1" "$2")
+	shift 2
+	env "${vars[@]}" "$BIN" "$@"
 }
 
 wait_ready() {
@@ -137,7 +142,12 @@ run_set() {
 	ADMIN_PASSWORD="$MARKETS_ADMIN_PASSWORD" \
 		markets "$set" "$port" create-admin --email admin@clients.example.com \
 		--password-env ADMIN_PASSWORD >/dev/null
-	markets "$set" "$port" serve --no-migrate >"$WORK/$set/server.log" 2>&1 &
+	# Not through `markets`: a function in the background runs in a subshell of its own, and
+	# SERVER_PID must be the server's, which stop_server signals (the subshell would die alone
+	# and leave the server running).
+	local vars
+	mapfile -t vars < <(set_env "$set" "$port")
+	env "${vars[@]}" "$BIN" serve --no-migrate >"$WORK/$set/server.log" 2>&1 &
 	SERVER_PID=$!
 	wait_ready "$base"
 
