@@ -548,13 +548,14 @@ pub async fn a_failed_embedding_gives_the_claim_back_at_once<F: VectorIndexFixtu
 
 /// An index storing no embedding (markets or not) takes the dimensions asked for, and then
 /// stores and finds embeddings of that size.
-pub async fn an_index_without_embeddings_takes_any_dimensions<F: VectorIndexFixture>(
-    fixture: &F,
-) {
+pub async fn an_index_without_embeddings_takes_any_dimensions<F: VectorIndexFixture>(fixture: &F) {
     let index = fixture.index();
     let created = markets(fixture, "m", 1).await.remove(0);
     for dimensions in [24, 384, 1536] {
-        assert_eq!(index.resize(dimensions, Resize::IfEmpty).await.unwrap(), dimensions);
+        assert_eq!(
+            index.resize(dimensions, Resize::IfEmpty).await.unwrap(),
+            dimensions
+        );
         assert_eq!(index.dimensions().await.unwrap(), dimensions);
     }
     assert_eq!(index.resize(24, Resize::IfEmpty).await.unwrap(), 24);

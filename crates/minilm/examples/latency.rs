@@ -35,7 +35,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let embedder = MiniLmEmbedder::load(&MiniLmSettings::new(dir))?;
     println!("model loaded in {:?}", started.elapsed());
     let queries: Vec<String> = (0..count)
-        .map(|n| format!("Will {} happen before {}?", TOPICS[n % TOPICS.len()], 2030 + n))
+        .map(|n| {
+            format!(
+                "Will {} happen before {}?",
+                TOPICS[n % TOPICS.len()],
+                2030 + n
+            )
+        })
         .collect();
     // Warm-up: the first pass allocates and pages the weights in.
     embedder.embed(&["warm-up".to_owned()]).await?;

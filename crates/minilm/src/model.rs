@@ -58,7 +58,8 @@ impl Model {
         let weights = dir.join("model.safetensors");
         let vb = VarBuilder::from_buffered_safetensors(read(&weights)?, bert::DTYPE, &device)
             .map_err(|source| weights_error(&weights, source))?;
-        let bert = BertModel::load(vb, &config).map_err(|source| weights_error(&weights, source))?;
+        let bert =
+            BertModel::load(vb, &config).map_err(|source| weights_error(&weights, source))?;
         Ok(Self {
             bert,
             tokenizer: load_tokenizer(&dir.join("tokenizer.json"), max_length)?,
@@ -113,7 +114,11 @@ fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
 
 /// Each row scaled to unit length (a zero row stays zero, as in torch's `normalize`).
 fn normalize(vectors: &Tensor) -> candle_core::Result<Tensor> {
-    let norms = vectors.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
+    let norms = vectors
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-12, f32::MAX)?;
     vectors.broadcast_div(&norms)
 }
 

@@ -42,7 +42,10 @@ async fn each_text_alone_matches_the_reference() {
     assert!(golden.len() >= 30);
     let embedder = support::embedder();
     for case in &golden {
-        let ours = embedder.embed(std::slice::from_ref(&case.text)).await.unwrap();
+        let ours = embedder
+            .embed(std::slice::from_ref(&case.text))
+            .await
+            .unwrap();
         assert_matches(&ours, std::slice::from_ref(case));
     }
 }
@@ -57,7 +60,11 @@ async fn a_padded_batch_matches_the_reference() {
         batch_size: texts.len().try_into().unwrap(),
         ..MiniLmSettings::new(support::model_dir())
     };
-    let ours = MiniLmEmbedder::load(&settings).unwrap().embed(&texts).await.unwrap();
+    let ours = MiniLmEmbedder::load(&settings)
+        .unwrap()
+        .embed(&texts)
+        .await
+        .unwrap();
     assert_matches(&ours, &golden);
 }
 

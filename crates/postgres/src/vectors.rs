@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 use diesel::expression::AsExpression;
 use diesel::pg::Pg;
+use diesel::result::QueryResult;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Float, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::result::QueryResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
@@ -118,8 +118,7 @@ const COLUMN_DIMENSIONS: &str = "SELECT atttypmod::int8 AS value FROM pg_attribu
      WHERE attrelid = 'markets'::regclass AND attname = 'embedding'";
 
 /// Whether any market has an embedding.
-const ANY_EMBEDDING: &str =
-    "SELECT count(*) AS value FROM (SELECT 1 FROM markets WHERE embedding IS NOT NULL LIMIT 1) AS one";
+const ANY_EMBEDDING: &str = "SELECT count(*) AS value FROM (SELECT 1 FROM markets WHERE embedding IS NOT NULL LIMIT 1) AS one";
 
 /// Drops every embedding, leaving its market pending.
 const DISCARD_EMBEDDINGS: &str = "UPDATE markets SET embedding = NULL, embedding_stale = true \
@@ -141,7 +140,8 @@ async fn number(conn: &mut AsyncPgConnection, query: &str) -> QueryResult<i64> {
 
 async fn column_dimensions(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
     let found = number(conn, COLUMN_DIMENSIONS).await?;
-    usize::try_from(found).map_err(|error| diesel::result::Error::DeserializationError(error.into()))
+    usize::try_from(found)
+        .map_err(|error| diesel::result::Error::DeserializationError(error.into()))
 }
 
 #[async_trait]

@@ -2,6 +2,7 @@
 //! split in two: [`AppState`], what requests need, and [`Infrastructure`], what the process
 //! operates beside them (pools, queues, background work).
 
+use anyhow::Context;
 use markets_application::handlers::{Indexer, JobHandlers};
 use markets_application::limits::RateLimits;
 use markets_application::login::LoginFlow;
@@ -17,7 +18,6 @@ use markets_domain::search::{
     EmbeddingProvider, IndexPacing, IndexService, SearchService, VectorIndex,
 };
 use markets_domain::user::UserRepository;
-use anyhow::Context;
 use markets_local::{HashingEmbedder, LocalRateLimiter};
 use markets_minilm::{MiniLmEmbedder, MiniLmSettings};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
