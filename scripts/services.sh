@@ -18,6 +18,8 @@
 #             MARKETS_NGINX=/usr/sbin/nginx
 #             MARKETS_PROMETHEUS=/usr/bin/prometheus
 #             MARKETS_PROMTOOL=/usr/bin/promtool
+#             MARKETS_MODEL_DIR=/var/tmp/markets-model/all-minilm-l6-v2-0.1.2
+#               (the sentence-embedding model, from scripts/model.sh)
 #           (human messages go to stderr, so `eval "$(scripts/services.sh up)"` works)
 #   down    stop the PostgreSQL 18 cluster this script manages (never touches
 #           Debian's PostgreSQL on 5432, nor Redis)
@@ -608,6 +610,7 @@ up)
 	printf 'MARKETS_NGINX=%q\n' "$NGINX_OUT"
 	printf 'MARKETS_PROMETHEUS=%q\n' "$PROMETHEUS_OUT"
 	printf 'MARKETS_PROMTOOL=%q\n' "$PROMTOOL_OUT"
+	"$(dirname "$0")/model.sh"
 	;;
 down)
 	take_lock

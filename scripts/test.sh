@@ -6,10 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 
-# services.sh prints DATABASE_URL=..., REDIS_URL=..., MARKETS_NGINX=..., MARKETS_PROMETHEUS=...
-# and MARKETS_PROMTOOL=... for the tests to use.
+# services.sh prints DATABASE_URL=..., REDIS_URL=..., MARKETS_NGINX=..., MARKETS_PROMETHEUS=...,
+# MARKETS_PROMTOOL=... and MARKETS_MODEL_DIR=... (the embedding model) for the tests to use.
 eval "$(scripts/services.sh up)"
-export DATABASE_URL REDIS_URL MARKETS_NGINX MARKETS_PROMETHEUS MARKETS_PROMTOOL
+export DATABASE_URL REDIS_URL MARKETS_NGINX MARKETS_PROMETHEUS MARKETS_PROMTOOL MARKETS_MODEL_DIR
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

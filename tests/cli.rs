@@ -226,9 +226,32 @@ async fn reindex_embeds_every_market_and_resumes() {
     assert_eq!(pending_embeddings(&db), 0);
 }
 
+/// The size of the `embedding` column's `vector(N)`.
+fn column_dimensions(db: &TestDatabase) -> u32 {
+    let url = db.settings().url.expose_secret().to_owned();
+    let sql = "SELECT atttypmod FROM pg_attribute \
+               WHERE attrelid = 'markets'::regclass AND attname = 'embedding'";
+    let out = Command::new("psql")
+        .args([&url, "-Atc", sql])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Seeds `count` markets and embeds them with the default (1536-dimension) hashing embedder.
+fn embedded_markets(db: &TestDatabase, count: u32) {
+    seed_markets(db, count);
+    let mut command = markets(db);
+    command.args(["reindex", "--resume"]);
+    let output = run(command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(column_dimensions(db), 1536);
+}
+
 #[tokio::test]
-async fn serve_refuses_an_embedder_that_does_not_fit_the_index() {
+async fn serve_refuses_an_embedder_that_does_not_fit_the_stored_embeddings() {
     let db = TestDatabase::new().await;
+    embedded_markets(&db, 3);
     let mut command = markets(&db);
     command
         .arg("serve")
@@ -242,6 +265,40 @@ async fn serve_refuses_an_embedder_that_does_not_fit_the_index() {
         last.contains("384 dimensions but the index stores 1536"),
         "{message}"
     );
+    assert!(last.contains("markets reindex"), "{message}");
+}
+
+#[tokio::test]
+async fn reindex_switches_the_index_to_another_provider() {
+    let db = TestDatabase::new().await;
+    embedded_markets(&db, 20);
+    let mut command = markets(&db);
+    command
+        .arg("reindex")
+        .env("MARKETS__OPENAI__DIMENSIONS", "384");
+    let output = run(command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(column_dimensions(&db), 384);
+    assert_eq!(pending_embeddings(&db), 0);
+}
+
+#[tokio::test]
+async fn the_model_provider_needs_a_model_directory_naming_the_key() {
+    let db = TestDatabase::new().await;
+    let missing = std::env::temp_dir().join("markets-no-model-here");
+    for model_dir in [None, Some(missing.to_str().unwrap())] {
+        let mut command = markets(&db);
+        command
+            .arg("reindex")
+            .env("MARKETS__SEARCH__PROVIDER", "minilm");
+        if let Some(dir) = model_dir {
+            command.env("MARKETS__SEARCH__MODEL_DIR", dir);
+        }
+        let output = run(command);
+        assert_eq!(output.status.code(), Some(1), "{model_dir:?}");
+        let message = stderr(&output);
+        assert!(message.contains("search.model_dir"), "{message}");
+    }
 }
 
 #[tokio::test]

@@ -439,10 +439,13 @@ impl PolicySettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingChoice {
-    /// OpenAI when an API key is configured, else local.
+    /// OpenAI when an API key is configured, else the model when `search.model_dir` holds
+    /// one, else local.
     Auto,
     /// The OpenAI-compatible API (needs `openai.api_key`).
     Openai,
+    /// all-MiniLM-L6-v2 in process (needs `search.model_dir`): semantic, 384 dimensions.
+    Minilm,
     /// The local lexical hashing embedder.
     Local,
 }
@@ -453,6 +456,8 @@ pub enum EmbeddingChoice {
 pub struct SearchSettings {
     /// Which embedder.
     pub provider: EmbeddingChoice,
+    /// The unpacked all-MiniLM-L6-v2 model (`scripts/model.sh` provisions it and prints where).
+    pub model_dir: Option<PathBuf>,
     /// Budget for a query's embedding, in milliseconds.
     pub query_timeout_ms: u64,
     /// Markets claimed, embedded (one provider call) and stored (one write) per indexing run.
@@ -517,7 +522,7 @@ impl From<config::ConfigError> for SettingsError {
 }
 
 /// Well-known environment variables and the keys they set.
-const ENV_KEYS: [(&str, &str); 11] = [
+const ENV_KEYS: [(&str, &str); 12] = [
     ("RATE_LIMIT_SEARCH_PER_MINUTE", "rate_limit.search.limit"),
     ("RATE_LIMIT_LOGIN_PER_MINUTE", "rate_limit.login.limit"),
     ("CACHE_TTL_SECONDS", "cache.ttl_secs"),
@@ -526,6 +531,7 @@ const ENV_KEYS: [(&str, &str); 11] = [
     ("JWT_SECRET", "auth.jwt_secret"),
     ("OPENAI_API_KEY", "openai.api_key"),
     ("OPENAI_BASE_URL", "openai.base_url"),
+    ("MARKETS_MODEL_DIR", "search.model_dir"),
     ("BIND_ADDR", "server.bind_addr"),
     ("RUST_LOG", "log.filter"),
     ("LOG_FORMAT", "log.format"),
@@ -623,6 +629,12 @@ impl Settings {
             return invalid(
                 "openai.api_key (OPENAI_API_KEY)",
                 "must be set when search.provider is \"openai\"",
+            );
+        }
+        if self.search.provider == EmbeddingChoice::Minilm && self.search.model_dir.is_none() {
+            return invalid(
+                "search.model_dir (MARKETS_MODEL_DIR)",
+                "must be set when search.provider is \"minilm\"",
             );
         }
         let failures = &self.rate_limit.login_failures;

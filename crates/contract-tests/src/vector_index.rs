@@ -16,7 +16,7 @@ use markets_domain::market::{
 };
 use markets_domain::search::{
     Embedding, EmbeddingError, EmbeddingProvider, IndexBacklog, IndexPacing, IndexService,
-    IndexTask, VectorIndex,
+    IndexTask, Resize, ScoredMarket, VectorIndex,
 };
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +58,9 @@ macro_rules! vector_index_contract {
             a_batch_is_stored_at_once_keeping_only_current_versions,
             concurrent_runners_embed_every_market_once_in_full_batches,
             a_failed_embedding_gives_the_claim_back_at_once,
+            an_index_without_embeddings_takes_any_dimensions,
+            resizing_with_embeddings_stored_changes_nothing,
+            resizing_discarding_drops_every_embedding,
         );
     };
 }
@@ -73,6 +76,13 @@ async fn direction<F: VectorIndexFixture>(fixture: &F, axis: usize, tilt: f32) -
     let mut values = vec![0.0; dimensions];
     values[axis] = 1.0;
     values[axis + 1] = tilt;
+    Embedding::new(values).unwrap()
+}
+
+/// A unit vector of `dimensions` components along the first axis.
+fn first_axis(dimensions: usize) -> Embedding {
+    let mut values = vec![0.0; dimensions];
+    values[0] = 1.0;
     Embedding::new(values).unwrap()
 }
 
@@ -100,6 +110,10 @@ async fn peek<F: VectorIndexFixture>(fixture: &F) -> Vec<IndexTask> {
 
 fn ids_of(tasks: &[IndexTask]) -> Vec<MarketId> {
     tasks.iter().map(|task| task.id).collect()
+}
+
+fn ids_of_hits(hits: &[ScoredMarket]) -> Vec<MarketId> {
+    hits.iter().map(|hit| hit.id).collect()
 }
 
 async fn pending_ids<F: VectorIndexFixture>(fixture: &F) -> Vec<MarketId> {
@@ -530,4 +544,53 @@ pub async fn a_failed_embedding_gives_the_claim_back_at_once<F: VectorIndexFixtu
     let claimed = fixture.index().claim(10, LEASE).await.unwrap();
     let ids: Vec<MarketId> = created.iter().map(|market| market.id).collect();
     assert_eq!(ids_of(&claimed), ids);
+}
+
+/// An index storing no embedding (markets or not) takes the dimensions asked for, and then
+/// stores and finds embeddings of that size.
+pub async fn an_index_without_embeddings_takes_any_dimensions<F: VectorIndexFixture>(fixture: &F) {
+    let index = fixture.index();
+    let created = markets(fixture, "m", 1).await.remove(0);
+    for dimensions in [24, 384, 1536] {
+        assert_eq!(
+            index.resize(dimensions, Resize::IfEmpty).await.unwrap(),
+            dimensions
+        );
+        assert_eq!(index.dimensions().await.unwrap(), dimensions);
+    }
+    assert_eq!(index.resize(24, Resize::IfEmpty).await.unwrap(), 24);
+    embed(fixture, created.id, &first_axis(24)).await;
+    let nearest = index.nearest(&first_axis(24), 1).await.unwrap();
+    assert_eq!(ids_of_hits(&nearest), [created.id]);
+}
+
+/// With embeddings stored, resizing only if empty leaves the index (and them) as they are.
+pub async fn resizing_with_embeddings_stored_changes_nothing<F: VectorIndexFixture>(fixture: &F) {
+    let index = fixture.index();
+    index.resize(24, Resize::IfEmpty).await.unwrap();
+    let created = markets(fixture, "m", 1).await.remove(0);
+    embed(fixture, created.id, &first_axis(24)).await;
+    assert_eq!(index.resize(32, Resize::IfEmpty).await.unwrap(), 24);
+    assert_eq!(index.dimensions().await.unwrap(), 24);
+    assert_eq!(index.pending_count().await.unwrap(), 0);
+    let nearest = index.nearest(&first_axis(24), 1).await.unwrap();
+    assert_eq!(ids_of_hits(&nearest), [created.id]);
+}
+
+/// Resizing while discarding drops every stored embedding, leaves every market pending and
+/// takes the new size, whatever was stored.
+pub async fn resizing_discarding_drops_every_embedding<F: VectorIndexFixture>(fixture: &F) {
+    let index = fixture.index();
+    index.resize(24, Resize::IfEmpty).await.unwrap();
+    let created = markets(fixture, "m", 2).await;
+    for market in &created {
+        embed(fixture, market.id, &first_axis(24)).await;
+    }
+    assert_eq!(index.resize(32, Resize::Discarding).await.unwrap(), 32);
+    assert_eq!(index.dimensions().await.unwrap(), 32);
+    assert_eq!(index.pending_count().await.unwrap(), 2);
+    assert!(index.nearest(&first_axis(32), 10).await.unwrap().is_empty());
+    embed(fixture, created[1].id, &first_axis(32)).await;
+    let nearest = index.nearest(&first_axis(32), 10).await.unwrap();
+    assert_eq!(ids_of_hits(&nearest), [created[1].id]);
 }

@@ -119,12 +119,26 @@ impl IndexTask {
     }
 }
 
+/// How [`VectorIndex::resize`] treats the embeddings already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// Only an index that stores no embedding is resized; one that does is left as it is.
+    IfEmpty,
+    /// Every stored embedding is dropped first, and its market marked pending.
+    Discarding,
+}
+
 /// Finds the markets whose embeddings are nearest a query's: the query side of the index.
 /// Implementations must pass `markets_contract_tests`' vector index suite.
 #[async_trait]
 pub trait VectorIndex: Send + Sync + std::fmt::Debug + 'static {
     /// How many dimensions stored embeddings have (the schema's), to check a provider against.
     async fn dimensions(&self) -> Result<usize, RepositoryError>;
+
+    /// Makes the index store embeddings of `dimensions` components, as `mode` allows, in one
+    /// transaction (concurrent callers see it done or not at all); returns the dimensions the
+    /// index has afterwards: `dimensions`, unless [`Resize::IfEmpty`] found embeddings stored.
+    async fn resize(&self, dimensions: usize, mode: Resize) -> Result<usize, RepositoryError>;
 
     /// The `limit` existing markets closest to `query`, best first.
     async fn nearest(
@@ -136,6 +150,7 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug + 'static {
 
 forward_through_arc!(VectorIndex {
     async fn dimensions(&self) -> Result<usize, RepositoryError>;
+    async fn resize(&self, dimensions: usize, mode: Resize) -> Result<usize, RepositoryError>;
     async fn nearest(&self, query: &Embedding, limit: usize) -> Result<Vec<ScoredMarket>, RepositoryError>;
 });
 
@@ -199,8 +214,11 @@ pub enum IndexError {
     /// The index failed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
-    /// The provider's embeddings do not fit the index.
-    #[error("the embedding provider makes {provider} dimensions but the index stores {index}")]
+    /// The provider's embeddings do not fit the index, which already stores embeddings.
+    #[error(
+        "the embedding provider makes {provider} dimensions but the index stores {index}: \
+         run `markets reindex` to re-embed every market with this provider"
+    )]
     DimensionMismatch {
         /// The provider's.
         provider: usize,
@@ -230,17 +248,36 @@ impl<M: MarketRepository, E: EmbeddingProvider, V: VectorIndex> SearchService<M,
         }
     }
 
-    /// Checks that the provider's embeddings fit the index; call it at start-up.
+    /// Fits the index to the provider's embeddings; call it at start-up. An index that stores
+    /// no embedding yet takes the provider's dimensions, so a fresh database works with any
+    /// provider; one that stores embeddings of another size is left alone.
     ///
     /// # Errors
-    /// [`IndexError::DimensionMismatch`] if they do not, or the index's own failure.
-    pub async fn check_dimensions(&self) -> Result<(), IndexError> {
-        let (provider, index) = (self.embedder.dimensions(), self.index.dimensions().await?);
+    /// [`IndexError::DimensionMismatch`] if the stored embeddings are of another size, or the
+    /// index's own failure.
+    pub async fn fit_dimensions(&self) -> Result<(), IndexError> {
+        let provider = self.embedder.dimensions();
+        let index = self.index.resize(provider, Resize::IfEmpty).await?;
         if provider == index {
             Ok(())
         } else {
             Err(IndexError::DimensionMismatch { provider, index })
         }
+    }
+
+    /// Switches the index to the provider's dimensions if they differ, dropping every stored
+    /// embedding (their markets are then pending); returns whether it did. For `markets
+    /// reindex`, which then re-embeds everything.
+    ///
+    /// # Errors
+    /// The index's failure.
+    pub async fn adopt_dimensions(&self) -> Result<bool, IndexError> {
+        let provider = self.embedder.dimensions();
+        if self.index.dimensions().await? == provider {
+            return Ok(false);
+        }
+        self.index.resize(provider, Resize::Discarding).await?;
+        Ok(true)
     }
 
     /// Markets matching `query`, best first.
@@ -440,6 +477,11 @@ mod tests {
             Ok(4)
         }
 
+        /// As if it stored embeddings of 4 dimensions: never resized.
+        async fn resize(&self, _: usize, _: Resize) -> Result<usize, RepositoryError> {
+            Ok(4)
+        }
+
         async fn nearest(
             &self,
             _: &Embedding,
@@ -514,10 +556,10 @@ mod tests {
     }
 
     #[test]
-    fn a_dimension_mismatch_is_reported() {
+    fn embeddings_of_another_size_are_a_mismatch() {
         let (store, _) = store_with("x");
         let search = SearchService::new(store, Provider(None), Index(Vec::new()));
-        let mismatch = block_on(search.check_dimensions()).unwrap_err();
+        let mismatch = block_on(search.fit_dimensions()).unwrap_err();
         assert!(matches!(
             mismatch,
             IndexError::DimensionMismatch {

@@ -10,14 +10,15 @@ use chrono::{DateTime, Utc};
 use diesel::deserialize::QueryableByName;
 use diesel::expression::AsExpression;
 use diesel::pg::Pg;
+use diesel::result::QueryResult;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Float, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
 use markets_domain::search::{
-    Embedding, IndexBacklog, IndexClaim, IndexTask, ScoredMarket, VectorIndex,
+    Embedding, IndexBacklog, IndexClaim, IndexTask, Resize, ScoredMarket, VectorIndex,
 };
 use std::io::Write;
 use std::time::Duration;
@@ -112,18 +113,67 @@ fn limit(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// The size of the `embedding` column's `vector(N)` type.
+const COLUMN_DIMENSIONS: &str = "SELECT atttypmod::int8 AS value FROM pg_attribute \
+     WHERE attrelid = 'markets'::regclass AND attname = 'embedding'";
+
+/// Whether any market has an embedding.
+const ANY_EMBEDDING: &str = "SELECT count(*) AS value FROM (SELECT 1 FROM markets WHERE embedding IS NOT NULL LIMIT 1) AS one";
+
+/// Drops every embedding, leaving its market pending.
+const DISCARD_EMBEDDINGS: &str = "UPDATE markets SET embedding = NULL, embedding_stale = true \
+     WHERE embedding IS NOT NULL OR NOT embedding_stale";
+
+/// Gives the (empty) column another size; the HNSW index, built for one size, is rebuilt
+/// with it (as the migration made it).
+fn retype(dimensions: usize) -> String {
+    format!(
+        "DROP INDEX markets_embedding_idx; \
+         ALTER TABLE markets ALTER COLUMN embedding TYPE vector({dimensions}); \
+         CREATE INDEX markets_embedding_idx ON markets USING hnsw (embedding vector_cosine_ops)"
+    )
+}
+
+async fn number(conn: &mut AsyncPgConnection, query: &str) -> QueryResult<i64> {
+    Ok(sql_query(query).get_result::<Number>(conn).await?.value)
+}
+
+async fn column_dimensions(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    let found = number(conn, COLUMN_DIMENSIONS).await?;
+    usize::try_from(found)
+        .map_err(|error| diesel::result::Error::DeserializationError(error.into()))
+}
+
 #[async_trait]
 impl VectorIndex for PgVectorIndex {
     async fn dimensions(&self) -> Result<usize, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let found = sql_query(
-            "SELECT atttypmod::int8 AS value FROM pg_attribute \
-             WHERE attrelid = 'markets'::regclass AND attname = 'embedding'",
-        )
-        .get_result::<Number>(&mut conn)
+        column_dimensions(&mut conn).await.map_err(from_query)
+    }
+
+    /// Changes the column type under an exclusive lock on `markets`, taken only when there may
+    /// be something to change (so that instances starting with the right size never block
+    /// searches): concurrent callers queue behind it and then see the new size.
+    async fn resize(&self, dimensions: usize, mode: Resize) -> Result<usize, RepositoryError> {
+        let mut conn = self.pool.get().await?;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            if mode == Resize::IfEmpty && column_dimensions(conn).await? == dimensions {
+                return Ok(dimensions);
+            }
+            conn.batch_execute("LOCK TABLE markets IN ACCESS EXCLUSIVE MODE")
+                .await?;
+            if mode == Resize::Discarding {
+                conn.batch_execute(DISCARD_EMBEDDINGS).await?;
+            }
+            let current = column_dimensions(conn).await?;
+            if current == dimensions || number(conn, ANY_EMBEDDING).await? > 0 {
+                return Ok(current);
+            }
+            conn.batch_execute(&retype(dimensions)).await?;
+            Ok(dimensions)
+        })
         .await
-        .map_err(from_query)?;
-        usize::try_from(found.value).map_err(RepositoryError::unexpected)
+        .map_err(from_query)
     }
 
     /// Cosine distance through the HNSW index; score = 1 - distance, clamped to `0..=1`.

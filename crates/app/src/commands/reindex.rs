@@ -9,7 +9,9 @@ use tracing::info;
 use crate::settings::Settings;
 use crate::wiring::Components;
 
-/// Marks every market stale (unless resuming), then embeds the pending ones batch by batch,
+/// Switches the index to the provider's dimensions if they differ (dropping the embeddings of
+/// the previous provider), marks every market stale (unless resuming), then embeds the pending
+/// ones batch by batch,
 /// showing progress, until none is pending: markets that other runners (a serving instance's
 /// jobs and sweep) hold are theirs to embed, so once nothing is left to claim it waits for them.
 /// Stopping half-way loses nothing: the rest stay pending.
@@ -22,11 +24,16 @@ pub async fn reindex(
     resume: bool,
 ) -> anyhow::Result<()> {
     let indexer = components.infra.indexer();
-    // Queries and indexing embed with the same provider, so the query side's check holds for both.
-    components
-        .state
-        .search()
-        .check_dimensions()
+    // Queries and indexing embed with the same provider, so the query side's size holds for both.
+    let search = components.state.search();
+    if !resume && search.adopt_dimensions().await? {
+        info!(
+            embeddings = components.infra.embeddings(),
+            "dropped the embeddings of another size: the index now takes this provider's"
+        );
+    }
+    search
+        .fit_dimensions()
         .await
         .context("the embedding provider does not fit the database's vector column")?;
     if !resume {

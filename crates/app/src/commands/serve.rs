@@ -28,7 +28,7 @@ pub async fn serve(settings: Settings, run_migrations: bool) -> anyhow::Result<(
     let (state, infra) = (&components.state, &components.infra);
     state
         .search()
-        .check_dimensions()
+        .fit_dimensions()
         .await
         .context("the embedding provider does not fit the database's vector column")?;
     warm_on_start(&settings, state.markets()).await;

@@ -2,6 +2,7 @@
 //! split in two: [`AppState`], what requests need, and [`Infrastructure`], what the process
 //! operates beside them (pools, queues, background work).
 
+use anyhow::Context;
 use markets_application::handlers::{Indexer, JobHandlers};
 use markets_application::limits::RateLimits;
 use markets_application::login::LoginFlow;
@@ -18,9 +19,11 @@ use markets_domain::search::{
 };
 use markets_domain::user::UserRepository;
 use markets_local::{HashingEmbedder, LocalRateLimiter};
+use markets_minilm::{MiniLmEmbedder, MiniLmSettings};
 use markets_openai::{OpenAiEmbedder, OpenAiSettings};
 use markets_smtp::{LogNotifier, SmtpNotifier};
 use secrecy::ExposeSecret;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
@@ -173,7 +176,7 @@ impl Infrastructure {
         &self.indexer
     }
 
-    /// Which embedder is active (`local` or `openai`), for the start-up line.
+    /// Which embedder is active (`local`, `minilm` or `openai`), for the start-up line.
     pub fn embeddings(&self) -> &'static str {
         self.embeddings
     }
@@ -236,22 +239,47 @@ struct Embedders {
 }
 
 fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
-    let local = || -> anyhow::Result<Embedders> {
-        let embedder: Arc<dyn EmbeddingProvider> =
-            Arc::new(HashingEmbedder::new(settings.openai.dimensions)?);
-        Ok(Embedders {
-            query: embedder.clone(),
-            indexing: embedder,
-            name: "local",
-        })
-    };
+    let model_dir = settings.search.model_dir.as_deref();
     match (settings.search.provider, &settings.openai.api_key) {
-        (EmbeddingChoice::Local, _) | (EmbeddingChoice::Auto, None) => local(),
+        (EmbeddingChoice::Minilm, _) => minilm(model_dir),
         (EmbeddingChoice::Openai | EmbeddingChoice::Auto, Some(key)) => openai(settings, key),
         (EmbeddingChoice::Openai, None) => {
             anyhow::bail!("search.provider is \"openai\" but OPENAI_API_KEY is not set")
         }
+        (EmbeddingChoice::Auto, None) if model_dir.is_some_and(Path::is_dir) => minilm(model_dir),
+        (EmbeddingChoice::Local | EmbeddingChoice::Auto, _) => hashing(settings),
     }
+}
+
+/// One embedder for both sides: the lexical hashing embedder, at `openai.dimensions` so that
+/// switching to the API later keeps the index's size.
+fn hashing(settings: &Settings) -> anyhow::Result<Embedders> {
+    let embedder: Arc<dyn EmbeddingProvider> =
+        Arc::new(HashingEmbedder::new(settings.openai.dimensions)?);
+    Ok(Embedders {
+        query: embedder.clone(),
+        indexing: embedder,
+        name: "local",
+    })
+}
+
+/// One embedder for both sides: all-MiniLM-L6-v2 from `search.model_dir`, loaded now so that a
+/// missing or broken model stops start-up instead of every search.
+fn minilm(model_dir: Option<&Path>) -> anyhow::Result<Embedders> {
+    let dir = model_dir.context("search.provider is \"minilm\" but search.model_dir is not set")?;
+    let embedder = MiniLmEmbedder::load(&MiniLmSettings::new(dir)).with_context(|| {
+        format!(
+            "search.model_dir ({}) does not hold a usable all-MiniLM-L6-v2 model \
+             (scripts/model.sh provisions one)",
+            dir.display()
+        )
+    })?;
+    let embedder: Arc<dyn EmbeddingProvider> = Arc::new(embedder);
+    Ok(Embedders {
+        query: embedder.clone(),
+        indexing: embedder,
+        name: "minilm",
+    })
 }
 
 impl Components {

@@ -8,8 +8,8 @@
 //! triggers, and `nearest` reloads when the generation it holds is no longer the stored one.
 //! Checking costs one single-row read per query.
 //!
-//! `dimensions()` is `vector_index.dimensions`, fixed by the migration (1536, like PostgreSQL's
-//! `vector(1536)` column), so the start-up check against the provider catches a mismatch;
+//! `dimensions()` is `vector_index.dimensions` (1536 after the migration, like PostgreSQL's
+//! column), which `resize` changes while no embedding is stored (or after dropping them all);
 //! `store` refuses an embedding of another size as PostgreSQL does.
 
 mod matrix;
@@ -22,7 +22,7 @@ use diesel::sql_types::{BigInt, Binary, Text};
 use markets_domain::RepositoryError;
 use markets_domain::market::MarketId;
 use markets_domain::search::{
-    Embedding, IndexBacklog, IndexClaim, IndexTask, ScoredMarket, VectorIndex,
+    Embedding, IndexBacklog, IndexClaim, IndexTask, Resize, ScoredMarket, VectorIndex,
 };
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -224,11 +224,48 @@ impl SqliteVectorIndex {
     }
 }
 
+/// [`VectorIndex::resize`] in one transaction: bumping the generation makes every process's
+/// in-memory copy reload at the new size.
+fn resize(conn: &mut SqliteConnection, dimensions: i64, mode: Resize) -> QueryResult<i64> {
+    if mode == Resize::Discarding {
+        sql_query("DELETE FROM market_embeddings").execute(conn)?;
+        sql_query("UPDATE markets SET embedding_stale = 1 WHERE embedding_stale = 0")
+            .execute(conn)?;
+    }
+    let current = settings(conn)?.dimensions;
+    let stored = sql_query("SELECT EXISTS (SELECT 1 FROM market_embeddings) AS value")
+        .get_result::<Number>(conn)?
+        .value;
+    if current == dimensions || stored != 0 {
+        return Ok(current);
+    }
+    sql_query(
+        "UPDATE vector_index SET dimensions = ?, generation = generation + 1 WHERE singleton = 1",
+    )
+    .bind::<BigInt, _>(dimensions)
+    .execute(conn)?;
+    Ok(dimensions)
+}
+
 #[async_trait]
 impl VectorIndex for SqliteVectorIndex {
     async fn dimensions(&self) -> Result<usize, RepositoryError> {
         let settings = self.pool.run(settings).await?.map_err(from_query)?;
         dimensions(&settings)
+    }
+
+    /// Takes the write turn only when there may be something to change.
+    async fn resize(&self, dimensions: usize, mode: Resize) -> Result<usize, RepositoryError> {
+        if mode == Resize::IfEmpty && self.dimensions().await? == dimensions {
+            return Ok(dimensions);
+        }
+        let wanted = i64::try_from(dimensions).map_err(RepositoryError::unexpected)?;
+        let resized = self
+            .pool
+            .write(move |conn| conn.immediate_transaction(|conn| resize(conn, wanted, mode)))
+            .await?
+            .map_err(from_query)?;
+        usize::try_from(resized).map_err(RepositoryError::unexpected)
     }
 
     /// Exact cosine similarity over every stored embedding; score = cosine clamped to `0..=1`
