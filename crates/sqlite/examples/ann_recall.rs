@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 const QUERIES: usize = 200;
 const LIMIT: usize = 10;
+/// Vectors stored once the graph is built, to time an incremental insert.
+const STORES: usize = 200;
 
 fn argument(position: usize, default: usize) -> usize {
     std::env::args()
@@ -57,7 +59,7 @@ fn percentile(sorted: &[Duration], share: f64) -> f64 {
 
 fn main() {
     let (vectors, dimensions) = (argument(1, 100_000), argument(2, 1536));
-    let mut embeddings = Embeddings::new(dimensions, 1000, 20);
+    let mut embeddings = Embeddings::new(dimensions, 100, 20);
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| embeddings.next_embedding()).collect();
 
     let empty = resident();
@@ -90,8 +92,14 @@ fn main() {
         let (p50, p99) = (percentile(latency, 0.5), percentile(latency, 0.99));
         println!("| {name} | {p50:.2} | {p99:.2} | {recall:.3} |");
     }
-    println!("graph build: {:.1} s (one thread)", build.as_secs_f64());
-    let (vectors_bytes, graph_bytes) = (loaded - empty, built - loaded);
+    println!("graph build: {:.1} s", build.as_secs_f64());
+    let start = Instant::now();
+    for _ in 0..STORES {
+        copy.put(MarketId::new(), &embeddings.next_embedding());
+    }
+    let store = start.elapsed().as_secs_f64() * 1000.0 / STORES as f64;
+    println!("a store into the built graph: {store:.2} ms");
+    let (vectors_bytes, graph_bytes) = (loaded.saturating_sub(empty), built.saturating_sub(loaded));
     println!(
         "memory: vectors {:.0} MiB ({} B each), graph {:.0} MiB ({} B each)",
         mib(vectors_bytes),

@@ -23,7 +23,7 @@ fn filled(embeddings: &mut Embeddings) -> (VectorCopy, MarketId, Vec<f32>) {
 
 #[test]
 fn the_graph_finds_the_exact_top_10_and_follows_later_stores() {
-    let mut embeddings = Embeddings::new(DIMENSIONS, 200, 20);
+    let mut embeddings = Embeddings::new(DIMENSIONS, 100, 20);
     let (mut copy, moved, old) = filled(&mut embeddings);
 
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| embeddings.next_embedding()).collect();
@@ -42,10 +42,16 @@ fn the_graph_finds_the_exact_top_10_and_follows_later_stores() {
     let top = copy.nearest(query, 10);
     assert_eq!(top[0].id, moved, "{top:?}");
     assert!((top[0].score - 1.0).abs() < 1e-3, "{top:?}");
-    assert_eq!(top.iter().filter(|hit| hit.id == moved).count(), 1, "no tombstone");
+    assert_eq!(
+        top.iter().filter(|hit| hit.id == moved).count(),
+        1,
+        "no tombstone"
+    );
     let old_place = copy.nearest(&old, 10);
     assert!(
-        old_place.iter().all(|hit| hit.id != moved || hit.score < 0.999),
+        old_place
+            .iter()
+            .all(|hit| hit.id != moved || hit.score < 0.999),
         "{old_place:?}"
     );
 

@@ -46,43 +46,51 @@ pub fn recall(found: &[ScoredMarket], exact: &[ScoredMarket]) -> f64 {
     hits as f64 / exact.len().max(1) as f64
 }
 
-/// Deterministic embeddings shaped like a text model's: each is mostly one of `topics` random
-/// directions, some of two others, and a little noise, so neighbours are meaningful (an
-/// isotropic cloud has none, and no index finds them).
+/// Deterministic embeddings shaped like a text model's: points of a low-dimensional latent space,
+/// grouped around `clusters` centres, mapped into `dimensions` by a fixed random basis, plus a
+/// little noise. Real embeddings have such a low intrinsic dimension; an isotropic cloud (or
+/// clusters with nothing between them) has no meaningful neighbours, and no index finds them.
 #[derive(Debug)]
 pub struct Embeddings {
     random: SplitMix,
-    topics: Vec<Vec<f32>>,
+    basis: Vec<Vec<f32>>,
+    centres: Vec<Vec<f32>>,
     dimensions: usize,
 }
 
+/// Dimensions of the latent space.
+const LATENT: usize = 24;
+
 impl Embeddings {
-    /// A generator of `dimensions`-component embeddings over `topics` topics, from `seed`.
-    pub fn new(dimensions: usize, topics: usize, seed: u64) -> Self {
+    /// A generator of `dimensions`-component embeddings around `clusters` centres, from `seed`.
+    pub fn new(dimensions: usize, clusters: usize, seed: u64) -> Self {
         let mut random = SplitMix(seed);
-        let topics = (0..topics.max(1))
-            .map(|_| random.gaussians(dimensions))
+        let basis = (0..LATENT).map(|_| random.gaussians(dimensions)).collect();
+        let centres = (0..clusters.max(1))
+            .map(|_| random.gaussians(LATENT))
             .collect();
         Self {
             random,
-            topics,
+            basis,
+            centres,
             dimensions,
         }
     }
 
     /// The next embedding.
     pub fn next_embedding(&mut self) -> Vec<f32> {
+        let centre = &self.centres[self.random.below(self.centres.len())];
+        let spread = self.random.gaussians(LATENT);
         let mut values: Vec<f32> = self
             .random
             .gaussians(self.dimensions)
             .into_iter()
-            .map(|noise| noise * 0.15)
+            .map(|noise| noise * 0.5)
             .collect();
-        for weight in [1.0, 0.4, 0.25] {
-            let topic = self.random.below(self.topics.len());
-            let share = weight * (0.5 + self.random.unit_interval());
-            for (value, component) in values.iter_mut().zip(&self.topics[topic]) {
-                *value += share * component;
+        for ((direction, centre), spread) in self.basis.iter().zip(centre).zip(spread) {
+            let weight = centre + 0.5 * spread;
+            for (value, component) in values.iter_mut().zip(direction) {
+                *value += weight * component;
             }
         }
         values
