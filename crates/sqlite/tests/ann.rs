@@ -6,7 +6,7 @@ use markets_domain::market::MarketId;
 use markets_sqlite::testing::vectors::{Embeddings, VectorCopy, recall};
 
 const DIMENSIONS: usize = 384;
-const VECTORS: usize = 20_000;
+const VECTORS: usize = 15_000;
 const QUERIES: usize = 200;
 
 /// A copy of [`VECTORS`] embeddings with its graph built, and the first market's id and vector.
