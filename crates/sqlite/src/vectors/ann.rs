@@ -31,7 +31,8 @@ const EXACT_BELOW: usize = 4096;
 const LINKS: usize = 16;
 
 /// Candidates weighed when inserting a point (`ef_construction`): a better-connected graph for a
-/// slower insert. 200 doubled the build time for no recall gained on the synthetic set.
+/// slower insert. 100 already gives the synthetic set a recall@10 of 1.0 at 100,000; real
+/// embeddings are harder, which [`EF_SEARCH`]'s margin is for.
 const EF_CONSTRUCTION: usize = 100;
 
 /// Candidates kept while searching (`ef_search`), at least the number asked for. All of them are
