@@ -1,23 +1,31 @@
-//! The in-memory copy of the embeddings: unit vectors in one contiguous `Vec<f32>`, searched
-//! exhaustively. Exact cosine top-k over ten thousand 1536-dimension vectors is a few million
-//! multiply-adds, which a loop the compiler vectorises does in milliseconds: no approximate
-//! index is worth its recall loss at this store's scale.
+//! The in-memory copy of the embeddings: unit vectors in half precision, one allocation each,
+//! searched exactly when the copy is small and through an HNSW graph when it is not (see
+//! [`super::ann`]).
+//!
+//! Each row is its own shared allocation rather than a slice of one buffer so that the graph
+//! points at the same vector instead of holding a copy, and a row stored again is replaced
+//! without moving the others (the graph's tombstone keeps the old one until it is rebuilt).
+//! Whatever finds the candidates, they are scored exactly against the `f32` query.
 
 use markets_domain::market::MarketId;
 use markets_domain::search::ScoredMarket;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::ann::Ann;
+use super::unit::{Unit, dot_stored, normalised, unit};
+
 /// Embeddings as of one `vector_index.generation`.
 #[derive(Default)]
-pub(super) struct Matrix {
+pub(crate) struct Matrix {
     /// The generation loaded, `None` until the first load.
-    pub(super) generation: Option<i64>,
+    pub(crate) generation: Option<i64>,
     dimensions: usize,
     ids: Vec<MarketId>,
     rows: HashMap<MarketId, usize>,
-    /// `ids.len()` rows of `dimensions` components, each of unit length (or all zeros).
-    values: Vec<f32>,
+    /// `ids.len()` vectors of `dimensions` components, each of unit length (or all zeros).
+    vectors: Vec<Unit>,
+    ann: Ann,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -30,40 +38,9 @@ impl std::fmt::Debug for Matrix {
     }
 }
 
-/// `values` scaled to unit length, so that a dot product is the cosine; a zero vector stays
-/// zero (it is close to nothing).
-pub(super) fn normalised(values: &[f32]) -> Vec<f32> {
-    let norm = dot(values, values).sqrt();
-    if norm > 0.0 {
-        values.iter().map(|v| v / norm).collect()
-    } else {
-        values.to_vec()
-    }
-}
-
-/// The dot product, over 16 independent accumulators so the compiler can keep them in SIMD
-/// registers (a single running sum would be a dependency chain it may not reorder).
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut sums = [0.0_f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for ((sum, x), y) in sums.iter_mut().zip(x).zip(y) {
-            *sum += x * y;
-        }
-    }
-    sums.iter().sum::<f32>() + tail
-}
-
 impl Matrix {
     /// An empty matrix of `dimensions`-component vectors at `generation`.
-    pub(super) fn new(generation: i64, dimensions: usize) -> Self {
+    pub(crate) fn new(generation: i64, dimensions: usize) -> Self {
         Self {
             generation: Some(generation),
             dimensions,
@@ -72,41 +49,66 @@ impl Matrix {
     }
 
     /// An empty matrix as [`Matrix::new`], with room for `rows` vectors, so that filling it
-    /// allocates each buffer once, at its final size.
-    pub(super) fn with_capacity(generation: i64, dimensions: usize, rows: usize) -> Self {
+    /// allocates each table once, at its final size.
+    pub(crate) fn with_capacity(generation: i64, dimensions: usize, rows: usize) -> Self {
         let mut matrix = Self::new(generation, dimensions);
         matrix.ids.reserve_exact(rows);
         matrix.rows.reserve(rows);
-        matrix.values.reserve_exact(rows.saturating_mul(dimensions));
+        matrix.vectors.reserve_exact(rows);
         matrix
     }
 
     /// Sets `id`'s vector (normalised); `values` must have the matrix's dimensions.
-    pub(super) fn put(&mut self, id: MarketId, values: &[f32]) {
-        let unit = normalised(values);
-        match self.rows.get(&id) {
+    pub(crate) fn put(&mut self, id: MarketId, values: &[f32]) {
+        let vector = unit(values);
+        let row = match self.rows.get(&id) {
             Some(&row) => {
-                let start = row * self.dimensions;
-                self.values[start..start + self.dimensions].copy_from_slice(&unit);
+                self.vectors[row] = vector;
+                row
             }
             None => {
                 self.rows.insert(id, self.ids.len());
                 self.ids.push(id);
-                self.values.extend_from_slice(&unit);
+                self.vectors.push(vector);
+                self.ids.len() - 1
             }
-        }
+        };
+        self.ann.put(row, &self.vectors[row]);
     }
 
     /// The `limit` vectors closest to `query` by cosine, best first (ties by id), scores
-    /// clamped to `0..=1` as PostgreSQL's `1 - cosine distance` is.
-    pub(super) fn nearest(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
+    /// clamped to `0..=1` as PostgreSQL's `1 - cosine distance` is. Approximate once the copy
+    /// has a graph.
+    pub(crate) fn nearest(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
         let query = normalised(query);
-        let mut scored: Vec<(f32, usize)> = self
-            .values
-            .chunks_exact(self.dimensions.max(1))
-            .map(|row| dot(row, &query))
-            .enumerate()
-            .map(|(row, score)| (score, row))
+        match self.ann.candidates(&self.vectors, &query, limit) {
+            Some(rows) => self.best(rows.into_iter(), &query, limit),
+            None => self.best(0..self.vectors.len(), &query, limit),
+        }
+    }
+
+    /// As [`Matrix::nearest`], always by scanning every vector.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn exact(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
+        self.best(0..self.vectors.len(), &normalised(query), limit)
+    }
+
+    /// Builds the approximate graph now (a search would start it on a thread of its own and
+    /// scan exactly until it is done).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn build_graph(&self) {
+        self.ann.build_now(&self.vectors);
+    }
+
+    /// The best `limit` of `rows` for the unit vector `query`.
+    fn best(
+        &self,
+        rows: impl Iterator<Item = usize>,
+        query: &[f32],
+        limit: usize,
+    ) -> Vec<ScoredMarket> {
+        let mut scored: Vec<(f32, usize)> = rows
+            .map(|row| (dot_stored(query, &self.vectors[row]), row))
             .collect();
         let best_first = |a: &(f32, usize), b: &(f32, usize)| -> Ordering {
             b.0.total_cmp(&a.0)
@@ -127,16 +129,6 @@ impl Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_matches_the_plain_sum_for_every_length() {
-        for length in [1, 7, 16, 17, 33, 1536] {
-            let a: Vec<f32> = (0..length).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..length).map(|i| (i as f32 * 0.11).cos()).collect();
-            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - plain).abs() < 1e-3, "{length}");
-        }
-    }
 
     #[test]
     fn top_k_is_the_best_k_in_order_and_replacing_a_vector_moves_it() {

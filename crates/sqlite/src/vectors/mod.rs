@@ -1,6 +1,6 @@
 //! [`VectorIndex`] served in-process: embeddings are stored in `market_embeddings` (a BLOB of
-//! little-endian `f32`s and the market version it was computed from) and searched in memory by
-//! exact cosine top-k (see [`matrix`]).
+//! little-endian `f32`s and the market version it was computed from) and searched in memory:
+//! exactly while the copy is small, through an HNSW graph once it is not (see [`matrix`]).
 //!
 //! The in-memory copy is loaded lazily by the first `nearest`. `store` updates it in place; any
 //! other change to `market_embeddings`, whoever makes it (a deleted market's cascade, the
@@ -12,7 +12,9 @@
 //! column), which `resize` changes while no embedding is stored (or after dropping them all);
 //! `store` refuses an embedding of another size as PostgreSQL does.
 
-mod matrix;
+mod ann;
+pub(crate) mod matrix;
+mod unit;
 
 use async_trait::async_trait;
 use diesel::connection::DefaultLoadingMode;
@@ -268,8 +270,8 @@ impl VectorIndex for SqliteVectorIndex {
         usize::try_from(resized).map_err(RepositoryError::unexpected)
     }
 
-    /// Exact cosine similarity over every stored embedding; score = cosine clamped to `0..=1`
-    /// (PostgreSQL's `1 - cosine distance`).
+    /// Cosine similarity over the stored embeddings, exact while they are few and approximate
+    /// (HNSW) beyond; score = cosine clamped to `0..=1` (PostgreSQL's `1 - cosine distance`).
     async fn nearest(
         &self,
         query: &Embedding,
