@@ -248,16 +248,21 @@ fn embedded_markets(db: &TestDatabase, count: u32) {
     assert_eq!(column_dimensions(db), 1536);
 }
 
+/// Runs `subcommand` against `db` with a 384-dimension embedder.
+fn run_with_384_dimensions(db: &TestDatabase, subcommand: &str) -> Output {
+    let mut command = markets(db);
+    command
+        .arg(subcommand)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("MARKETS__OPENAI__DIMENSIONS", "384");
+    run(command)
+}
+
 #[tokio::test]
 async fn serve_refuses_an_embedder_that_does_not_fit_the_stored_embeddings() {
     let db = TestDatabase::new().await;
     embedded_markets(&db, 3);
-    let mut command = markets(&db);
-    command
-        .arg("serve")
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("MARKETS__OPENAI__DIMENSIONS", "384");
-    let output = run(command);
+    let output = run_with_384_dimensions(&db, "serve");
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
     let last = message.lines().last().unwrap_or_default();
@@ -272,11 +277,7 @@ async fn serve_refuses_an_embedder_that_does_not_fit_the_stored_embeddings() {
 async fn reindex_switches_the_index_to_another_provider() {
     let db = TestDatabase::new().await;
     embedded_markets(&db, 20);
-    let mut command = markets(&db);
-    command
-        .arg("reindex")
-        .env("MARKETS__OPENAI__DIMENSIONS", "384");
-    let output = run(command);
+    let output = run_with_384_dimensions(&db, "reindex");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(column_dimensions(&db), 384);
     assert_eq!(pending_embeddings(&db), 0);
