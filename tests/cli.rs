@@ -486,9 +486,16 @@ async fn create_admin_promotes_an_existing_account() {
     assert_eq!(promotions[0].details["role"], "admin");
 }
 
-/// Starts `serve` on a free port; returns it with the address it logged and its log stream.
-fn start(db: &TestDatabase) -> (Child, String, BufReader<std::process::ChildStderr>) {
-    let mut command = markets(db);
+/// A served binary, the address it logged and its log stream.
+type Served = (Child, String, BufReader<std::process::ChildStderr>);
+
+/// Starts `serve` on a free port.
+fn start(db: &TestDatabase) -> Served {
+    start_with(markets(db))
+}
+
+/// Starts `command` (the binary, configured) as `serve` on a free port.
+fn start_with(mut command: Command) -> Served {
     command
         .arg("serve")
         .env("BIND_ADDR", "127.0.0.1:0")
@@ -596,16 +603,10 @@ async fn secrets_never_reach_the_logs() {
     url.set_password(Some(DB_PASSWORD)).unwrap();
     let mut command = markets(&db);
     command
-        .arg("serve")
         .env("DATABASE_URL", url.as_str())
         .env("JWT_SECRET", "JwtSecretNeverLogged-0123456789abcdef")
-        .env("RUST_LOG", "debug")
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = command.spawn().unwrap();
-    let mut logs = BufReader::new(child.stderr.take().unwrap());
-    let address = listening_address(&mut logs);
+        .env("RUST_LOG", "debug");
+    let (mut child, address, logs) = start_with(command);
     let logs = collect(logs);
     let client = reqwest::Client::new();
     let credentials = serde_json::json!({"email": "ann@example.com", "password": USER_PASSWORD});
@@ -693,15 +694,8 @@ async fn a_log_reader_that_stops_reading_never_stalls_requests() {
     const BATCH: usize = 100;
     let db = TestDatabase::new().await;
     let mut command = markets(&db);
-    command
-        .arg("serve")
-        .env("RUST_LOG", "debug")
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = command.spawn().unwrap();
-    let mut logs = BufReader::new(child.stderr.take().unwrap());
-    let address = listening_address(&mut logs);
+    command.env("RUST_LOG", "debug");
+    let (mut child, address, logs) = start_with(command);
     // From here on nobody reads the log: the pipe fills, then the writer's buffer.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
