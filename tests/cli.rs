@@ -695,7 +695,8 @@ async fn a_log_reader_that_stops_reading_never_stalls_requests() {
     let db = TestDatabase::new().await;
     let mut command = markets(&db);
     command.env("RUST_LOG", "debug");
-    let (mut child, address, logs) = start_with(command);
+    let (child, address, logs) = start_with(command);
+    let mut child = KilledOnDrop(child);
     // From here on nobody reads the log: the pipe fills, then the writer's buffer.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
@@ -725,9 +726,20 @@ async fn a_log_reader_that_stops_reading_never_stalls_requests() {
         answered += BATCH;
         assert!(answered < 200_000, "no log line was ever dropped");
     }
-    terminate(&child);
-    assert_eq!(child.wait().unwrap().code(), Some(0), "stopped cleanly");
+    terminate(&child.0);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0), "stopped cleanly");
     drop(logs);
+}
+
+/// A server killed when the test ends, so that a failed assertion (a server stalled on its
+/// log, say) leaves no process behind; after a clean stop the kill is a no-op.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test]
