@@ -238,6 +238,19 @@ struct Embedders {
     name: &'static str,
 }
 
+impl Embedders {
+    /// `embedder` on both sides, for a provider whose queries and indexing need no different
+    /// budgets.
+    fn shared(embedder: impl EmbeddingProvider, name: &'static str) -> Self {
+        let embedder: Arc<dyn EmbeddingProvider> = Arc::new(embedder);
+        Self {
+            query: embedder.clone(),
+            indexing: embedder,
+            name,
+        }
+    }
+}
+
 fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
     let model_dir = settings.search.model_dir.as_deref();
     match (settings.search.provider, &settings.openai.api_key) {
@@ -254,13 +267,8 @@ fn embedders(settings: &Settings) -> anyhow::Result<Embedders> {
 /// One embedder for both sides: the lexical hashing embedder, at `openai.dimensions` so that
 /// switching to the API later keeps the index's size.
 fn hashing(settings: &Settings) -> anyhow::Result<Embedders> {
-    let embedder: Arc<dyn EmbeddingProvider> =
-        Arc::new(HashingEmbedder::new(settings.openai.dimensions)?);
-    Ok(Embedders {
-        query: embedder.clone(),
-        indexing: embedder,
-        name: "local",
-    })
+    let embedder = HashingEmbedder::new(settings.openai.dimensions)?;
+    Ok(Embedders::shared(embedder, "local"))
 }
 
 /// One embedder for both sides: all-MiniLM-L6-v2 from `search.model_dir`, loaded now so that a
@@ -274,12 +282,7 @@ fn minilm(model_dir: Option<&Path>) -> anyhow::Result<Embedders> {
             dir.display()
         )
     })?;
-    let embedder: Arc<dyn EmbeddingProvider> = Arc::new(embedder);
-    Ok(Embedders {
-        query: embedder.clone(),
-        indexing: embedder,
-        name: "minilm",
-    })
+    Ok(Embedders::shared(embedder, "minilm"))
 }
 
 impl Components {
