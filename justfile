@@ -17,6 +17,11 @@ run-services:
 test:
     scripts/test.sh
 
+# Search quality on the labelled set (tests/search_eval/set.json): recall@10 and nDCG@10 of the
+# model, the hashing embedder and the text fallback, printed as a table.
+search-eval:
+    eval "$(scripts/model.sh)" && export MARKETS_MODEL_DIR && cargo test -p markets-app --test search_eval -- --nocapture
+
 # Formatting and lints only.
 lint:
     cargo fmt --all -- --check
