@@ -7,7 +7,10 @@
 # embedding provider (the text-search fallback), /health/live with request logging at info
 # (the other scenarios log at warn), and a registration flood on the server set
 # (bench/registration_burst.py): login latency while it lasts, and the server's RSS before, at
-# its peak and after it.
+# its peak and after it. The sized scenarios search with the hashing embedder (embedding a
+# million markets with the model would outlast the benchmark); search by meaning is measured on
+# a data set of its own (BENCH_MODEL_MARKETS), on each set, with repeated queries (answered from
+# the query-embedding cache) and with queries never sent before (each runs the model).
 #
 # Environment:
 #   BENCH_MARKETS       markets to seed (default 10000)
@@ -18,6 +21,8 @@
 #   BENCH_EMBEDDED_MAX  the largest size run on the embedded set (default 100000)
 #   BENCH_SEARCH_MAX    the most markets embedded, and the largest size search is measured at
 #                       (default 100000; see bench/seed.sql)
+#   BENCH_MODEL_MARKETS markets embedded by all-MiniLM-L6-v2 for the model's search scenarios
+#                       (default 10000; 0 skips them)
 #   BENCH_BIN           a prebuilt `markets` binary to measure instead of building this checkout
 #   BENCH_DURATION (default 10s per scenario), BENCH_CONNECTIONS (default 32),
 #   BENCH_PORT (default 18090)
@@ -31,6 +36,7 @@ port="${BENCH_PORT:-18090}"
 sizes="${BENCH_SIZES:-${BENCH_MARKETS:-10000}}"
 embedded_max="${BENCH_EMBEDDED_MAX:-100000}"
 search_max="${BENCH_SEARCH_MAX:-100000}"
+model_markets="${BENCH_MODEL_MARKETS:-10000}"
 base="http://127.0.0.1:$port"
 IFS=, read -r -a sizes <<<"$sizes"
 for size in "${sizes[@]}"; do
@@ -54,6 +60,8 @@ fi
 bench_url="${DATABASE_URL%/*}/markets_bench"
 psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS markets_bench WITH (FORCE)" -c "CREATE DATABASE markets_bench"
 export DATABASE_URL="$bench_url" APP_ENV=production RUST_LOG=warn BIND_ADDR="127.0.0.1:$port"
+# The hashing embedder unless a scenario says otherwise (see above).
+export MARKETS__SEARCH__PROVIDER=local MARKETS_MODEL_DIR
 # The load comes from one address: lift the per-client limits so they measure the service.
 export RATE_LIMIT_SEARCH_PER_MINUTE=1000000000 RATE_LIMIT_LOGIN_PER_MINUTE=1000000
 export MARKETS__RATE_LIMIT__REGISTER__LIMIT=1000000 MARKETS__RATE_LIMIT__WRITES__LIMIT=1000000000
@@ -169,7 +177,7 @@ reads() {
 	run "$set" "$size" "first cursor page (sort=-volume)" health.lua "/api/v1/markets?sort=-volume&limit=20"
 	run "$set" "$size" "cursor walk (sort=-volume)" cursor_walk.lua /
 	if ((size <= search_max)); then
-		run "$set" "$size" "search (semantic, local)" search.lua /
+		run "$set" "$size" "search (semantic, hashing)" search.lua /
 	fi
 	run "$set" "$size" "POST /api/v1/markets" create.lua /
 }
@@ -217,6 +225,22 @@ for size in "${sizes[@]}"; do
 	previous=$size
 done
 
+# model_search SET SIZE DATABASE_URL REDIS_URL: search by meaning on a data set of its own,
+# model_markets markets embedded by the model (`markets reindex` switches the index to its 384
+# dimensions), reported in SIZE's table. Prints the indexing rate.
+model_search() {
+	local set=$1 size=$2 url=$3 started seconds
+	started=$(date +%s.%N)
+	DATABASE_URL="$url" MARKETS__SEARCH__PROVIDER=minilm reindex "$url"
+	seconds=$(echo "$(date +%s.%N) - $started" | bc)
+	printf 'bench: %s set: %d markets embedded by the model in %.0f s (%.0f/s)\n' \
+		"$set" "$model_markets" "$seconds" "$(echo "$model_markets / $seconds" | bc -l)" >&2
+	start_server "$4" DATABASE_URL="$url" MARKETS__SEARCH__PROVIDER=minilm
+	run "$set" "$size" "search (model, repeated queries)" search.lua /
+	run "$set" "$size" "search (model, unique queries)" search_unique.lua /
+	stop_server
+}
+
 # The embedded set: the same data set in a SQLite file; the cache (moka) and limits in process.
 previous=0
 for size in "${sizes[@]}"; do
@@ -234,6 +258,21 @@ for size in "${sizes[@]}"; do
 	fi
 	previous=$size
 done
+
+if ((model_markets > 0)); then
+	model_url="${bench_url}_model"
+	psql -q "$bench_url" -c "DROP DATABASE IF EXISTS markets_bench_model WITH (FORCE)" \
+		-c "CREATE DATABASE markets_bench_model"
+	DATABASE_URL="$model_url" "$markets" migrate 2>/dev/null
+	psql -q -v ON_ERROR_STOP=1 -v first=1 -v last="$model_markets" -v search_max="$model_markets" \
+		"$model_url" -f bench/seed.sql
+	model_search server "${sizes[0]}" "$model_url" "$REDIS_URL"
+	rm -rf bench/.embedded-model
+	model_file=bench/.embedded-model/markets.db
+	DATABASE_URL="sqlite:$model_file" "$markets" migrate 2>/dev/null
+	python3 bench/seed_sqlite.py "$model_file" 1 "$model_markets" "$model_markets" /dev/null 0
+	model_search embedded "${sizes[0]}" "sqlite:$model_file" ""
+fi
 
 # table SET SIZE: that run's results as a markdown table, each compared with /health/live's
 # req/s.
