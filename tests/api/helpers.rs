@@ -147,6 +147,8 @@ impl TestApp {
         }
         settings.auth.password_hashing = hashing;
         let components = Components::build(&settings).await.unwrap();
+        // As `markets serve` does: the fresh index takes the provider's dimensions.
+        components.state.search().fit_dimensions().await.unwrap();
         // Unless a test pointed the app at a Redis of its own choosing (e.g. one that is down).
         let configured = settings.redis.url.as_ref().map(|url| url.expose_secret());
         if redis

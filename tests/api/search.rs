@@ -120,6 +120,23 @@ async fn renamed_markets_are_found_by_their_new_name_once_reindexed() {
     assert_eq!(names(&json)[0], "Comet visible from Lisbon", "{json}");
 }
 
+/// What `scripts/start.sh` serves with no API key: the provider left at `auto`, the model
+/// provisioned. A query sharing no word with the market it should find finds it first.
+#[tokio::test]
+async fn with_the_model_provisioned_search_finds_markets_by_meaning() {
+    let model_dir = std::env::var("MARKETS_MODEL_DIR")
+        .expect("MARKETS_MODEL_DIR is not set: run `eval \"$(scripts/model.sh)\"` first");
+    let app = TestApp::spawn_configured(&[("MARKETS_MODEL_DIR", &model_dir)]).await;
+    seed(&app).await;
+    let bob = app.user("bob", Role::User).await;
+    let bitcoin = json!({"name": "Will Bitcoin exceed $100k?", "description": "BTC on Coinbase."});
+    app.market(&bob, bitcoin).await;
+    app.settle().await;
+    let (mode, json) = search(&app, "cryptocurrency").await;
+    assert_eq!(mode, "semantic");
+    assert_eq!(names(&json)[0], "Will Bitcoin exceed $100k?", "{json}");
+}
+
 /// An app whose embedding provider is a mock answering every request with `reply`; the mock
 /// server is returned too, since it stops when dropped.
 async fn app_with_provider(
