@@ -243,7 +243,10 @@ spawn() {
 # still running after $STOP_TIMEOUT seconds. Forgets their PIDs.
 stop_components() {
 	local name pid pending=() i
+	local -A seen=()
 	for name in "$@"; do
+		[[ -z ${seen[$name]:-} ]] || continue
+		seen[$name]=1
 		if pid="$(live_pid "$name")"; then
 			log "stopping $name (PID $pid)"
 			kill -TERM "$pid" 2>/dev/null || true
@@ -921,6 +924,29 @@ fleet_down() {
 	log "down: nothing of the fleet runs"
 }
 
+# Whether any process of the fleet runs.
+anything_running() {
+	local file
+	for file in "$PID_DIR"/*.pid; do
+		[[ -e $file ]] || continue
+		file="${file##*/}"
+		live_pid "${file%.pid}" >/dev/null && return 0
+	done
+	return 1
+}
+
+mode_line() { printf 'SINGLE_REDIS=%s APP=%s\n' "$SINGLE_REDIS" "$APP"; }
+
+# Records the mode of this `up` (for status), refusing another mode than the running fleet's.
+record_mode() {
+	local running
+	running="$(cat "$MODE_FILE" 2>/dev/null)" || running=""
+	if [[ -n $running && $running != "$(mode_line)" ]] && anything_running; then
+		die "the fleet runs with FLEET_${running// /, FLEET_}, not FLEET_$(mode_line | sed 's/ /, FLEET_/'): run '$0 down' first"
+	fi
+	mode_line >"$MODE_FILE"
+}
+
 # Serialise concurrent runs.
 take_lock() {
 	exec 9>>"$FLEET_DIR/.lock" || die "cannot open $FLEET_DIR/.lock"
@@ -951,7 +977,7 @@ up)
 	[[ $APP == 0 ]] || need_markets_bin
 	make_dirs
 	take_lock
-	printf 'SINGLE_REDIS=%s\nAPP=%s\n' "$SINGLE_REDIS" "$APP" >"$MODE_FILE"
+	record_mode
 	postgres_up
 	redis_up
 	[[ $APP == 0 ]] || app_up
@@ -978,9 +1004,9 @@ down)
 	;;
 status)
 	# The mode the fleet was brought up in, when it was.
-	if [[ -f $MODE_FILE ]]; then
-		SINGLE_REDIS="$(sed -n 's/^SINGLE_REDIS=\([01]\)$/\1/p' "$MODE_FILE")"
-		APP="$(sed -n 's/^APP=\([01]\)$/\1/p' "$MODE_FILE")"
+	if [[ "$(cat "$MODE_FILE" 2>/dev/null)" =~ ^SINGLE_REDIS=([01])\ APP=([01])$ ]]; then
+		SINGLE_REDIS="${BASH_REMATCH[1]}"
+		APP="${BASH_REMATCH[2]}"
 	fi
 	STATUS_RC=0
 	need_psql
