@@ -288,7 +288,7 @@ wait_for() {
 			show_log "$log_file"
 			die "$what did not come up within ${TIMEOUT}s (log: $log_file)"
 		fi
-		sleep 0.1
+		sleep 0.2
 	done
 }
 
@@ -562,14 +562,23 @@ redis_ping() { [[ "$(redis_cli "$1" ping 2>/dev/null)" == PONG ]]; }
 # One field of CLUSTER INFO of the node on PORT.
 cluster_field() { redis_cli "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"; }
 
-cluster_node_ok() {
-	[[ "$(cluster_field "$1" cluster_state)" == ok && "$(cluster_field "$1" cluster_known_nodes)" == 6 ]]
+# Masters holding slots and replicas, as "MASTERS REPLICAS" in the view of the node on PORT,
+# from CLUSTER NODES (flags are the third field, e.g. "myself,master"); any node failing or
+# disconnected counts for neither.
+cluster_shape() {
+	redis_cli "$1" cluster nodes 2>/dev/null | tr -d '\r' | awk '
+		$3 ~ /fail|handshake|noaddr/ || $8 != "connected" { next }
+		$3 ~ /master/ && NF >= 9 { masters++ }
+		$3 ~ /slave/ { replicas++ }
+		END { printf "%d %d\n", masters, replicas }'
 }
+# The cluster is whole: every node says cluster_state:ok, and 3 masters with 3 replicas.
 cluster_ok() {
 	local port
-	for port in "${CLUSTER_PORTS[@]}"; do cluster_node_ok "$port" || return 1; done
-	# and every master has its replica
-	[[ "$(redis_cli "${CLUSTER_PORTS[0]}" cluster nodes 2>/dev/null | grep -c ' slave ')" == 3 ]]
+	[[ "$(cluster_shape "${CLUSTER_PORTS[0]}")" == "3 3" ]] || return 1
+	for port in "${CLUSTER_PORTS[@]}"; do
+		[[ "$(cluster_field "$port" cluster_state)" == ok ]] || return 1
+	done
 }
 
 # Starts the redis-server of PORT as component redis-PORT unless it runs; EXTRA... are options.
