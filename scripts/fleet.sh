@@ -956,6 +956,22 @@ record_mode() {
 	mode_line >"$MODE_FILE"
 }
 
+# Before anything starts: the port of every component that is not running must be free.
+check_ports() {
+	local port
+	postmaster_pid "$PG_PRIMARY_DATA" >/dev/null || need_free_port "$PG_PRIMARY_PORT" "PostgreSQL pg-primary"
+	postmaster_pid "$PG_REPLICA_DATA" >/dev/null || need_free_port "$PG_REPLICA_PORT" "PostgreSQL pg-replica"
+	for port in $(redis_ports); do
+		live_pid "redis-$port" >/dev/null || need_free_port "$port" "redis-server"
+	done
+	if [[ $APP == 1 ]]; then
+		for port in "${INSTANCE_PORT_LIST[@]}"; do
+			live_pid "serve-$port" >/dev/null || need_free_port "$port" "markets serve"
+		done
+	fi
+	live_pid nginx >/dev/null || need_free_port "$NGINX_PORT" nginx
+}
+
 # Serialise concurrent runs.
 take_lock() {
 	exec 9>>"$FLEET_DIR/.lock" || die "cannot open $FLEET_DIR/.lock"
@@ -987,6 +1003,7 @@ up)
 	make_dirs
 	take_lock
 	record_mode
+	check_ports
 	postgres_up
 	redis_up
 	[[ $APP == 0 ]] || app_up
