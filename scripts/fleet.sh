@@ -242,7 +242,7 @@ spawn() {
 # Stops the components NAME...: TERM to each, then KILL (to its whole process group) for those
 # still running after $STOP_TIMEOUT seconds. Forgets their PIDs.
 stop_components() {
-	local name pid pending=() i
+	local name pid pending=()
 	local -A seen=()
 	for name in "$@"; do
 		[[ -z ${seen[$name]:-} ]] || continue
@@ -295,7 +295,7 @@ wait_for() {
 # A hint for the failures expected while the binary lacks issue 22's settings.
 explain_failure() {
 	[[ -f $1 ]] || return 0
-	if [[ $(redis_mode) == cluster ]] && grep -qi 'redis' -- "$1"; then
+	if [[ $(redis_mode) == cluster ]] && grep -qiE 'redis\.url|redis-cluster' -- "$1"; then
 		log "hint: this markets binary does not take the Redis Cluster URL $(redis_url) (yet);" \
 			"FLEET_SINGLE_REDIS=1 gives the instances one plain Redis instead"
 	fi
