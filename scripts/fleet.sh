@@ -82,14 +82,15 @@ die() {
 	exit 1
 }
 
-is_port() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0 && $1 < 65536)); }
+# A port number, and not one of the shared services' (PostgreSQL 5432/5433, Redis 6379).
+is_port() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0 && $1 < 65536)) && [[ $1 != 5432 && $1 != 5433 && $1 != 6379 ]]; }
 for setting in PG_PRIMARY_PORT PG_REPLICA_PORT REDIS_PORT REDIS_SINGLE_PORT NGINX_PORT; do
-	is_port "${!setting}" || die "FLEET_$setting must be a port number, got '${!setting}'"
+	is_port "${!setting}" || die "FLEET_$setting must be a private port number (not 5432, 5433, 6379), got '${!setting}'"
 done
 read -r -a INSTANCE_PORT_LIST <<<"$INSTANCE_PORTS"
 ((${#INSTANCE_PORT_LIST[@]} > 0)) || die "FLEET_INSTANCE_PORTS names no port"
 for port in "${INSTANCE_PORT_LIST[@]}"; do
-	is_port "$port" || die "FLEET_INSTANCE_PORTS must hold port numbers, got '$port'"
+	is_port "$port" || die "FLEET_INSTANCE_PORTS must hold private port numbers, got '$port'"
 done
 for setting in SINGLE_REDIS REPLICAS APP; do
 	[[ ${!setting} == [01] ]] || die "FLEET_$setting must be 0 or 1, got '${!setting}'"
@@ -112,7 +113,10 @@ PRIMARY_URL="postgres://$PG_SUPERUSER@$HOST:$PG_PRIMARY_PORT/$PG_DB"
 REPLICA_URL="postgres://$PG_SUPERUSER@$HOST:$PG_REPLICA_PORT/$PG_DB"
 FLEET_URL="http://$HOST:$NGINX_PORT"
 CLUSTER_PORTS=()
-for ((i = 0; i < 6; i++)); do CLUSTER_PORTS+=($((REDIS_PORT + i))); done
+for ((i = 0; i < 6; i++)); do
+	CLUSTER_PORTS+=($((REDIS_PORT + i)))
+	is_port "${CLUSTER_PORTS[i]}" || die "FLEET_REDIS_PORT=$REDIS_PORT puts a cluster node on port ${CLUSTER_PORTS[i]}"
+done
 
 # The one place that decides which Redis the instances are given, and how it is written.
 redis_mode() { if [[ $SINGLE_REDIS == 1 ]]; then echo single; else echo cluster; fi; }
@@ -203,7 +207,7 @@ show_log() {
 # Field N (counted after the command name) of /proc/PID/stat: 1 state, 3 process group,
 # 20 start time. The name may hold spaces and parentheses, so it is cut at the last ')'.
 proc_stat() {
-	local stat
+	local stat fields
 	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
 	stat="${stat##*) }"
 	read -r -a fields <<<"$stat"
@@ -272,7 +276,7 @@ stop_components() {
 	for name in "$@"; do rm -f -- "$PID_DIR/$name.pid" "$PID_DIR/$name.start"; done
 }
 
-# Polls CHECK... every 0.1 s until it succeeds. Fails, naming WHAT and showing the tail of LOG,
+# Polls CHECK... every 0.2 s until it succeeds. Fails, naming WHAT and showing the tail of LOG,
 # after $TIMEOUT seconds, or at once when component NAME ("" for none) is no longer running.
 wait_for() {
 	local what="$1" log_file="$2" name="$3"
