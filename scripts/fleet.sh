@@ -937,25 +937,29 @@ fleet_down() {
 	log "down: nothing of the fleet runs"
 }
 
-# Whether any process of the fleet runs.
-anything_running() {
-	local file
-	for file in "$PID_DIR"/*.pid; do
-		[[ -e $file ]] || continue
-		file="${file##*/}"
-		live_pid "${file%.pid}" >/dev/null && return 0
-	done
+# Whether any of the components NAME... runs.
+any_running() {
+	local name
+	for name in "$@"; do live_pid "$name" >/dev/null && return 0; done
 	return 1
 }
 
 mode_line() { printf 'SINGLE_REDIS=%s APP=%s\n' "$SINGLE_REDIS" "$APP"; }
 
-# Records the mode of this `up` (for status), refusing another mode than the running fleet's.
+# Records the mode of this `up` (for status), refusing one that would leave running components
+# unaccounted for: another Redis mode while Redis runs, FLEET_APP=0 while markets processes run.
 record_mode() {
-	local running
-	running="$(cat "$MODE_FILE" 2>/dev/null)" || running=""
-	if [[ -n $running && $running != "$(mode_line)" ]] && anything_running; then
-		die "the fleet runs with FLEET_${running// /, FLEET_}, not FLEET_$(mode_line | sed 's/ /, FLEET_/'): run '$0 down' first"
+	local single app port redis=() apps
+	if [[ "$(cat "$MODE_FILE" 2>/dev/null)" =~ ^SINGLE_REDIS=([01])\ APP=([01])$ ]]; then
+		single="${BASH_REMATCH[1]}" app="${BASH_REMATCH[2]}"
+		for port in "$REDIS_SINGLE_PORT" "${CLUSTER_PORTS[@]}"; do redis+=("redis-$port"); done
+		if [[ $single != "$SINGLE_REDIS" ]] && any_running "${redis[@]}"; then
+			die "the fleet's Redis runs with FLEET_SINGLE_REDIS=$single, not $SINGLE_REDIS: run '$0 down' first"
+		fi
+		mapfile -t apps < <(app_names)
+		if [[ $app == 1 && $APP == 0 ]] && any_running "${apps[@]}"; then
+			die "the fleet's markets processes run and FLEET_APP=0 would leave them out: run '$0 down' first"
+		fi
 	fi
 	mode_line >"$MODE_FILE"
 }
