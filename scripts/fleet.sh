@@ -234,11 +234,13 @@ live_pid() {
 }
 
 # Starts COMMAND... as component NAME in the background, in a session of its own, from the fleet
-# folder, with its output in logs/NAME.log, and records its PID. (Without job control the
-# subshell is no process group leader, so setsid becomes COMMAND in place: $! is its PID.)
+# folder, with its output in logs/NAME.log (the previous run's kept as NAME.log.1), and records
+# its PID. (Without job control the subshell is no process group leader, so setsid becomes
+# COMMAND in place: $! is its PID.)
 spawn() {
 	local name="$1"
 	shift
+	[[ ! -s $LOG_DIR/$name.log ]] || mv -f -- "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.1"
 	(close_extra_fds && cd "$FLEET_DIR" && exec setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1) &
 	record_pid "$name" "$!"
 }
@@ -702,6 +704,7 @@ app_settings() {
 		"REDIS_URL=$(redis_url)" \
 		"JWT_SECRET=$(jwt_secret)" \
 		"RUST_LOG=warn" \
+		"NO_COLOR=1" \
 		"MARKETS__RATE_LIMIT__TRUSTED_PROXIES=$HOST/32" \
 		"MARKETS__RATE_LIMIT__CLIENT_IP_HEADER=x-forwarded-for" \
 		"MARKETS__JOBS__RUN_IN_SERVE=false" \
@@ -756,6 +759,7 @@ app_up() {
 	mapfile -t APP_ENV_LINES < <(grep -v '^#' <<<"$settings")
 	ensure_db
 	log "markets migrate (log: $LOG_DIR/migrate.log) ..."
+	[[ ! -s $LOG_DIR/migrate.log ]] || mv -f -- "$LOG_DIR/migrate.log" "$LOG_DIR/migrate.log.1"
 	mapfile -d '' -t argv < <(markets_command -- migrate)
 	if ! (close_extra_fds && cd "$FLEET_DIR" && timeout "$TIMEOUT" "${argv[@]}" </dev/null >"$LOG_DIR/migrate.log" 2>&1); then
 		show_log "$LOG_DIR/migrate.log"
@@ -787,9 +791,11 @@ app_up() {
 
 app_status() {
 	local port pid
+	local ready
 	for port in "${INSTANCE_PORT_LIST[@]}"; do
 		if pid="$(live_pid "serve-$port")" && instance_ready "$port"; then
-			echo "serve-$port: up   http://$HOST:$port (PID $pid, /health/ready 200)"
+			ready="$(curl -sS -m 2 "http://$HOST:$port/health/ready" 2>/dev/null | sed -nE 's/^\{"status":"([a-z]+)".*/\1/p')"
+			echo "serve-$port: up   http://$HOST:$port (PID $pid, /health/ready 200 ${ready:-?})"
 		elif pid="$(live_pid "serve-$port")"; then
 			echo "serve-$port: down http://$HOST:$port (PID $pid runs, /health/ready does not answer 200)"
 			STATUS_RC=1
