@@ -720,7 +720,8 @@ app_names() {
 	echo worker
 }
 
-# Runs the markets binary with the fleet's settings: run_markets [VAR=value...] -- ARGS...
+# Prints, NUL-separated, the command running the markets binary with the fleet's settings
+# (APP_ENV_LINES) and nothing else of our environment: markets_command [VAR=value...] -- ARGS...
 APP_ENV_LINES=()
 markets_command() {
 	local vars=()
@@ -734,8 +735,57 @@ markets_command() {
 
 instance_ready() { curl -fsS -m 2 -o /dev/null "http://$HOST:$1/health/ready" 2>/dev/null; }
 
+# Fails, with the tail of its log and a hint, because markets process NAME (or `migrate`) failed.
+app_failed() {
+	local name="$1" problem="$2"
+	show_log "$LOG_DIR/$name.log"
+	explain_failure "$LOG_DIR/$name.log"
+	die "$problem (log: $LOG_DIR/$name.log)"
+}
+
+# `markets migrate` on the primary, before any instance serves (they serve with --no-migrate).
+migrate_once() {
+	local argv
+	ensure_db
+	log "markets migrate (log: $LOG_DIR/migrate.log) ..."
+	[[ ! -s $LOG_DIR/migrate.log ]] || mv -f -- "$LOG_DIR/migrate.log" "$LOG_DIR/migrate.log.1"
+	mapfile -d '' -t argv < <(markets_command -- migrate)
+	(close_extra_fds && cd "$FLEET_DIR" && timeout "$TIMEOUT" "${argv[@]}" </dev/null >"$LOG_DIR/migrate.log" 2>&1) ||
+		app_failed migrate "markets migrate on the primary failed"
+}
+
+# Starts markets process NAME: serve-PORT or worker.
+start_app_process() {
+	local name="$1" port argv
+	if [[ $name == worker ]]; then
+		mapfile -d '' -t argv < <(markets_command -- worker)
+		log "starting markets worker (log: $LOG_DIR/worker.log) ..."
+	else
+		port="${name#serve-}"
+		need_free_port "$port" "markets serve"
+		mapfile -d '' -t argv < <(markets_command "BIND_ADDR=$HOST:$port" -- serve --no-migrate)
+		log "starting markets serve on $HOST:$port (log: $LOG_DIR/$name.log) ..."
+	fi
+	spawn "$name" "${argv[@]}"
+}
+
+wait_for_instances() {
+	local port
+	for port in "${INSTANCE_PORT_LIST[@]}"; do
+		instance_ready "$port" || wait_for "markets serve on $HOST:$port (/health/ready)" \
+			"$LOG_DIR/serve-$port.log" "serve-$port" instance_ready "$port"
+	done
+}
+
+# The worker answers nothing: it counts as up when it still runs a second after its start.
+check_new_worker() {
+	live_pid worker >/dev/null || app_failed worker "markets worker exited while starting"
+	sleep 1
+	live_pid worker >/dev/null || app_failed worker "markets worker exited while starting"
+}
+
 app_up() {
-	local name port settings missing=() pid argv
+	local name settings missing=()
 	need curl curl
 	settings="$(app_settings)"
 	for name in $(app_names); do
@@ -746,46 +796,15 @@ app_up() {
 			missing+=("$name")
 		fi
 	done
-	if ((${#missing[@]} == 0)); then
-		for port in "${INSTANCE_PORT_LIST[@]}"; do
-			instance_ready "$port" || wait_for "markets serve on $HOST:$port (/health/ready)" \
-				"$LOG_DIR/serve-$port.log" "serve-$port" instance_ready "$port"
-		done
-		log "markets: ${#INSTANCE_PORT_LIST[@]} instances and the worker up"
-		return 0
+	if ((${#missing[@]} > 0)); then
+		need_markets_bin
+		(umask 077 && printf '%s\n' "$settings" >"$APP_SETTINGS_FILE")
+		mapfile -t APP_ENV_LINES < <(grep -v '^#' <<<"$settings")
+		migrate_once
+		for name in "${missing[@]}"; do start_app_process "$name"; done
 	fi
-	need_markets_bin
-	(umask 077 && printf '%s\n' "$settings" >"$APP_SETTINGS_FILE")
-	mapfile -t APP_ENV_LINES < <(grep -v '^#' <<<"$settings")
-	ensure_db
-	log "markets migrate (log: $LOG_DIR/migrate.log) ..."
-	[[ ! -s $LOG_DIR/migrate.log ]] || mv -f -- "$LOG_DIR/migrate.log" "$LOG_DIR/migrate.log.1"
-	mapfile -d '' -t argv < <(markets_command -- migrate)
-	if ! (close_extra_fds && cd "$FLEET_DIR" && timeout "$TIMEOUT" "${argv[@]}" </dev/null >"$LOG_DIR/migrate.log" 2>&1); then
-		show_log "$LOG_DIR/migrate.log"
-		explain_failure "$LOG_DIR/migrate.log"
-		die "markets migrate on the primary failed (log: $LOG_DIR/migrate.log)"
-	fi
-	for name in "${missing[@]}"; do
-		if [[ $name == worker ]]; then
-			mapfile -d '' -t argv < <(markets_command -- worker)
-			log "starting markets worker (log: $LOG_DIR/worker.log) ..."
-		else
-			port="${name#serve-}"
-			need_free_port "$port" "markets serve"
-			mapfile -d '' -t argv < <(markets_command "BIND_ADDR=$HOST:$port" -- serve --no-migrate)
-			log "starting markets serve on $HOST:$port (log: $LOG_DIR/$name.log) ..."
-		fi
-		spawn "$name" "${argv[@]}"
-	done
-	for port in "${INSTANCE_PORT_LIST[@]}"; do
-		wait_for "markets serve on $HOST:$port (/health/ready)" "$LOG_DIR/serve-$port.log" "serve-$port" \
-			instance_ready "$port"
-	done
-	# The worker answers nothing: it counts as up when it still runs a second after its start.
-	pid="$(live_pid worker)" || { show_log "$LOG_DIR/worker.log"; explain_failure "$LOG_DIR/worker.log"; die "markets worker exited while starting (log: $LOG_DIR/worker.log)"; }
-	sleep 1
-	live_pid worker >/dev/null || { show_log "$LOG_DIR/worker.log"; explain_failure "$LOG_DIR/worker.log"; die "markets worker (PID $pid) exited while starting (log: $LOG_DIR/worker.log)"; }
+	wait_for_instances
+	[[ " ${missing[*]-} " != *" worker "* ]] || check_new_worker
 	log "markets: ${#INSTANCE_PORT_LIST[@]} instances and the worker up"
 }
 
