@@ -25,6 +25,9 @@
 #           Debian's PostgreSQL on 5432, nor Redis)
 #   status  one line per service; exit status 0 only when all are up
 #   reset   stop the managed cluster and delete its data directory (binaries stay)
+#   pg-bin  install the PostgreSQL 18 + pgvector binaries when missing, start nothing, and print
+#             MARKETS_PG_BIN=/var/tmp/markets-services/pgserver-0.1.5/pgserver/pginstall/bin
+#           (scripts/fleet.sh runs clusters of its own from them)
 #   clients install what the client tests (scripts/clients.sh) drive the service with, then
 #           print KEY=value lines on stdout:
 #             MARKETS_CLIENTS_VENV=/var/tmp/markets-services/clients-venv-<hash>
@@ -628,6 +631,14 @@ reset)
 	log "removing $PG_DATA"
 	rm -rf -- "$PG_DATA"
 	;;
+pg-bin)
+	take_lock
+	mkdir -p -- "$SERVICES_DIR"
+	setup_pg_user
+	install_pgserver
+	check_pg_binaries
+	printf 'MARKETS_PG_BIN=%q\n' "$PG_BIN"
+	;;
 clients)
 	take_lock
 	CHROMIUM_OUT="" VENV_OUT=""
@@ -639,6 +650,6 @@ clients)
 -h | --help | help) usage ;;
 *)
 	usage >&2
-	die "unknown command '$cmd' (expected up, down, status, reset or clients)"
+	die "unknown command '$cmd' (expected up, down, status, reset, clients or pg-bin)"
 	;;
 esac
