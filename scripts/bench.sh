@@ -182,6 +182,24 @@ reads() {
 	run "$set" "$size" "POST /api/v1/markets" create.lua /
 }
 
+# graph_ready: on the embedded set above 4,096 embeddings, has the server (started with
+# markets_sqlite's info lines in the log) build its vector graph and waits until it is ready:
+# the first search starts the build and searches scan exactly until it is done, so without
+# this the search would be measured before the graph exists and the build would run under the
+# later scenarios.
+graph_ready() {
+	local before
+	before=$(grep -c "vector graph ready" bench/.server.log || true)
+	curl -sf "$base/api/v1/markets/search?query=warm%20up" >/dev/null
+	for _ in $(seq 1 1800); do
+		(($(grep -c "vector graph ready" bench/.server.log || true) > before)) && return
+		sleep 0.5
+	done
+	echo "bench: the vector graph was not ready after 15 minutes; see bench/.server.log" >&2
+	exit 1
+}
+graph_log=RUST_LOG=warn,markets_sqlite=info
+
 # What a POST scenario created goes again, so later scenarios see the seeded data set and no
 # indexing backlog.
 created="DELETE FROM markets WHERE name LIKE 'Benchmark market %'; DELETE FROM jobs;"
@@ -235,7 +253,8 @@ model_search() {
 	seconds=$(echo "$(date +%s.%N) - $started" | bc)
 	printf 'bench: %s set: %d markets embedded by the model in %.0f s (%.0f/s)\n' \
 		"$set" "$model_markets" "$seconds" "$(echo "$model_markets / $seconds" | bc -l)" >&2
-	start_server "$4" DATABASE_URL="$url" MARKETS__SEARCH__PROVIDER=minilm
+	start_server "$4" DATABASE_URL="$url" MARKETS__SEARCH__PROVIDER=minilm "$graph_log"
+	[[ $set == server ]] || ((model_markets < 4096)) || graph_ready
 	run "$set" "$size" "search (model, repeated queries)" search.lua /
 	run "$set" "$size" "search (model, unique queries)" search_unique.lua /
 	stop_server
@@ -246,7 +265,8 @@ previous=0
 for size in "${sizes[@]}"; do
 	((size <= embedded_max)) || break
 	grow_embedded $((previous + 1)) "$size"
-	start_server "" DATABASE_URL="$embedded_url"
+	start_server "" DATABASE_URL="$embedded_url" "$graph_log"
+	((size < 4096)) || graph_ready
 	reads embedded "$size" "get by id (moka cache)"
 	stop_server
 	sqlite "$created"
