@@ -257,6 +257,23 @@ impl PrivateCluster {
         }
     }
 
+    /// Waits until every live master's replicas have received all it has written (what a
+    /// failover would otherwise lose: replication is asynchronous).
+    ///
+    /// # Panics
+    /// If that takes longer than `timeout`.
+    pub fn wait_replicated(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.masters().into_iter().all(replicas_caught_up) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replicas in {} have not caught up after {timeout:?}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `redis-cli` against node `port`, for assertions on its state.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         cli(port, args)
@@ -367,7 +384,10 @@ impl ClusterNode {
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", node_dir.display()));
         let mut watchdog = Command::new("sh")
             .arg("-c")
-            .arg(r#"redis-server "$@" >/dev/null 2>&1 </dev/null & echo "$!"; read -r _; kill -9 "$!" 2>/dev/null; exit 0"#)
+            .arg(concat!(
+                r#"redis-server "$@" >/dev/null 2>&1 </dev/null & echo "$!"; read -r _; "#,
+                r#"kill -9 "$!" 2>/dev/null; rm -rf -- "$NODE_DIR"; rmdir -- "${NODE_DIR%/*}" 2>/dev/null; exit 0"#
+            ))
             .arg("sh")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--cluster-enabled", "yes", "--cluster-port", &bus_port.to_string()])
@@ -377,6 +397,7 @@ impl ClusterNode {
             .arg(&node_dir)
             .arg("--logfile")
             .arg(node_dir.join("redis.log"))
+            .env("NODE_DIR", &node_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -407,6 +428,32 @@ impl ClusterNode {
             let _ = Command::new("kill").args(["-9", &pid]).status();
         }
     }
+}
+
+/// Whether every replica of master `port` has its replication offset.
+fn replicas_caught_up(port: u16) -> bool {
+    let info = cli(port, &["INFO", "replication"]);
+    let field = |line: &str, name: &str| {
+        line.split([',', ':'])
+            .find_map(|part| part.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+    };
+    let Some(offset) = info
+        .lines()
+        .find_map(|line| line.strip_prefix("master_repl_offset:"))
+        .map(|offset| offset.trim().to_owned())
+    else {
+        return false;
+    };
+    let replicas: Vec<Option<String>> = info
+        .lines()
+        .filter(|line| line.starts_with("slave") && line.contains("offset="))
+        .map(|line| field(line, "offset="))
+        .collect();
+    !replicas.is_empty()
+        && replicas
+            .iter()
+            .all(|replica| replica.as_deref() == Some(offset.as_str()))
 }
 
 fn cli(port: u16, args: &[&str]) -> String {
