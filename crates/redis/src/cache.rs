@@ -49,7 +49,7 @@ return written
 pub struct RedisSettings {
     /// `redis://[[user:]password@]host:port[/db]` for one server, or
     /// `redis-cluster://[[user:]password@]host:port,host:port,...` for a Redis Cluster (some of
-    /// its nodes, from which the client learns the others); `rediss` for TLS.
+    /// its nodes, from which the client learns the others).
     pub url: String,
     /// Prepended to every key, so deployments can share a Redis (e.g. `markets:v1:`). On a
     /// cluster, a prefix holding a hash tag (`{...}`) puts every key in one slot, on one node.

@@ -130,6 +130,20 @@ impl PrivateCluster {
     /// If `redis-server` or `redis-cli` cannot be started (run `scripts/services.sh up`, which
     /// installs them), or the cluster does not form within 60 s.
     pub fn start() -> Self {
+        for (program, package) in [
+            ("redis-server", "redis-server"),
+            ("redis-cli", "redis-tools"),
+        ] {
+            let found = Command::new(program)
+                .arg("--version")
+                .stdin(Stdio::null())
+                .output()
+                .is_ok_and(|output| output.status.success());
+            assert!(
+                found,
+                "{program} is missing: run scripts/services.sh up, which installs Debian's {package}"
+            );
+        }
         let dir = std::env::temp_dir().join(format!(
             "markets-test-cluster-{}",
             uuid::Uuid::new_v4().simple()
