@@ -249,5 +249,9 @@ mod tests {
             without_credentials("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+        assert_eq!(
+            without_credentials("redis-cluster://ann:s3cret@h1:7001,h2:7002"),
+            "redis-cluster://***@h1:7001,h2:7002"
+        );
     }
 }

@@ -18,7 +18,15 @@ use markets_redis::{
 };
 use std::time::{Duration, Instant};
 
-/// A connection to `cluster` once it answers.
+/// Settings for `cluster`, with a command timeout that a busy machine keeps to (the service's
+/// default is 100 ms).
+fn settings(cluster: &PrivateCluster) -> RedisSettings {
+    let mut settings = cluster.settings();
+    settings.command_timeout = Duration::from_millis(500);
+    settings
+}
+
+/// A connection with `settings` once the cluster answers.
 async fn connected(settings: &RedisSettings) -> RedisConnection {
     let connection = RedisConnection::connect(settings).unwrap();
     assert!(connection.is_clustered());
@@ -49,7 +57,7 @@ fn calls(cluster: &PrivateCluster, port: u16, command: &str) -> u64 {
 #[tokio::test]
 async fn a_batch_of_markets_over_many_slots_lands_on_every_master() {
     let cluster = PrivateCluster::start();
-    let settings = cluster.settings();
+    let settings = settings(&cluster);
     let cache = RedisCache::new(&connected(&settings).await, &settings);
     // Loads the script on every master.
     cache
@@ -147,7 +155,7 @@ impl TokenRevocations for RecordOnly {
 #[tokio::test]
 async fn a_killed_master_fails_over_and_nothing_fails_beyond_the_breakers() {
     let mut cluster = PrivateCluster::start();
-    let settings = cluster.settings();
+    let settings = settings(&cluster);
     let connection = connected(&settings).await;
     let cache = RedisCache::new(&connection, &settings);
     let limiter = RedisRateLimiter::new(&connection, &settings, BudgetLimiter::default());
