@@ -125,8 +125,9 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Connection URL (`REDIS_URL`). Unset: the cache, rate limits and revocations live in this
-    /// process.
+    /// Connection URL (`REDIS_URL`): `redis://host:port` for one server, or
+    /// `redis-cluster://host:port,host:port,...` (some of the nodes) for a Redis Cluster. Unset:
+    /// the cache, rate limits and revocations live in this process.
     pub url: Option<SecretString>,
     /// Prepended to every key (cache entries, rate-limit counts, revocations), so deployments
     /// can share one Redis.
@@ -609,9 +610,12 @@ impl Settings {
             );
         }
         if let Some(url) = &self.redis.url
-            && Url::parse(url.expose_secret()).is_err()
+            && markets_redis::RedisConnection::check_url(url.expose_secret()).is_err()
         {
-            return invalid("redis.url (REDIS_URL)", "must be a redis:// URL");
+            return invalid(
+                "redis.url (REDIS_URL)",
+                "must be a redis:// or redis-cluster://host:port,host:port,... URL",
+            );
         }
         if self.redis.url.is_none() && self.rate_limit.backend == Some(RateLimitBackend::Redis) {
             return invalid(
@@ -838,6 +842,14 @@ mod tests {
         // The keys' old home is refused, not silently ignored.
         let moved = load(&[("MARKETS__CACHE__KEY_PREFIX", "t:")]).unwrap_err();
         assert!(moved.to_string().contains("key_prefix"), "{moved}");
+    }
+
+    #[test]
+    fn a_redis_cluster_url_is_taken_and_a_malformed_one_refused() {
+        let cluster = load(&[("REDIS_URL", "redis-cluster://127.0.0.1:7001,127.0.0.1:7002")]);
+        assert!(cluster.unwrap().redis_client().is_some());
+        let refused = load(&[("REDIS_URL", "redis-cluster://127.0.0.1:7001,oops")]).unwrap_err();
+        assert!(refused.to_string().contains("redis.url"), "{refused}");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use fred::util::redis_keyslot;
+use futures_util::future::try_join_all;
 use markets_domain::cache::{Cache, CacheError};
 use markets_domain::market::{Market, MarketId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::info;
@@ -16,7 +19,8 @@ use crate::entry::{self, FORMAT, REMOVED};
 /// Compare-and-set for any number of entries in one call. `ARGV[1]` is the instant the entries
 /// expire (Unix milliseconds), `ARGV[2]` the format tag, then a version and an entry per key. An
 /// entry is written unless the key holds a removal marker or an entry of this format with the
-/// same or a newer version.
+/// same or a newer version. On a Redis Cluster, the keys of one call share a hash slot: a batch
+/// is split per slot (see [`RedisCache::put`](Cache::put)).
 const PUT_IF_NEWER: &str = r"
 local expire_at, format = ARGV[1], ARGV[2]
 local written = 0
@@ -43,9 +47,12 @@ return written
 /// How to reach Redis and how to use it. Its `Debug` hides the URL's credentials.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`.
+    /// `redis://[[user:]password@]host:port[/db]` for one server, or
+    /// `redis-cluster://[[user:]password@]host:port,host:port,...` for a Redis Cluster (some of
+    /// its nodes, from which the client learns the others).
     pub url: String,
-    /// Prepended to every key, so deployments can share a Redis (e.g. `markets:v1:`).
+    /// Prepended to every key, so deployments can share a Redis (e.g. `markets:v1:`). On a
+    /// cluster, a prefix holding a hash tag (`{...}`) puts every key in one slot, on one node.
     pub key_prefix: String,
     /// How long entries and removal markers live.
     pub ttl: Duration,
@@ -183,16 +190,30 @@ impl Cache for RedisCache {
         if markets.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = markets.iter().map(|market| self.key(market.id)).collect();
-        let mut args = vec![self.expire_at().to_string(), FORMAT.to_owned()];
+        let head = [self.expire_at().to_string(), FORMAT.to_owned()];
+        // One script call per hash slot (a cluster refuses a script whose keys span slots),
+        // all sent at once; one server takes the whole batch in one call.
+        let mut batches: BTreeMap<u16, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let clustered = self.client.is_clustered();
         for market in markets {
+            let key = self.key(market.id);
+            let slot = if clustered {
+                redis_keyslot(key.as_bytes())
+            } else {
+                0
+            };
+            let (keys, args) = batches
+                .entry(slot)
+                .or_insert_with(|| (Vec::new(), head.to_vec()));
+            keys.push(key);
             args.push(market.version.to_string());
             args.push(entry::encode(market).map_err(unavailable)?);
         }
         let script = &self.put_script;
-        let _written: i64 = self
-            .call(script.evalsha_with_reload(&self.client, keys, args))
-            .await?;
+        let calls = batches
+            .into_values()
+            .map(|(keys, args)| script.evalsha_with_reload::<i64, _, _>(&self.client, keys, args));
+        let _written: Vec<i64> = self.call(try_join_all(calls)).await?;
         Ok(())
     }
 
@@ -227,6 +248,10 @@ mod tests {
         assert_eq!(
             without_credentials("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            without_credentials("redis-cluster://ann:s3cret@h1:7001,h2:7002"),
+            "redis-cluster://***@h1:7001,h2:7002"
         );
     }
 }

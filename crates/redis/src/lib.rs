@@ -15,6 +15,12 @@
 //! - Revocations are `<prefix>revoked:<jti>` keys expiring with their token, written after the
 //!   durable record; whenever the connection is made again, Redis is refilled from that record,
 //!   since a restarted Redis may have lost them.
+//! - One server (`redis://`) or a Redis Cluster (`redis-cluster://host:port,host:port,...`, some
+//!   of its nodes as seeds). On a cluster every script and command stays in one hash slot: the
+//!   cache's batch write is split per slot and the calls are sent together (a batch still
+//!   spreads over the masters), the limiter's script has one key, revocations are one key per
+//!   command (the refill's pipeline is routed command by command). The key names are the same
+//!   as on one server.
 //! - Every command has a short timeout; after a failure, a breaker makes cache calls, limit
 //!   checks and revocation checks skip Redis for a moment, so an outage costs requests one
 //!   timeout per breaker period instead of one per command. fred reconnects in the background

@@ -1,5 +1,6 @@
 //! The Redis adapters pass the cache, rate limiter and token revocations contracts on a real
-//! Redis, each case under its own key prefix.
+//! Redis, each case under its own key prefix: on the shared server, and on a Redis Cluster of
+//! this test process's own (three masters, three replicas; see `mod cluster`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use async_trait::async_trait;
@@ -136,4 +137,63 @@ mod token_revocations {
     }
 
     token_revocations_contract!(fixture());
+}
+
+/// The same suites on a Redis Cluster: one private cluster for the whole test process.
+mod cluster {
+    use super::*;
+    use markets_redis::testing::PrivateCluster;
+    use std::time::Duration;
+
+    /// A connection to the cluster once it answers, with settings of a key prefix of its own.
+    async fn connected() -> (RedisConnection, RedisSettings) {
+        let mut settings = PrivateCluster::shared().settings();
+        // Every case's command must answer, on a busy machine too: the shared cluster's
+        // client gets more time than the service's default.
+        settings.command_timeout = Duration::from_secs(1);
+        let connection = RedisConnection::connect(&settings).unwrap();
+        assert!(connection.is_clustered());
+        let cache = RedisCache::new(&connection, &settings);
+        for _ in 0..50 {
+            if cache.ping().await.is_ok() {
+                return (connection, settings);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the private Redis Cluster does not answer");
+    }
+
+    mod cache {
+        use super::*;
+
+        async fn fixture() -> Fixture {
+            let (connection, settings) = connected().await;
+            Fixture(RedisCache::new(&connection, &settings))
+        }
+
+        cache_contract!(fixture());
+    }
+
+    mod rate_limiter {
+        use super::*;
+
+        async fn fixture() -> Limiter {
+            let (connection, settings) = connected().await;
+            Limiter(RedisRateLimiter::new(&connection, &settings, NoFallback))
+        }
+
+        rate_limiter_contract!(fixture());
+    }
+
+    mod token_revocations {
+        use super::*;
+
+        async fn fixture() -> Revocations {
+            let (connection, settings) = connected().await;
+            let durable = RecordOnly::default();
+            Revocations(RedisRevocations::new(&connection, &settings, durable))
+        }
+
+        token_revocations_contract!(fixture());
+    }
 }
