@@ -186,12 +186,12 @@ reads() {
 # markets_sqlite's info lines in the log) build its vector graph and waits until it is ready:
 # the first search starts the build and searches scan exactly until it is done, so without
 # this the search would be measured before the graph exists and the build would run under the
-# later scenarios.
+# later scenarios. A finished graph is swapped in by the next search, so it searches until then.
 graph_ready() {
 	local before
 	before=$(grep -c "vector graph ready" bench/.server.log || true)
-	curl -sf "$base/api/v1/markets/search?query=warm%20up" >/dev/null
 	for _ in $(seq 1 1800); do
+		curl -sf "$base/api/v1/markets/search?query=warm%20up" >/dev/null
 		(($(grep -c "vector graph ready" bench/.server.log || true) > before)) && return
 		sleep 0.5
 	done
