@@ -41,7 +41,12 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<WorkerGuard> {
         .with_span_events(FmtSpan::NONE);
     let installed = match settings.format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The request's span once per line ("span"), not again in a list of every open span.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
     };
     installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))?;
     Ok(guard)

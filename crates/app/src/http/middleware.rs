@@ -70,6 +70,10 @@ impl ResponseError for Tagged {
 /// at error, or at warn for a 503 (the first of a dependency's outage also at error).
 /// A panic in a handler becomes a logged 500 in the envelope instead of a dropped connection.
 ///
+/// The outcome (route, status, latency) is a field of that one line, not recorded on the span:
+/// each record on a span re-serialises the span's fields (tracing-subscriber's JSON keeps them
+/// as JSON text), which at info cost more than the line itself.
+///
 /// The request is not cloned across the inner call: actix's router needs it uniquely owned.
 pub async fn request_id(
     req: ServiceRequest,
@@ -92,9 +96,6 @@ pub async fn request_id(
         "request",
         request_id = %String::from_utf8_lossy(id.as_bytes()),
         method = %method,
-        route = tracing::field::Empty,
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
         client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.address.to_string()),
         user_agent = %user_agent(&req),
         market_id = tracing::field::Empty,
@@ -112,12 +113,13 @@ pub async fn request_id(
                 .request()
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
-            let status = response.status();
-            record(&span, method, &route, status, started);
+            let outcome = Outcome::record(method, &route, response.status(), started);
             settle(outages.as_deref());
             let failure = response.response().error();
-            if !failure.is_some_and(|failure| log_failure(&span, failure, outages.as_deref())) {
-                span.in_scope(|| info!("request completed"));
+            if !failure
+                .is_some_and(|failure| log_failure(&span, &outcome, failure, outages.as_deref()))
+            {
+                span.in_scope(|| outcome.completed());
             }
             harden(response.headers_mut(), id);
             return Ok(response);
@@ -126,10 +128,10 @@ pub async fn request_id(
         Err(_) => AppError::Internal("handler panicked".into()).into(),
     };
     let status = error.as_response_error().status_code();
-    record(&span, method, "unmatched", status, started);
+    let outcome = Outcome::record(method, "unmatched", status, started);
     settle(outages.as_deref());
-    if !log_failure(&span, &error, outages.as_deref()) {
-        span.in_scope(|| error!(error = %error, "request failed"));
+    if !log_failure(&span, &outcome, &error, outages.as_deref()) {
+        span.in_scope(|| outcome.failed(&error));
     }
     Err(Tagged { error, id }.into())
 }
@@ -138,17 +140,29 @@ pub async fn request_id(
 /// other error. A 503 is a warning: it names the service, and the cause when one is down. The
 /// first failure of a dependency's outage (per `outages`; every one, without them) is also
 /// logged at error, so that an outage under load is one error line, not one per request.
-fn log_failure(span: &Span, failure: &Error, outages: Option<&Outages>) -> bool {
+fn log_failure(
+    span: &Span,
+    outcome: &Outcome<'_>,
+    failure: &Error,
+    outages: Option<&Outages>,
+) -> bool {
     let _entered = span.enter();
+    let Outcome {
+        route,
+        status,
+        latency_ms,
+    } = *outcome;
     match failure.as_error::<AppError>() {
         Some(AppError::Unavailable { service, cause, .. }) => {
             if outages.is_none_or(|outages| outages.failed(service, Instant::now())) {
-                error!(service, cause = %cause, "{service} unavailable: outage begins");
+                error!(route, service, cause = %cause, "{service} unavailable: outage begins");
             }
-            warn!(service, cause = %cause, "request failed");
+            warn!(route, status, latency_ms, service, cause = %cause, "request failed");
         }
-        Some(AppError::Saturated { service, .. }) => warn!(service, "request failed"),
-        _ if is_fault(failure) => error!(error = %failure, "request failed"),
+        Some(AppError::Saturated { service, .. }) => {
+            warn!(route, status, latency_ms, service, "request failed");
+        }
+        _ if is_fault(failure) => outcome.failed(failure),
         _ => return false,
     }
     true
@@ -207,13 +221,7 @@ pub async fn bounded_headers(
         "Header `{name}` is longer than {MAX_HEADER_BYTES} bytes"
     ));
     let mut response = req.error_response(refusal);
-    record(
-        &Span::none(),
-        method,
-        "unmatched",
-        response.status(),
-        started,
-    );
+    Outcome::record(method, "unmatched", response.status(), started);
     harden(response.headers_mut(), new_id());
     Ok(response.map_into_right_body())
 }
@@ -248,19 +256,51 @@ pub(super) fn method_label(method: &Method) -> &'static str {
     .map_or("other", |(name, _)| name)
 }
 
-/// Counts the request and records its route, status and latency on its span.
-fn record(span: &Span, method: &str, route: &str, status: StatusCode, started: Instant) {
-    let elapsed = started.elapsed();
-    span.record("route", route);
-    span.record("status", status.as_u16());
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+/// How a request ended, as its log line reports it.
+#[derive(Debug, Clone, Copy)]
+struct Outcome<'a> {
+    route: &'a str,
+    status: u16,
+    latency_ms: f64,
+}
+
+impl<'a> Outcome<'a> {
+    /// Counts the request in the metrics and returns its outcome.
+    fn record(method: &str, route: &'a str, status: StatusCode, started: Instant) -> Self {
+        let elapsed = started.elapsed();
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.as_u16().to_string()),
+        ];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+        Self {
+            route,
+            status: status.as_u16(),
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// The line of a request that succeeded (or failed with a 4xx).
+    fn completed(&self) {
+        let Self {
+            route,
+            status,
+            latency_ms,
+        } = *self;
+        info!(route, status, latency_ms, "request completed");
+    }
+
+    /// The line of a request that failed with a fault.
+    fn failed(&self, error: &Error) {
+        let Self {
+            route,
+            status,
+            latency_ms,
+        } = *self;
+        error!(route, status, latency_ms, error = %error, "request failed");
+    }
 }
 
 /// The client, believing the forwarding header of the configured trusted proxies only.
