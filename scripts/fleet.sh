@@ -38,8 +38,7 @@
 #   MARKETS_BIN          the markets binary (default: target/release/markets of this checkout)
 #   FLEET_DIR            data, pid and log folder (default /var/tmp/markets-fleet); must be
 #                        traversable by the `postgres` OS user (not under /root)
-#   FLEET_SINGLE_REDIS   1: one plain redis-server instead of the cluster (the binary does not
-#                        take a Redis Cluster URL yet; default 0)
+#   FLEET_SINGLE_REDIS   1: one plain redis-server instead of the cluster (default 0)
 #   FLEET_REPLICAS       1: also give the instances MARKETS__DATABASE__REPLICA_URLS (the
 #                        replica; the binary does not know that key yet; default 0)
 #   FLEET_APP            0: only PostgreSQL, Redis and nginx, no markets processes (default 1)
@@ -298,13 +297,9 @@ wait_for() {
 	done
 }
 
-# A hint for the failures expected while the binary lacks issue 22's settings.
+# A hint for the failure expected while the binary lacks issue 22's replica settings.
 explain_failure() {
 	[[ -f $1 ]] || return 0
-	if [[ $(redis_mode) == cluster ]] && grep -qiE 'redis\.url|redis-cluster' -- "$1"; then
-		log "hint: this markets binary does not take the Redis Cluster URL $(redis_url) (yet);" \
-			"FLEET_SINGLE_REDIS=1 gives the instances one plain Redis instead"
-	fi
 	if [[ $REPLICAS == 1 ]] && grep -qi 'replica_urls' -- "$1"; then
 		log "hint: this markets binary does not know database.replica_urls (yet); leave FLEET_REPLICAS unset"
 	fi
