@@ -137,27 +137,8 @@ join_nodes() {
 
 # ---------------------------------------------------------------- helpers ---
 
-as_root() {
-	if [[ $EUID -eq 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		sudo -n "$@"
-	else
-		die "root is needed for: $* (run this script as root)"
-	fi
-}
-
-apt_install() {
-	local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q
-		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-	log "installing Debian package(s): $* ..."
-	if ! as_root "${apt[@]}" install --no-install-recommends "$@" </dev/null >&2; then
-		log "apt-get install failed; running apt-get update and retrying"
-		as_root "${apt[@]}" update </dev/null >&2 || die "apt-get update failed"
-		as_root "${apt[@]}" install --no-install-recommends "$@" </dev/null >&2 ||
-			die "apt-get install $* failed"
-	fi
-}
+# shellcheck source=scripts/lib/packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/packages.sh"
 
 # Installs what provides a command when it is missing: need COMMAND PACKAGE [PATH].
 need() {
