@@ -3,10 +3,11 @@
 //! while the cache, the limiter and the revocations are in use.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use markets_contract_tests::cache::market;
-use markets_domain::RepositoryError;
 use markets_domain::auth::TokenRevocations;
 use markets_domain::cache::Cache;
 use markets_domain::market::MarketId;
@@ -17,6 +18,7 @@ use markets_redis::{
     RedisCache, RedisConnection, RedisRateLimiter, RedisRevocations, RedisSettings,
 };
 use std::time::{Duration, Instant};
+use support::RecordOnly;
 
 /// Settings for `cluster`, with a command timeout that a busy machine keeps to (the service's
 /// default is 100 ms).
@@ -126,29 +128,6 @@ impl RateLimiter for NoFallback {
 
     async fn peek(&self, _: &RatePolicy, _: &str) -> Result<RateDecision, RateLimitError> {
         Err(RateLimitError("no fallback here".into()))
-    }
-}
-
-/// The durable record, which never answers a check: a check passes on Redis's answer only.
-#[derive(Debug, Clone, Default)]
-struct RecordOnly(InMemoryRevocations);
-
-#[async_trait]
-impl TokenRevocations for RecordOnly {
-    async fn revoke(
-        &self,
-        token_id: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), RepositoryError> {
-        self.0.revoke(token_id, expires_at).await
-    }
-
-    async fn is_revoked(&self, _: &str) -> Result<bool, RepositoryError> {
-        Err(RepositoryError::unexpected("no fallback for checks here"))
-    }
-
-    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError> {
-        self.0.active().await
     }
 }
 

@@ -3,20 +3,19 @@
 //! this test process's own (three masters, three replicas; see `mod cluster`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use markets_contract_tests::{
     CacheFixture, RateLimiterFixture, TokenRevocationsFixture, cache_contract,
     rate_limiter_contract, token_revocations_contract,
 };
-use markets_domain::RepositoryError;
-use markets_domain::auth::TokenRevocations;
 use markets_domain::ratelimit::{RateDecision, RateLimitError, RateLimiter, RatePolicy};
-use markets_domain::testing::InMemoryRevocations;
 use markets_redis::testing::shared_settings;
 use markets_redis::{
     RedisCache, RedisConnection, RedisRateLimiter, RedisRevocations, RedisSettings,
 };
+use support::RecordOnly;
 
 struct Fixture(RedisCache);
 
@@ -89,32 +88,6 @@ mod rate_limiter {
     }
 
     rate_limiter_contract!(fixture());
-}
-
-/// The durable record behind Redis: it keeps revocations (for `active` and for refilling Redis)
-/// but never answers a check, so a case can only pass on Redis's answers.
-#[derive(Debug, Clone, Default)]
-struct RecordOnly(InMemoryRevocations);
-
-#[async_trait]
-impl TokenRevocations for RecordOnly {
-    async fn revoke(
-        &self,
-        token_id: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), RepositoryError> {
-        self.0.revoke(token_id, expires_at).await
-    }
-
-    async fn is_revoked(&self, _: &str) -> Result<bool, RepositoryError> {
-        Err(RepositoryError::unexpected(
-            "Redis did not answer: no fallback for checks here",
-        ))
-    }
-
-    async fn active(&self) -> Result<Vec<(String, DateTime<Utc>)>, RepositoryError> {
-        self.0.active().await
-    }
 }
 
 struct Revocations(RedisRevocations<RecordOnly>);
