@@ -38,11 +38,10 @@ impl PrivateRedis {
     /// # Panics
     /// If `redis-server` cannot be started (run `scripts/services.sh up`, which installs it).
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .unwrap_or_else(|error| panic!("no free port: {error}"));
-        let mut redis = Self { port, child: None };
+        let mut redis = Self {
+            port: free_ports(1)[0],
+            child: None,
+        };
         redis.restart();
         redis
     }
@@ -150,24 +149,8 @@ impl PrivateCluster {
         ));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
-        // A client port and a cluster bus port per node, all distinct: held open until all
-        // twelve are chosen.
-        let listeners: Vec<TcpListener> = (0..12)
-            .map(|_| {
-                TcpListener::bind("127.0.0.1:0")
-                    .unwrap_or_else(|error| panic!("no free port: {error}"))
-            })
-            .collect();
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|listener| {
-                listener
-                    .local_addr()
-                    .unwrap_or_else(|error| panic!("no free port: {error}"))
-                    .port()
-            })
-            .collect();
-        drop(listeners);
+        // A client port and a cluster bus port per node.
+        let ports = free_ports(12);
         let mut cluster = Self {
             nodes: (0..6)
                 .map(|n| ClusterNode::start(&dir, ports[n], ports[n + 6]))
@@ -175,9 +158,11 @@ impl PrivateCluster {
             dir,
         };
         for node in &cluster.nodes {
-            cluster.wait(&format!("node {} answering PING", node.port), || {
-                cli(node.port, &["PING"]).trim() == "PONG"
-            });
+            cluster.wait_until(
+                Duration::from_secs(20),
+                || cli(node.port, &["PING"]).trim() == "PONG",
+                || format!("node {} does not answer PING", node.port),
+            );
         }
         let seeds: Vec<String> = cluster
             .nodes
@@ -257,18 +242,17 @@ impl PrivateCluster {
     /// # Panics
     /// If that takes longer than `timeout`.
     pub fn wait_healthy(&self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while !self.healthy() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the cluster in {} is not healthy after {timeout:?}: {}",
-                self.dir.display(),
-                self.live()
+        self.wait_until(
+            timeout,
+            || self.healthy(),
+            || {
+                let nodes: String = self
+                    .live()
                     .map(|port| cli(port, &["CLUSTER", "NODES"]))
-                    .collect::<String>()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                    .collect();
+                format!("the cluster is not healthy: {nodes}")
+            },
+        );
     }
 
     /// Waits until every live master's replicas have received all it has written (what a
@@ -277,15 +261,11 @@ impl PrivateCluster {
     /// # Panics
     /// If that takes longer than `timeout`.
     pub fn wait_replicated(&self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while !self.masters().into_iter().all(replicas_caught_up) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the replicas in {} have not caught up after {timeout:?}",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_until(
+            timeout,
+            || self.masters().into_iter().all(replicas_caught_up),
+            || "the replicas have not caught up".to_owned(),
+        );
     }
 
     /// `redis-cli` against node `port`, for assertions on its state.
@@ -334,14 +314,25 @@ impl PrivateCluster {
             .collect()
     }
 
-    fn wait(&self, what: &str, mut ready: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    /// Polls `ready` every 50 ms until it holds.
+    ///
+    /// # Panics
+    /// After `timeout`, with what `failure` says and where the nodes' logs are.
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+        failure: impl FnOnce() -> String,
+    ) {
+        let deadline = std::time::Instant::now() + timeout;
         while !ready() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {what} after 20 s (logs in {})",
-                self.dir.display()
-            );
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "{} after {timeout:?} (logs in {})",
+                    failure(),
+                    self.dir.display()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -468,6 +459,24 @@ fn replicas_caught_up(port: u16) -> bool {
         && replicas
             .iter()
             .all(|replica| replica.as_deref() == Some(offset.as_str()))
+}
+
+/// `count` distinct free loopback ports: each held open until all are chosen.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("no free port: {error}"))
+        })
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| {
+            listener
+                .local_addr()
+                .unwrap_or_else(|error| panic!("no free port: {error}"))
+                .port()
+        })
+        .collect()
 }
 
 fn cli(port: u16, args: &[&str]) -> String {
