@@ -410,13 +410,22 @@ start_pg() {
 	wait_for "PostgreSQL $name on $HOST:$port" "$data/server.log" "$name" pg_ready "$port" 1
 }
 
-init_primary() {
-	[[ ! -f $PG_PRIMARY_DATA/PG_VERSION ]] || return 0
-	[[ ! -e $PG_PRIMARY_DATA ]] || die "$PG_PRIMARY_DATA exists but is no PostgreSQL data folder: run '$0 reset'"
-	local tmp="$FLEET_DIR/.pg-primary.init"
+# staging_dir DATA NAME: refuses a DATA that exists but is no cluster, then prints an empty
+# folder beside it, owned by the clusters' OS user, to build NAME's data in; the caller moves it
+# to DATA with `mv -T` once done (atomic: a half-built one never looks like a cluster).
+staging_dir() {
+	[[ ! -e $1 ]] || die "$1 exists but is no PostgreSQL data folder: run '$0 reset'"
+	local tmp="$FLEET_DIR/.$2.init"
 	rm -rf -- "$tmp"
 	mkdir -m 700 -- "$tmp"
 	chown "$PG_OWNER:" "$tmp"
+	printf '%s' "$tmp"
+}
+
+init_primary() {
+	[[ ! -f $PG_PRIMARY_DATA/PG_VERSION ]] || return 0
+	local tmp
+	tmp="$(staging_dir "$PG_PRIMARY_DATA" pg-primary)"
 	log "initdb $PG_PRIMARY_DATA (as OS user $PG_OWNER) ..."
 	if ! run_pg "$PG_BIN/initdb" -D "$tmp" -U "$PG_SUPERUSER" --auth=trust \
 		--encoding=UTF8 --locale=C --locale-provider=builtin --builtin-locale=C.UTF-8 \
@@ -425,7 +434,7 @@ init_primary() {
 		die "initdb failed (log: $LOG_DIR/initdb.log)"
 	fi
 	printf '\n# added by scripts/fleet.sh\ninclude_if_exists = %s\n' "'fleet.conf'" >>"$tmp/postgresql.conf"
-	mv -T -- "$tmp" "$PG_PRIMARY_DATA" # atomic: a half-done initdb never looks like a cluster
+	mv -T -- "$tmp" "$PG_PRIMARY_DATA"
 }
 
 # The replica's data: a base backup of the primary that starts as its standby (-R writes
@@ -433,11 +442,8 @@ init_primary() {
 # its own fleet.conf.
 init_replica() {
 	[[ ! -f $PG_REPLICA_DATA/PG_VERSION ]] || return 0
-	[[ ! -e $PG_REPLICA_DATA ]] || die "$PG_REPLICA_DATA exists but is no PostgreSQL data folder: run '$0 reset'"
-	local tmp="$FLEET_DIR/.pg-replica.init"
-	rm -rf -- "$tmp"
-	mkdir -m 700 -- "$tmp"
-	chown "$PG_OWNER:" "$tmp"
+	local tmp
+	tmp="$(staging_dir "$PG_REPLICA_DATA" pg-replica)"
 	log "pg_basebackup of the primary into $PG_REPLICA_DATA ..."
 	if ! run_pg "$PG_BIN/pg_basebackup" -h "$HOST" -p "$PG_PRIMARY_PORT" -U "$PG_SUPERUSER" \
 		-D "$tmp" -R -X stream -c fast >"$LOG_DIR/basebackup.log" 2>&1; then
