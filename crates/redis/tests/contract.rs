@@ -27,12 +27,47 @@ impl CacheFixture for Fixture {
     }
 }
 
-async fn fixture() -> Fixture {
-    let (connection, settings) = connected().await;
-    Fixture(RedisCache::new(&connection, &settings))
+/// The three suites, each fixture built on the `connected()` where this is expanded: the
+/// shared server's at the top, the cluster's in `mod cluster`.
+macro_rules! redis_suites {
+    () => {
+        mod cache {
+            use super::*;
+
+            async fn fixture() -> Fixture {
+                let (connection, settings) = connected().await;
+                Fixture(RedisCache::new(&connection, &settings))
+            }
+
+            cache_contract!(fixture());
+        }
+
+        mod rate_limiter {
+            use super::*;
+
+            async fn fixture() -> Limiter {
+                let (connection, settings) = connected().await;
+                Limiter(RedisRateLimiter::new(&connection, &settings, NoFallback))
+            }
+
+            rate_limiter_contract!(fixture());
+        }
+
+        mod token_revocations {
+            use super::*;
+
+            async fn fixture() -> Revocations {
+                let (connection, settings) = connected().await;
+                let durable = RecordOnly::default();
+                Revocations(RedisRevocations::new(&connection, &settings, durable))
+            }
+
+            token_revocations_contract!(fixture());
+        }
+    };
 }
 
-cache_contract!(fixture());
+redis_suites!();
 
 /// A connection to the shared test Redis, once it answers, with settings of a key prefix of
 /// its own.
@@ -79,17 +114,6 @@ impl RateLimiterFixture for Limiter {
     }
 }
 
-mod rate_limiter {
-    use super::*;
-
-    async fn fixture() -> Limiter {
-        let (connection, settings) = connected().await;
-        Limiter(RedisRateLimiter::new(&connection, &settings, NoFallback))
-    }
-
-    rate_limiter_contract!(fixture());
-}
-
 struct Revocations(RedisRevocations<RecordOnly>);
 
 impl TokenRevocationsFixture for Revocations {
@@ -98,18 +122,6 @@ impl TokenRevocationsFixture for Revocations {
     fn revocations(&self) -> &RedisRevocations<RecordOnly> {
         &self.0
     }
-}
-
-mod token_revocations {
-    use super::*;
-
-    async fn fixture() -> Revocations {
-        let (connection, settings) = connected().await;
-        let durable = RecordOnly::default();
-        Revocations(RedisRevocations::new(&connection, &settings, durable))
-    }
-
-    token_revocations_contract!(fixture());
 }
 
 /// The same suites on a Redis Cluster: one private cluster for the whole test process.
@@ -136,37 +148,5 @@ mod cluster {
         panic!("the private Redis Cluster does not answer");
     }
 
-    mod cache {
-        use super::*;
-
-        async fn fixture() -> Fixture {
-            let (connection, settings) = connected().await;
-            Fixture(RedisCache::new(&connection, &settings))
-        }
-
-        cache_contract!(fixture());
-    }
-
-    mod rate_limiter {
-        use super::*;
-
-        async fn fixture() -> Limiter {
-            let (connection, settings) = connected().await;
-            Limiter(RedisRateLimiter::new(&connection, &settings, NoFallback))
-        }
-
-        rate_limiter_contract!(fixture());
-    }
-
-    mod token_revocations {
-        use super::*;
-
-        async fn fixture() -> Revocations {
-            let (connection, settings) = connected().await;
-            let durable = RecordOnly::default();
-            Revocations(RedisRevocations::new(&connection, &settings, durable))
-        }
-
-        token_revocations_contract!(fixture());
-    }
+    redis_suites!();
 }
