@@ -249,7 +249,7 @@ done
 model_search() {
 	local set=$1 size=$2 url=$3 started seconds
 	started=$(date +%s.%N)
-	DATABASE_URL="$url" MARKETS__SEARCH__PROVIDER=minilm reindex "$url"
+	MARKETS__SEARCH__PROVIDER=minilm reindex "$url"
 	seconds=$(echo "$(date +%s.%N) - $started" | bc)
 	printf 'bench: %s set: %d markets embedded by the model in %.0f s (%.0f/s)\n' \
 		"$set" "$model_markets" "$seconds" "$(echo "$model_markets / $seconds" | bc -l)" >&2
