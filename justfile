@@ -39,3 +39,12 @@ down:
 # size), serves the release build, drives it with wrk, prints tables (see scripts/bench.sh).
 bench:
     scripts/bench.sh
+
+# The fleet (scripts/fleet.sh: two instances behind nginx, a PostgreSQL replica, a Redis
+# Cluster) against one of its instances direct, with each part's CPU per request.
+bench-fleet:
+    scripts/fleet-bench.sh
+
+# Bring the fleet up and run its tests through nginx (what CI does).
+test-fleet:
+    eval "$(scripts/fleet.sh up)" && cargo test -p markets-app --test fleet -- --nocapture

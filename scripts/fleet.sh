@@ -39,8 +39,8 @@
 #   FLEET_DIR            data, pid and log folder (default /var/tmp/markets-fleet); must be
 #                        traversable by the `postgres` OS user (not under /root)
 #   FLEET_SINGLE_REDIS   1: one plain redis-server instead of the cluster (default 0)
-#   FLEET_REPLICAS       1: also give the instances MARKETS__DATABASE__REPLICA_URLS (the
-#                        replica; the binary does not know that key yet; default 0)
+#   FLEET_REPLICAS       0: the instances read from the primary only (default 1: they get
+#                        the replica as MARKETS__DATABASE__REPLICA_URLS)
 #   FLEET_APP            0: only PostgreSQL, Redis and nginx, no markets processes (default 1)
 #   FLEET_TIMEOUT        seconds a component gets to come up (default 60)
 #   FLEET_STOP_TIMEOUT   seconds between TERM and KILL on down (default 20)
@@ -50,6 +50,8 @@
 #   FLEET_INSTANCE_PORTS the instances' ports            (default "8181 8182")
 #   FLEET_NGINX_PORT                                     (default 8180)
 #   MARKETS_MODEL_DIR    passed on to the markets processes when set (search with the model)
+#   FLEET_SETTINGS       more settings for the markets processes, one VAR=value a line (e.g.
+#                        MARKETS__RATE_LIMIT__SEARCH__LIMIT=1000000000 for a benchmark)
 #   MARKETS_SERVICES_DIR where scripts/services.sh keeps the PostgreSQL binaries
 # A change of mode or settings while the instances run is refused: `down` first.
 set -euo pipefail
@@ -59,7 +61,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 FLEET_DIR="${FLEET_DIR:-/var/tmp/markets-fleet}"
 MARKETS_BIN="${MARKETS_BIN:-$ROOT/target/release/markets}"
 SINGLE_REDIS="${FLEET_SINGLE_REDIS:-0}"
-REPLICAS="${FLEET_REPLICAS:-0}"
+REPLICAS="${FLEET_REPLICAS:-1}"
 APP="${FLEET_APP:-1}"
 TIMEOUT="${FLEET_TIMEOUT:-60}"
 STOP_TIMEOUT="${FLEET_STOP_TIMEOUT:-20}"
@@ -267,7 +269,6 @@ wait_for() {
 	until "$@"; do
 		if [[ -n $name ]] && ! live_pid "$name" >/dev/null; then
 			show_log "$log_file"
-			explain_failure "$log_file"
 			die "$what exited while starting (log: $log_file)"
 		fi
 		if ((SECONDS >= deadline)); then
@@ -276,14 +277,6 @@ wait_for() {
 		fi
 		sleep 0.2
 	done
-}
-
-# A hint for the failure expected while the binary lacks issue 22's replica settings.
-explain_failure() {
-	[[ -f $1 ]] || return 0
-	if [[ $REPLICAS == 1 ]] && grep -qi 'replica_urls' -- "$1"; then
-		log "hint: this markets binary does not know database.replica_urls (yet); leave FLEET_REPLICAS unset"
-	fi
 }
 
 # ------------------------------------------------------------ PostgreSQL ---
@@ -693,6 +686,7 @@ app_settings() {
 		"MARKETS__NOTIFY__PUBLIC_URL=$FLEET_URL"
 	[[ $REPLICAS != 1 ]] || echo "MARKETS__DATABASE__REPLICA_URLS=$REPLICA_URL"
 	[[ -z ${MARKETS_MODEL_DIR:-} ]] || echo "MARKETS_MODEL_DIR=$MARKETS_MODEL_DIR"
+	[[ -z ${FLEET_SETTINGS:-} ]] || printf '%s\n' "$FLEET_SETTINGS"
 	echo "# binary: $MARKETS_BIN"
 }
 
@@ -717,11 +711,10 @@ markets_command() {
 
 instance_ready() { curl -fsS -m 2 -o /dev/null "http://$HOST:$1/health/ready" 2>/dev/null; }
 
-# Fails, with the tail of its log and a hint, because markets process NAME (or `migrate`) failed.
+# Fails, with the tail of its log, because markets process NAME (or `migrate`) failed.
 app_failed() {
 	local name="$1" problem="$2"
 	show_log "$LOG_DIR/$name.log"
-	explain_failure "$LOG_DIR/$name.log"
 	die "$problem (log: $LOG_DIR/$name.log)"
 }
 
@@ -773,7 +766,7 @@ app_up() {
 	for name in $(app_names); do
 		if live_pid "$name" >/dev/null; then
 			[[ "$(cat "$APP_SETTINGS_FILE" 2>/dev/null)" == "$settings" ]] ||
-				die "$name runs with other settings (FLEET_SINGLE_REDIS, FLEET_REPLICAS, MARKETS_BIN or MARKETS_MODEL_DIR changed): run '$0 down' first"
+				die "$name runs with other settings (FLEET_SINGLE_REDIS, FLEET_REPLICAS, FLEET_SETTINGS, MARKETS_BIN or MARKETS_MODEL_DIR changed): run '$0 down' first"
 		else
 			missing+=("$name")
 		fi

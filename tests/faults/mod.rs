@@ -4,7 +4,6 @@
 pub mod http;
 pub mod instance;
 pub mod load;
-pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;
@@ -20,7 +19,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use http::{Answer, Http, Readiness};
 use instance::{ADMIN_EMAIL, ADMIN_PASSWORD, Instance};
 use load::{Load, TOPICS};
-use postgres::PrivatePostgres;
+use markets_postgres::testing::PrivatePostgres;
 use process::poll;
 use proxy::Proxy;
 use redis::PrivateRedis;

@@ -1,32 +1,10 @@
 //! Small process and timing helpers shared by the private services.
 
 use std::future::Future;
-use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or_else(|error| panic!("no free port: {error}"))
-}
-
-/// Runs `command` to completion; panics with its output unless it succeeds.
-pub fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+pub use markets_postgres::testing::{free_port, run};
 
 /// Sends `signal` (e.g. `STOP`) to the process `pid`, one the test started.
 pub fn signal(pid: u32, signal: &str) {

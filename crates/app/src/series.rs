@@ -5,7 +5,9 @@
 //! | metric | labels |
 //! |---|---|
 //! | `http_requests_total`, `http_request_duration_seconds` (histogram) | `method`, `route` (the pattern, never raw ids), `status` |
-//! | `db_pool_connections` (gauge) | `state`: `max`, `open`, `idle`, `waiting` |
+//! | `db_pool_connections` (gauge, the primary's pool) | `state`: `max`, `open`, `idle`, `waiting` |
+//! | `db_queries_total` (one per connection checkout: a statement, or a few in a transaction) | `role`: `primary`, `replica` |
+//! | `db_replica_serving` (gauge, 1 or 0: reads go to it), `db_replica_lag_seconds` (gauge, at its last probe) | `replica` (`host:port`); only with replicas |
 //! | `dependency_up` (gauge, 1 or 0) | `dependency`: `database`, `cache`, `embeddings`, as `/health/ready` reports them |
 //! | `cache_requests_total` | `result`: `hit`, `miss` |
 //! | `cache_errors_total` | |
@@ -21,6 +23,7 @@
 //! | `process_*` (CPU seconds, resident and virtual memory, open and max file descriptors, threads, start time) | |
 
 use markets_domain::jobs::JobKind;
+use markets_postgres::Role;
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -29,10 +32,11 @@ use std::sync::OnceLock;
 use crate::wiring::Checks;
 
 /// The metrics a fresh instance lists (with `# HELP`) from its first scrape on.
-pub const EXPORTED: [&str; 18] = [
+pub const EXPORTED: [&str; 19] = [
     "http_requests_total",
     "http_request_duration_seconds",
     "db_pool_connections",
+    "db_queries_total",
     "dependency_up",
     "cache_requests_total",
     "cache_errors_total",
@@ -67,6 +71,9 @@ pub fn register(api: &utoipa::openapi::OpenApi, policies: &[String]) {
         counter!("http_requests_total", &labels).increment(0);
         // Registered, not recorded: the histogram is listed with empty buckets.
         let _ = histogram!("http_request_duration_seconds", &labels);
+    }
+    for role in [Role::Primary, Role::Replica] {
+        counter!("db_queries_total", "role" => role.as_str()).increment(0);
     }
     for result in ["hit", "miss"] {
         counter!("cache_requests_total", "result" => result).increment(0);
@@ -124,7 +131,23 @@ fn describe() {
         Unit::Seconds,
         "Time to respond, by method, route pattern and status."
     );
-    describe_gauge!("db_pool_connections", "Database pool connections by state.");
+    describe_gauge!(
+        "db_pool_connections",
+        "The primary database pool's connections by state."
+    );
+    describe_counter!(
+        "db_queries_total",
+        "Database operations (connection checkouts) by the role of the server: primary or replica."
+    );
+    describe_gauge!(
+        "db_replica_serving",
+        "Whether reads go to a read replica (1) or not (0: down or lagging)."
+    );
+    describe_gauge!(
+        "db_replica_lag_seconds",
+        Unit::Seconds,
+        "How far a read replica was behind the primary at its last probe."
+    );
     describe_gauge!(
         "dependency_up",
         "Whether a dependency is up (1) or down (0), as /health/ready reports it."
@@ -180,6 +203,14 @@ pub fn record_readiness(checks: &Checks) {
             .zip([checks.database, checks.cache, checks.embeddings])
     {
         gauge!("dependency_up", "dependency" => dependency).set(f64::from(u8::from(up)));
+    }
+    for replica in &checks.replicas {
+        let name = replica.name.clone();
+        gauge!("db_replica_serving", "replica" => name.clone())
+            .set(f64::from(u8::from(replica.serving)));
+        if let Some(lag) = replica.lag {
+            gauge!("db_replica_lag_seconds", "replica" => name).set(lag.as_secs_f64());
+        }
     }
 }
 

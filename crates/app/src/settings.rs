@@ -117,6 +117,50 @@ pub struct DatabaseSettings {
     pub connect_timeout_ms: u64,
     /// Whether `serve` migrates before listening.
     pub migrate_on_start: bool,
+    /// Streaming replicas of the PostgreSQL primary (a list, or a comma-separated string as an
+    /// environment variable gives it): lists, search and cache misses read from them. Empty:
+    /// every read goes to the primary.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub replica_urls: Vec<ReplicaUrl>,
+    /// A replica further behind the primary than this (or not answering) serves no reads until
+    /// it has caught up.
+    pub max_replica_lag_ms: u64,
+}
+
+/// A read replica's `postgres://` URL; secret, as it may hold a password.
+#[derive(Debug, Clone)]
+pub struct ReplicaUrl {
+    url: SecretString,
+    name: String,
+}
+
+impl ReplicaUrl {
+    /// The URL, credentials and all.
+    pub fn secret(&self) -> &SecretString {
+        &self.url
+    }
+
+    /// `host:port`, for readiness, metrics and logs (never the credentials).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::str::FromStr for ReplicaUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refused = || "a replica URL must be postgres://host[:port]/database".to_owned();
+        let parsed = url::Url::parse(text).map_err(|_| refused())?;
+        let host = parsed
+            .host_str()
+            .filter(|_| matches!(parsed.scheme(), "postgres" | "postgresql"))
+            .ok_or_else(refused)?;
+        Ok(Self {
+            name: format!("{host}:{}", parsed.port().unwrap_or(5432)),
+            url: SecretString::from(text),
+        })
+    }
 }
 
 /// Redis: one client for the cache, the rate limits and the token revocations. (Named apart from
@@ -609,6 +653,15 @@ impl Settings {
                 "must be a postgres://, postgresql:// or sqlite: URL",
             );
         }
+        if !self.database.replica_urls.is_empty() && database.starts_with("sqlite:") {
+            return invalid(
+                "database.replica_urls",
+                "needs a PostgreSQL primary (database.url is an SQLite file)",
+            );
+        }
+        if self.database.max_replica_lag_ms < 100 {
+            return invalid("database.max_replica_lag_ms", "must be at least 100");
+        }
         if let Some(url) = &self.redis.url
             && markets_redis::RedisConnection::check_url(url.expose_secret()).is_err()
         {
@@ -990,6 +1043,45 @@ mod tests {
         ] {
             let message = load(&[(var, value)]).unwrap_err().to_string();
             assert!(message.contains(key), "{var}={value}: {message}");
+        }
+    }
+
+    #[test]
+    fn replicas_are_a_list_of_postgres_urls_named_without_credentials() {
+        let primary = ("DATABASE_URL", "postgres://app@10.0.0.1/markets");
+        let none = load(&[primary]).unwrap().database;
+        assert!(none.replica_urls.is_empty());
+        assert_eq!(none.max_replica_lag_ms, 1000);
+        let replicas = "postgres://app:secret@10.0.0.2/markets, postgresql://10.0.0.3:6432/markets";
+        let set = load(&[primary, ("MARKETS__DATABASE__REPLICA_URLS", replicas)])
+            .unwrap()
+            .database;
+        let names: Vec<&str> = set.replica_urls.iter().map(ReplicaUrl::name).collect();
+        assert_eq!(names, ["10.0.0.2:5432", "10.0.0.3:6432"]);
+        assert_eq!(
+            set.replica_urls[0].secret().expose_secret(),
+            "postgres://app:secret@10.0.0.2/markets"
+        );
+        for (vars, key) in [
+            (
+                vec![
+                    primary,
+                    ("MARKETS__DATABASE__REPLICA_URLS", "redis://10.0.0.2"),
+                ],
+                "replica_urls",
+            ),
+            (
+                vec![("MARKETS__DATABASE__REPLICA_URLS", "postgres://10.0.0.2/m")],
+                "database.replica_urls: needs a PostgreSQL primary",
+            ),
+            (
+                vec![primary, ("MARKETS__DATABASE__MAX_REPLICA_LAG_MS", "10")],
+                "database.max_replica_lag_ms",
+            ),
+        ] {
+            let message = load(&vars).unwrap_err().to_string();
+            assert!(message.contains(key), "{vars:?}: {message}");
+            assert!(!message.contains("secret"), "{message}");
         }
     }
 

@@ -73,6 +73,7 @@ macro_rules! repository_contract {
             markets_are_found_in_one_batch,
             update_changes_only_given_fields,
             update_and_delete_report_missing_markets,
+            the_latest_read_sees_every_committed_write,
             delete_checks_the_version_it_is_given,
             a_key_replays_its_first_create,
             a_key_is_its_creators_own_and_refuses_another_request,
@@ -665,6 +666,33 @@ pub async fn update_and_delete_report_missing_markets<F: RepositoryFixture>(fixt
     assert_eq!(markets.find_by_id(doomed.id).await.unwrap(), None);
     let gone = markets.update(doomed.id, doomed.version, patch, &[]).await;
     assert_eq!(gone.unwrap(), None);
+}
+
+/// `find_latest` sees each write as soon as it returns: the create, the update, the delete.
+pub async fn the_latest_read_sees_every_committed_write<F: RepositoryFixture>(fixture: &F) {
+    let ann = user(fixture, "ann").await;
+    let created = market(fixture, &ann, "latest", MarketStatus::Open, 0).await;
+    let markets = fixture.markets();
+    assert_eq!(
+        markets.find_latest(created.id).await.unwrap().as_ref(),
+        Some(&created)
+    );
+    let patch = MarketPatch {
+        status: Some(MarketStatus::Closed),
+        ..MarketPatch::default()
+    };
+    let updated = markets
+        .update(created.id, created.version, patch, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        markets.find_latest(created.id).await.unwrap(),
+        Some(updated)
+    );
+    assert!(markets.delete(created.id, None, None).await.unwrap());
+    assert_eq!(markets.find_latest(created.id).await.unwrap(), None);
+    assert_eq!(markets.find_latest(MarketId::new()).await.unwrap(), None);
 }
 
 /// A delete given a version deletes only the market at that version: a market changed since

@@ -163,6 +163,11 @@ impl<R: MarketRepository> MarketRepository for SingleFlight<R> {
         })
     }
 
+    /// Never shared: it must see every write committed before it starts.
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        self.inner.find_latest(id).await
+    }
+
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
         self.inner.find_by_ids(ids).await
     }

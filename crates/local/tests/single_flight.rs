@@ -80,6 +80,10 @@ impl MarketRepository for Counted {
         MarketRepository::find_by_id(&self.store, id).await
     }
 
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        self.store.find_latest(id).await
+    }
+
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
         MarketRepository::find_by_ids(&self.store, ids).await
     }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::error::{SERVICE, from_connect, from_query};
+use crate::task::Background;
 
 /// The channel the triggers notify.
 const CHANNEL: &str = "market_changes";
@@ -78,26 +79,17 @@ impl FeedState {
 }
 
 /// The [`ChangeFeed`] of a PostgreSQL database. Cheap to clone; the listener runs in the task
-/// [`PgChangeFeed::spawn`] starts and stops when its [`FeedTask`] is dropped.
+/// [`PgChangeFeed::spawn`] starts and stops (the feed stops being current) when its
+/// [`Background`] handle is dropped.
 #[derive(Debug, Clone)]
 pub struct PgChangeFeed {
     state: Arc<FeedState>,
 }
 
-/// The listener's task; dropping it stops the listener (and the feed stops being current).
-#[derive(Debug)]
-pub struct FeedTask(tokio::task::JoinHandle<()>);
-
-impl Drop for FeedTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl PgChangeFeed {
     /// Starts listening, in a task of its own, and recording changes in `book`. The feed is not
     /// current until the listener has connected, caught up and heard its first heartbeat.
-    pub fn spawn(settings: ChangeFeedSettings, book: Arc<FenceBook>) -> (Self, FeedTask) {
+    pub fn spawn(settings: ChangeFeedSettings, book: Arc<FenceBook>) -> (Self, Background) {
         let state = Arc::new(FeedState {
             origin: Instant::now(),
             caught_up: AtomicU64::new(0),
@@ -108,7 +100,7 @@ impl PgChangeFeed {
             book,
             state: state.clone(),
         };
-        (Self { state }, FeedTask(tokio::spawn(listener.run())))
+        (Self { state }, Background::spawn(listener.run()))
     }
 }
 

@@ -23,8 +23,10 @@ mod jobs;
 mod markets;
 mod migrate;
 mod pool;
+mod replicas;
 mod revocations;
 mod schema;
+mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;
@@ -33,12 +35,14 @@ mod volume;
 mod wakeups;
 
 pub use audit::PgAuditLog;
-pub use changes::{ChangeFeedSettings, FeedTask, PgChangeFeed};
+pub use changes::{ChangeFeedSettings, PgChangeFeed};
 pub use jobs::PgJobQueue;
 pub use markets::PgMarketRepository;
 pub use migrate::{MIGRATIONS, MigrateError, run_migrations};
 pub use pool::{PgPool, PoolSettings, build_pool};
+pub use replicas::{PrimaryHistory, ReadRouting, ReplicaState, Role};
 pub use revocations::PgRevocations;
+pub use task::Background;
 pub use users::PgUserRepository;
 pub use vectors::{PgVectorIndex, Vector};
 pub use wakeups::{JobListener, PgJobWakeups};

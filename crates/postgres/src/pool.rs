@@ -13,16 +13,34 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{from_pool, from_query};
+use crate::replicas::Role;
 
-/// A pool of PostgreSQL connections. Cheap to clone: clones share the connections.
+/// A pool of PostgreSQL connections to one server. Cheap to clone: clones share the
+/// connections.
 #[derive(Clone)]
-pub struct PgPool(Pool<AsyncPgConnection>);
+pub struct PgPool {
+    pool: Pool<AsyncPgConnection>,
+    role: Role,
+}
 
 impl PgPool {
-    /// A connection, waiting at most the configured wait timeout; the database counts as
-    /// unavailable if none comes.
+    /// A connection for a repository operation (one statement, or a few in one transaction),
+    /// counted in `db_queries_total` by the server's role.
     pub(crate) async fn get(&self) -> Result<Object<AsyncPgConnection>, RepositoryError> {
-        self.0.get().await.map_err(from_pool)
+        metrics::counter!("db_queries_total", "role" => self.role.as_str()).increment(1);
+        self.checkout().await
+    }
+
+    /// A connection, waiting at most the configured wait timeout; the database counts as
+    /// unavailable if none comes. Not counted: for health checks and probes, which would
+    /// otherwise drown the queries the service's users cause.
+    pub(crate) async fn checkout(&self) -> Result<Object<AsyncPgConnection>, RepositoryError> {
+        self.pool.get().await.map_err(from_pool)
+    }
+
+    /// The same pool, counted as reaching a server of `role`.
+    pub(crate) fn for_role(self, role: Role) -> Self {
+        Self { role, ..self }
     }
 
     /// Checks that a connection can be had and answers a trivial query.
@@ -30,24 +48,27 @@ impl PgPool {
     /// # Errors
     /// [`RepositoryError::Unavailable`] when the database cannot be reached in time.
     pub async fn ping(&self) -> Result<(), RepositoryError> {
-        let mut conn = self.get().await?;
+        let mut conn = self.checkout().await?;
         conn.batch_execute("SELECT 1").await.map_err(from_query)
     }
 
     /// Size, idle connections and waiters, for metrics.
     pub fn status(&self) -> Status {
-        self.0.status()
+        self.pool.status()
     }
 
     /// Closes the pool: idle connections close now, busy ones when returned.
     pub fn close(&self) {
-        self.0.close();
+        self.pool.close();
     }
 }
 
 impl fmt::Debug for PgPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PgPool").field(&self.0.status()).finish()
+        f.debug_struct("PgPool")
+            .field("role", &self.role)
+            .field("status", &self.pool.status())
+            .finish()
     }
 }
 
@@ -89,7 +110,10 @@ pub fn build_pool(settings: &PoolSettings) -> Result<PgPool, BuildError> {
         .recycle_timeout(Some(settings.connect_timeout))
         .runtime(Runtime::Tokio1)
         .build()?;
-    Ok(PgPool(pool))
+    Ok(PgPool {
+        pool,
+        role: Role::Primary,
+    })
 }
 
 #[cfg(test)]

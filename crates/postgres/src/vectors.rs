@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::error::from_query;
 use crate::fixed::Fixed;
 use crate::pool::PgPool;
+use crate::replicas::ReadRouting;
 
 /// pgvector's `vector` SQL type.
 #[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId, Debug, Clone, Copy)]
@@ -50,16 +51,22 @@ impl ToSql<Vector, Pg> for VectorParam<'_> {
     }
 }
 
-/// Embeddings of the `markets` table.
+/// Embeddings of the `markets` table. Searches go to a replica when [`ReadRouting`] has one;
+/// claims, stores and schema changes to the primary.
 #[derive(Debug, Clone)]
 pub struct PgVectorIndex {
     pool: PgPool,
+    reads: ReadRouting,
 }
 
 impl PgVectorIndex {
-    /// An index over `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An index over `pools`: a [`PgPool`] (the primary alone) or a [`ReadRouting`].
+    pub fn new(pools: impl Into<ReadRouting>) -> Self {
+        let reads = pools.into();
+        Self {
+            pool: reads.primary().clone(),
+            reads,
+        }
     }
 }
 
@@ -182,9 +189,8 @@ impl VectorIndex for PgVectorIndex {
         query: &Embedding,
         count: usize,
     ) -> Result<Vec<ScoredMarket>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
-        let rows = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
+        let search = async |conn: &mut AsyncPgConnection| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 conn.batch_execute(SEARCH_SETTINGS).await?;
                 // One fixed text with bound values: kept prepared on the connection.
                 Fixed(
@@ -196,7 +202,9 @@ impl VectorIndex for PgVectorIndex {
                 .await
             })
             .await
-            .map_err(from_query)?;
+            .map_err(from_query)
+        };
+        let rows = self.reads.read(search).await?;
         Ok(rows
             .into_iter()
             .map(|row| ScoredMarket::new(MarketId::from(row.id), row.score))

@@ -12,7 +12,7 @@ use markets_domain::market::{
     Description, Market, MarketName, MarketPatch, MarketRepository, MarketStatus, NewMarket, Volume,
 };
 use markets_postgres::testing::TestDatabase;
-use markets_postgres::{ChangeFeedSettings, FeedTask, PgChangeFeed, PgMarketRepository};
+use markets_postgres::{Background, ChangeFeedSettings, PgChangeFeed, PgMarketRepository};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ impl World {
         updated.await.unwrap().unwrap()
     }
 
-    fn feed(&self) -> (PgChangeFeed, FeedTask) {
+    fn feed(&self) -> (PgChangeFeed, Background) {
         let settings = ChangeFeedSettings {
             url: self.db.settings().url.clone(),
             propagation: Duration::from_millis(200),

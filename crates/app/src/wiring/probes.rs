@@ -4,23 +4,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use markets_postgres::ReplicaState;
+
 use super::shared::CacheBackend;
 use super::store::Store;
 
 /// The states `/health/ready` reports; `true` is up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Checks {
-    /// The database answers.
+    /// The database (its primary) answers.
     pub database: bool,
     /// The cache answers (an in-process cache always does).
     pub cache: bool,
     /// Search has not had to fall back to text search within the last minute.
     pub embeddings: bool,
+    /// Each read replica as the replicas' own probe last found it (reads go to it or not).
+    pub replicas: Vec<ReplicaState>,
 }
 
 /// The readiness check: the database and the cache are pinged concurrently (each bounded by its
 /// client's timeout) and their result reused for a second; the embedder is judged by
-/// search's recent fallbacks, since probing a paid API on every probe would cost money.
+/// search's recent fallbacks, since probing a paid API on every probe would cost money; the
+/// replicas by their own probe, which runs all the time.
 #[derive(Debug)]
 pub struct ReadinessProbe {
     store: Store,
@@ -53,6 +58,7 @@ impl ReadinessProbe {
             database,
             cache,
             embeddings: !self.search_health.degraded(),
+            replicas: self.store.replicas(),
         }
     }
 }

@@ -7,7 +7,7 @@ use markets_domain::auth::TokenRevocations;
 use markets_domain::cache::{Cache, ChangeFeed, FenceBook, FencedCache, OwnChanges};
 use markets_domain::ratelimit::RateLimiter;
 use markets_local::{LocalRateLimiter, MokaCache, MokaCacheSettings};
-use markets_postgres::{ChangeFeedSettings, FeedTask, PgChangeFeed};
+use markets_postgres::{Background, ChangeFeedSettings, PgChangeFeed};
 use markets_redis::{RedisCache, RedisConnection, RedisRateLimiter, RedisRevocations};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub enum CacheBackend {
         /// What its hits are checked against.
         feed: Arc<dyn ChangeFeed>,
         /// The feed's listener, which lives as long as a clone of this does.
-        listener: Option<Arc<FeedTask>>,
+        listener: Option<Arc<Background>>,
     },
     /// This process's memory: always up.
     InProcess,
@@ -117,7 +117,7 @@ impl Shared {
 fn change_feed(
     settings: &Settings,
     book: Arc<FenceBook>,
-) -> (Arc<dyn ChangeFeed>, Option<Arc<FeedTask>>) {
+) -> (Arc<dyn ChangeFeed>, Option<Arc<Background>>) {
     if is_sqlite(&settings.database.url) {
         return (Arc::new(OwnChanges), None);
     }

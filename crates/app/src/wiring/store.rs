@@ -11,8 +11,8 @@ use markets_domain::search::{IndexBacklog, VectorIndex};
 use markets_domain::user::UserRepository;
 use markets_local::SingleFlight;
 use markets_postgres::{
-    PgAuditLog, PgJobQueue, PgJobWakeups, PgMarketRepository, PgPool, PgRevocations,
-    PgUserRepository, PgVectorIndex,
+    Background, PgAuditLog, PgJobQueue, PgJobWakeups, PgMarketRepository, PgRevocations,
+    PgUserRepository, PgVectorIndex, ReadRouting, ReplicaState,
 };
 use markets_sqlite::{
     SqliteAuditLog, SqliteJobQueue, SqliteMarketRepository, SqlitePool, SqliteRevocations,
@@ -27,10 +27,44 @@ use crate::settings::Settings;
 /// A connection pool to one of the supported databases.
 #[derive(Debug, Clone)]
 pub enum Store {
-    /// PostgreSQL with pgvector.
-    Postgres(PgPool),
+    /// PostgreSQL with pgvector, and its read replicas if any.
+    Postgres(PgStore),
     /// An embedded SQLite file.
     Sqlite(SqlitePool),
+}
+
+/// The PostgreSQL primary's pool and the replicas' pools, with the task that probes the
+/// replicas (stopped when the last clone is dropped).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    reads: ReadRouting,
+    _probe: Option<Arc<Background>>,
+}
+
+impl PgStore {
+    /// Pools for the primary and every replica in `[database]`, all with the primary's pool
+    /// settings; the replicas' probe starts now.
+    fn open(settings: &Settings) -> anyhow::Result<Self> {
+        let primary = markets_postgres::build_pool(&pool_settings(settings))?;
+        let mut replicas = Vec::new();
+        for replica in &settings.database.replica_urls {
+            let pool = markets_postgres::PoolSettings {
+                url: replica.secret().clone(),
+                ..pool_settings(settings)
+            };
+            replicas.push((
+                replica.name().to_owned(),
+                markets_postgres::build_pool(&pool)?,
+            ));
+        }
+        let reads = ReadRouting::new(primary, replicas);
+        let max_lag = Duration::from_millis(settings.database.max_replica_lag_ms);
+        let probe = reads.spawn_probe(max_lag).map(Arc::new);
+        Ok(Self {
+            reads,
+            _probe: probe,
+        })
+    }
 }
 
 /// The storage ports, implemented by one [`Store`].
@@ -87,7 +121,7 @@ impl Store {
             let url = settings.database.url.expose_secret();
             Self::Sqlite(SqlitePool::connect_with(url, &sqlite_settings(settings)).await?)
         } else {
-            Self::Postgres(markets_postgres::build_pool(&pool_settings(settings))?)
+            Self::Postgres(PgStore::open(settings)?)
         })
     }
 
@@ -102,10 +136,11 @@ impl Store {
     /// The storage ports over this pool.
     pub fn adapters(&self) -> StoreAdapters {
         match self {
-            Self::Postgres(pool) => {
-                let index = Arc::new(PgVectorIndex::new(pool.clone()));
+            Self::Postgres(store) => {
+                let (reads, pool) = (&store.reads, store.reads.primary());
+                let index = Arc::new(PgVectorIndex::new(reads.clone()));
                 StoreAdapters {
-                    markets: Arc::new(SingleFlight::new(PgMarketRepository::new(pool.clone()))),
+                    markets: Arc::new(SingleFlight::new(PgMarketRepository::new(reads.clone()))),
                     users: Arc::new(PgUserRepository::new(pool.clone())),
                     index: index.clone(),
                     backlog: index,
@@ -143,15 +178,23 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         match self {
-            Self::Postgres(pool) => pool.ping().await.is_ok(),
+            Self::Postgres(store) => store.reads.primary().ping().await.is_ok(),
             Self::Sqlite(pool) => pool.ping().await.is_ok(),
         }
     }
 
-    /// The pool's connection counts, for `/metrics`.
+    /// Each read replica as its last probe found it (none for SQLite).
+    pub fn replicas(&self) -> Vec<ReplicaState> {
+        match self {
+            Self::Postgres(store) => store.reads.states(),
+            Self::Sqlite(_) => Vec::new(),
+        }
+    }
+
+    /// The (primary's) pool's connection counts, for `/metrics`.
     pub fn status(&self) -> deadpool::Status {
         match self {
-            Self::Postgres(pool) => pool.status(),
+            Self::Postgres(store) => store.reads.primary().status(),
             Self::Sqlite(pool) => pool.status(),
         }
     }
@@ -165,10 +208,10 @@ impl Store {
         }
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub fn close(&self) {
         match self {
-            Self::Postgres(pool) => pool.close(),
+            Self::Postgres(store) => store.reads.close(),
             Self::Sqlite(pool) => pool.close(),
         }
     }

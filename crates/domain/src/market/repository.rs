@@ -67,8 +67,15 @@ pub trait MarketRepository: Send + Sync + std::fmt::Debug + 'static {
     /// Forgets the idempotency keys older than [`IdempotencyKey::LIFETIME`]; how many.
     async fn purge_expired_keys(&self) -> Result<u64, RepositoryError>;
 
-    /// The market with this id, or `None`.
+    /// The market with this id, or `None`. May come from a read replica a moment behind the
+    /// store's latest write (its own creations excepted: a market created through this store
+    /// is found); [`MarketRepository::find_latest`] is never behind.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
+
+    /// The market with this id as the latest committed write left it, or `None`: for the reads
+    /// that decide a write (version checks) or replace an answer known to be stale. Never
+    /// shared with another caller's read, never from a replica.
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
 
     /// The markets with these ids, in one round trip, in no particular order; unknown ids are
     /// skipped and duplicates collapse.
@@ -129,6 +136,7 @@ forward_through_arc!(MarketRepository {
     async fn create_once(&self, market: NewMarket, jobs: &[NewJob], key: &IdempotencyKey) -> Result<Creation, CreateMarketError>;
     async fn purge_expired_keys(&self) -> Result<u64, RepositoryError>;
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError>;
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError>;
     async fn find_all(&self, filter: MarketFilter, sort: MarketSort, page: PageRequest) -> Result<Page<MarketSummary>, RepositoryError>;
     async fn find_after(&self, filter: MarketFilter, request: KeysetRequest) -> Result<KeysetPage<MarketSummary>, RepositoryError>;

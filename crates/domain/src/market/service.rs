@@ -142,15 +142,20 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
     }
 
     /// The market with this id, from the repository. A read that another instance's change
-    /// has overtaken (it was shared with one that started before that commit) is read again
-    /// on its own.
+    /// has overtaken (it was shared with one that started before that commit, or it came from
+    /// a replica that has not replayed the change yet) is read again, latest.
     async fn load(&self, id: MarketId) -> Result<Market, MarketError> {
         let market = match self.markets.find_by_id(id).await? {
-            Some(market) if !self.cache.admits(&market) => {
-                self.markets.find_by_ids(&[id]).await?.pop()
-            }
+            Some(market) if !self.cache.admits(&market) => self.markets.find_latest(id).await?,
             found => found,
         };
+        market.ok_or(MarketError::NotFound(id))
+    }
+
+    /// The market with this id as the latest write left it: what a write's rules are checked
+    /// against.
+    async fn latest(&self, id: MarketId) -> Result<Market, MarketError> {
+        let market = self.markets.find_latest(id).await?;
         market.ok_or(MarketError::NotFound(id))
     }
 
@@ -243,7 +248,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         change: Change<'_>,
     ) -> Result<Market, MarketError> {
         for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
-            let current = self.load(id).await?;
+            let current = self.latest(id).await?;
             if current.creator.id != user_id && !actor.can(Permission::Delete) {
                 return Err(MarketError::PermissionDenied(Permission::Delete));
             }
@@ -308,7 +313,7 @@ impl<M: MarketRepository, C: Cache> MarketService<M, C> {
         audit: &AuditEvent,
     ) -> Result<bool, MarketError> {
         for _ in 0..Self::MAX_UPDATE_ATTEMPTS {
-            let Some(current) = self.markets.find_by_id(id).await? else {
+            let Some(current) = self.markets.find_latest(id).await? else {
                 return Ok(false);
             };
             if !precondition.allows(current.version) {

@@ -259,6 +259,10 @@ impl MarketRepository for InMemoryStore {
         Ok(self.state().markets.get(&id).cloned())
     }
 
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        MarketRepository::find_by_id(self, id).await
+    }
+
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
         let state = self.state();
         let mut found: Vec<Market> = ids

@@ -27,23 +27,50 @@ use crate::error::from_query;
 use crate::fixed::Fixed;
 use crate::jobs::enqueue;
 use crate::pool::PgPool;
+use crate::replicas::ReadRouting;
 use crate::schema::{market_counts, markets, users};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use markets_domain::audit::AuditEvent;
 use markets_domain::jobs::NewJob;
 use markets_domain::user::UserId;
 
-/// Markets in the `markets` table, with creators from `users`.
+/// Markets in the `markets` table, with creators from `users`. Writes, and the reads that must
+/// see the latest write ([`MarketRepository::find_latest`]), go to the primary; lists, search
+/// and single-market reads to a replica when [`ReadRouting`] has one.
 #[derive(Debug, Clone)]
 pub struct PgMarketRepository {
     pool: PgPool,
+    reads: ReadRouting,
 }
 
 impl PgMarketRepository {
-    /// A repository over `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A repository over `pools`: a [`PgPool`] (the primary alone) or a [`ReadRouting`].
+    pub fn new(pools: impl Into<ReadRouting>) -> Self {
+        let reads = pools.into();
+        Self {
+            pool: reads.primary().clone(),
+            reads,
+        }
     }
+}
+
+/// The market with this id, with its creator's name: a statically typed query, which the
+/// connection keeps prepared (planning would cost more than executing the lookup).
+async fn market_by_id(
+    conn: &mut AsyncPgConnection,
+    id: MarketId,
+) -> Result<Option<Market>, RepositoryError> {
+    let found = markets::table
+        .inner_join(users::table)
+        .filter(markets::id.eq(id.as_uuid()))
+        .select((MarketRow::as_select(), users::display_name))
+        .first::<(MarketRow, String)>(conn)
+        .await
+        .optional()
+        .map_err(from_query)?;
+    found
+        .map(|(row, creator_name)| row.into_market(&creator_name))
+        .transpose()
 }
 
 /// Display names of the creators of `rows`, in one `WHERE id = ANY($1)` query: the cure for
@@ -182,36 +209,33 @@ impl MarketRepository for PgMarketRepository {
         Ok(u64::try_from(purged).unwrap_or_default())
     }
 
-    /// A statically typed query, which the connection keeps prepared: planning would cost more
-    /// than executing the lookup.
+    /// On a replica that has not seen the market (it may have been created a moment ago, by
+    /// this caller), asked again of the primary: a caller reads its own creations.
     async fn find_by_id(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        let found = async |conn: &mut AsyncPgConnection| market_by_id(conn, id).await;
+        self.reads.read_unless(found, Option::is_none).await
+    }
+
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
         let mut conn = self.pool.get().await?;
-        let found = markets::table
-            .inner_join(users::table)
-            .filter(markets::id.eq(id.as_uuid()))
-            .select((MarketRow::as_select(), users::display_name))
-            .first::<(MarketRow, String)>(&mut conn)
-            .await
-            .optional()
-            .map_err(from_query)?;
-        found
-            .map(|(row, creator_name)| row.into_market(&creator_name))
-            .transpose()
+        market_by_id(&mut conn, id).await
     }
 
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
         let ids: Vec<Uuid> = ids.iter().map(MarketId::as_uuid).collect();
-        markets::table
-            .inner_join(users::table)
-            .filter(markets::id.eq_any(ids))
-            .select((MarketRow::as_select(), users::display_name))
-            .load::<(MarketRow, String)>(&mut conn)
-            .await
-            .map_err(from_query)?
-            .into_iter()
-            .map(|(row, creator_name)| row.into_market(&creator_name))
-            .collect()
+        let found = async |conn: &mut AsyncPgConnection| {
+            markets::table
+                .inner_join(users::table)
+                .filter(markets::id.eq_any(&ids))
+                .select((MarketRow::as_select(), users::display_name))
+                .load::<(MarketRow, String)>(conn)
+                .await
+                .map_err(from_query)?
+                .into_iter()
+                .map(|(row, creator_name)| row.into_market(&creator_name))
+                .collect()
+        };
+        self.reads.read(found).await
     }
 
     async fn find_all(
@@ -220,20 +244,22 @@ impl MarketRepository for PgMarketRepository {
         sort: MarketSort,
         page: PageRequest,
     ) -> Result<Page<MarketSummary>, RepositoryError> {
-        let mut pooled = self.pool.get().await?;
-        let (total, rows) = {
-            let mut conn: &AsyncPgConnection = &pooled;
-            let count = matching_total(conn, filter);
-            let rows = paging::offset_page(filter, sort, page)
-                .select(SummaryRow::as_select())
-                .load::<SummaryRow>(&mut conn);
-            try_join!(count, rows).map_err(from_query)?
+        let listed = async |pooled: &mut AsyncPgConnection| {
+            let (total, rows) = {
+                let mut conn: &AsyncPgConnection = pooled;
+                let count = matching_total(conn, filter);
+                let rows = paging::offset_page(filter, sort, page)
+                    .select(SummaryRow::as_select())
+                    .load::<SummaryRow>(&mut conn);
+                try_join!(count, rows).map_err(from_query)?
+            };
+            Ok(Page {
+                items: summaries(pooled, rows).await?,
+                request: page,
+                total: u64::try_from(total).unwrap_or_default(),
+            })
         };
-        Ok(Page {
-            items: summaries(&mut pooled, rows).await?,
-            request: page,
-            total: u64::try_from(total).unwrap_or_default(),
-        })
+        self.reads.read(listed).await
     }
 
     async fn find_after(
@@ -241,20 +267,22 @@ impl MarketRepository for PgMarketRepository {
         filter: MarketFilter,
         request: KeysetRequest,
     ) -> Result<KeysetPage<MarketSummary>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
-        let sort = request.sort();
-        let mut query = paging::ordered(paging::filtered(filter), sort);
-        if let Some(position) = request.after() {
-            query = paging::after(query, position, sort);
-        }
-        let rows = query
-            .select(SummaryRow::as_select())
-            .limit(i64::from(request.limit().get()) + 1)
-            .load::<SummaryRow>(&mut conn)
-            .await
-            .map_err(from_query)?;
-        let items = summaries(&mut conn, rows).await?;
-        Ok(KeysetPage::from_lookahead(items, &request))
+        let listed = async |conn: &mut AsyncPgConnection| {
+            let sort = request.sort();
+            let mut query = paging::ordered(paging::filtered(filter), sort);
+            if let Some(position) = request.after() {
+                query = paging::after(query, position, sort);
+            }
+            let rows = query
+                .select(SummaryRow::as_select())
+                .limit(i64::from(request.limit().get()) + 1)
+                .load::<SummaryRow>(conn)
+                .await
+                .map_err(from_query)?;
+            let items = summaries(conn, rows).await?;
+            Ok(KeysetPage::from_lookahead(items, &request))
+        };
+        self.reads.read(listed).await
     }
 
     async fn update(
@@ -304,16 +332,18 @@ impl MarketRepository for PgMarketRepository {
         query: &SearchQuery,
         limit: SearchLimit,
     ) -> Result<Vec<ScoredSummary>, RepositoryError> {
-        let mut conn = self.pool.get().await?;
-        // Literals of one fixed text (the query string is bound), so kept prepared.
-        let ranked = paging::matching(query.as_str())
-            .select((SummaryRow::as_select(), paging::text_rank(query.as_str())))
-            .order_by((paging::text_rank(query.as_str()).desc(), markets::id.asc()))
-            .limit(i64::from(limit.get()));
-        let rows: Vec<(SummaryRow, f32)> =
-            Fixed(ranked).load(&mut conn).await.map_err(from_query)?;
-        let (rows, scores): (Vec<SummaryRow>, Vec<f32>) = rows.into_iter().unzip();
-        let hits = summaries(&mut conn, rows).await?;
+        let matched = async |conn: &mut AsyncPgConnection| {
+            // Literals of one fixed text (the query string is bound), so kept prepared.
+            let ranked = paging::matching(query.as_str())
+                .select((SummaryRow::as_select(), paging::text_rank(query.as_str())))
+                .order_by((paging::text_rank(query.as_str()).desc(), markets::id.asc()))
+                .limit(i64::from(limit.get()));
+            let rows: Vec<(SummaryRow, f32)> =
+                Fixed(ranked).load(conn).await.map_err(from_query)?;
+            let (rows, scores): (Vec<SummaryRow>, Vec<f32>) = rows.into_iter().unzip();
+            Ok((summaries(conn, rows).await?, scores))
+        };
+        let (hits, scores) = self.reads.read(matched).await?;
         Ok(hits
             .into_iter()
             .zip(scores)

@@ -227,6 +227,11 @@ impl MarketRepository for SqliteMarketRepository {
             .transpose()
     }
 
+    /// One file, no replicas: the latest write is what every read sees.
+    async fn find_latest(&self, id: MarketId) -> Result<Option<Market>, RepositoryError> {
+        self.find_by_id(id).await
+    }
+
     async fn find_by_ids(&self, ids: &[MarketId]) -> Result<Vec<Market>, RepositoryError> {
         let ids: Vec<SqlId> = ids.iter().map(|id| SqlId(id.as_uuid())).collect();
         self.pool

@@ -1,12 +1,11 @@
 //! A private PostgreSQL 18 cluster (the binaries `scripts/services.sh` installs, pgvector
-//! included) on a free loopback port, which a test may restart and stop. It runs as the
-//! `postgres` OS user when the tests run as root (PostgreSQL refuses to run as root), and is
-//! stopped, by the postmaster's own pid file, and deleted when dropped.
+//! included) on a free loopback port, which a test may restart and stop, or replicate. It runs
+//! as the `postgres` OS user when the tests run as root (PostgreSQL refuses to run as root), and
+//! is stopped, by the postmaster's own pid file, and deleted when dropped.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-use super::process::{free_port, run};
 
 /// The OS user the cluster runs as when the tests run as root (as in `scripts/services.sh`).
 const OS_USER: &str = "postgres";
@@ -27,17 +26,7 @@ impl PrivatePostgres {
     /// Creates a cluster in `folder` (which the `postgres` user must be able to traverse),
     /// starts it, and creates [`DATABASE`] with the `vector` extension.
     pub fn start(folder: &Path) -> Self {
-        let run_as = if is_root() {
-            ["runuser", "-u", OS_USER, "--"].map(str::to_owned).to_vec()
-        } else {
-            Vec::new()
-        };
-        let cluster = Self {
-            bin: binaries(),
-            data: folder.join("data"),
-            port: free_port(),
-            run_as,
-        };
+        let cluster = Self::in_folder(folder);
         cluster.init(folder);
         cluster.pg_ctl(&["start", "-l", &cluster.log()]);
         cluster.psql("postgres", &format!("CREATE DATABASE {DATABASE}"));
@@ -45,12 +34,69 @@ impl PrivatePostgres {
         cluster
     }
 
-    /// `initdb` as the cluster's OS user, then the settings of a throw-away test cluster.
-    fn init(&self, folder: &Path) {
+    /// A streaming replica of `primary` in `folder` (`pg_basebackup -R`, so it follows the
+    /// primary from the backup on), started and accepting read-only sessions.
+    pub fn replica_of(primary: &Self, folder: &Path) -> Self {
+        let replica = Self::in_folder(folder);
+        replica.own(folder);
+        run(replica
+            .as_owner(&replica.bin.join("pg_basebackup"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-D",
+                &replica.data.display().to_string(),
+                "-R",
+                "-X",
+                "stream",
+            ])
+            .args(["--checkpoint=fast", "--no-sync"]));
+        // The primary's settings came with the backup; the last `port` line wins.
+        replica.append_conf(&format!("\nport = {}\n", replica.port));
+        replica.pg_ctl(&["start", "-l", &replica.log()]);
+        replica
+    }
+
+    /// The cluster `folder` will hold, not yet created.
+    fn in_folder(folder: &Path) -> Self {
+        let run_as = if is_root() {
+            ["runuser", "-u", OS_USER, "--"].map(str::to_owned).to_vec()
+        } else {
+            Vec::new()
+        };
+        Self {
+            bin: binaries(),
+            data: folder.join("data"),
+            port: free_port(),
+            run_as,
+        }
+    }
+
+    /// Creates `folder`, owned by the cluster's OS user.
+    fn own(&self, folder: &Path) {
         std::fs::create_dir_all(folder).unwrap();
         if is_root() {
             run(Command::new("chown").args([OS_USER, &folder.display().to_string()]));
         }
+    }
+
+    fn append_conf(&self, conf: &str) {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+    }
+
+    /// `initdb` as the cluster's OS user, then the settings of a throw-away test cluster.
+    fn init(&self, folder: &Path) {
+        self.own(folder);
         let data = self.data.display().to_string();
         run(self
             .as_owner(&self.bin.join("initdb"))
@@ -74,11 +120,7 @@ impl PrivatePostgres {
              max_connections = 100\nfsync = off\nsynchronous_commit = off\n",
             self.port
         );
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.data.join("postgresql.conf"))
-            .unwrap();
-        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+        self.append_conf(&conf);
     }
 
     /// `postgres://` URL of [`DATABASE`].
@@ -166,6 +208,29 @@ impl Drop for PrivatePostgres {
         }
         let _ = std::fs::remove_dir_all(&self.data);
     }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|error| panic!("no free port: {error}"))
+}
+
+/// Runs `command` to completion; panics with its output unless it succeeds.
+pub fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// The `bin` folder of the PostgreSQL 18 that `scripts/services.sh` installs.

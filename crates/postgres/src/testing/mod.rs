@@ -6,6 +6,12 @@
 //!
 //! The server is the one `DATABASE_URL` names, or `postgres://postgres@127.0.0.1:5433/postgres`
 //! (what `scripts/services.sh up` starts). It must have pgvector.
+//!
+//! Tests that stop, pause or replicate a server start a [`PrivatePostgres`] of their own.
+
+mod private;
+
+pub use private::{PrivatePostgres, free_port, run};
 
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{QueryableByName, sql_query};
