@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The service as its clients see it: the release binary is served on each adapter set in turn
+# The service as its clients see it: the binary (MARKETS_BIN) is served on each adapter set in turn
 # (PostgreSQL + Redis, then the embedded SQLite set), and driven through its own OpenAPI
 # document by
 #   1. schemathesis (every check, every phase: examples, coverage, fuzzing, stateful; a fixed
@@ -8,7 +8,7 @@
 #      (tests/clients/generated_client.py);
 #   3. headless Chromium on /docs, with every host but the service unreachable
 #      (tests/clients/docs_page.py).
-# Any failure fails the script. scripts/test.sh runs it after the release build.
+# Any failure fails the script. scripts/test.sh runs it after the test build, on its binary.
 #
 # Environment: DATABASE_URL and REDIS_URL (from `scripts/services.sh up`) for the server set;
 # MARKETS_BIN (default target/release/markets); MARKETS_CLIENTS_EXAMPLES (cases per operation

@@ -15,9 +15,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-# tests/embedded.rs runs the release binary, as a new user would.
-cargo build --release --locked -p markets-app --bin markets
-export MARKETS_BIN="$PWD/target/release/markets"
+# One build of everything the tests run: the test binaries and, beside them, the `markets`
+# binary that the client, embedded, fault and fleet tests serve (the dev profile, with the
+# password hash's and the model's crates optimised: see Cargo.toml). A second, release build
+# would double the build time for the same code.
+cargo test --workspace --locked --no-run
+export MARKETS_BIN="$PWD/target/debug/markets"
 # The served binary as its clients see it, on both adapter sets: schemathesis, a generated
 # Python client, /docs in headless Chromium.
 scripts/clients.sh

@@ -1,8 +1,8 @@
 //! The zero-setup path: the binary with no environment at all, in an empty folder, serves the
 //! whole API from an embedded SQLite file, and keeps its data across a restart.
 //!
-//! It runs the binary named by `MARKETS_BIN` (`scripts/test.sh` points it at the release build,
-//! as a new user would run it), else the one cargo built for this test.
+//! It runs the binary named by `MARKETS_BIN` (`scripts/test.sh` points it at the one its test
+//! build made), else the one cargo built for this test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
