@@ -80,18 +80,20 @@ impl PrivatePostgres {
 
     /// Creates `folder`, owned by the cluster's OS user.
     fn own(&self, folder: &Path) {
-        std::fs::create_dir_all(folder).unwrap();
+        std::fs::create_dir_all(folder)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", folder.display()));
         if is_root() {
             run(Command::new("chown").args([OS_USER, &folder.display().to_string()]));
         }
     }
 
     fn append_conf(&self, conf: &str) {
-        let mut file = std::fs::OpenOptions::new()
+        let path = self.data.join("postgresql.conf");
+        std::fs::OpenOptions::new()
             .append(true)
-            .open(self.data.join("postgresql.conf"))
-            .unwrap();
-        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
+            .open(&path)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, conf.as_bytes()))
+            .unwrap_or_else(|error| panic!("cannot append to {}: {error}", path.display()));
     }
 
     /// `initdb` as the cluster's OS user, then the settings of a throw-away test cluster.
