@@ -18,7 +18,8 @@
 #
 # Usage: scripts/fleet.sh [up|down|status|reset]     (default: up)
 #   up      start what is not running and wait until every part is healthy (naming the one
-#           that is not, with the tail of its log), then print KEY=value lines on stdout:
+#           that is not, with the tail of its log), then print `export KEY=value` lines on
+#           stdout:
 #             FLEET_DIR=/var/tmp/markets-fleet
 #             FLEET_URL=http://127.0.0.1:8180                  (nginx)
 #             FLEET_INSTANCES=http://127.0.0.1:8181,http://127.0.0.1:8182
@@ -28,7 +29,11 @@
 #               (what the instances are given as REDIS_URL)
 #             FLEET_REDIS_NODES=127.0.0.1:7001,127.0.0.1:7002,...,127.0.0.1:7006
 #             FLEET_JWT_SECRET_FILE=/var/tmp/markets-fleet/jwt-secret
-#           (human messages go to stderr, so `eval "$(scripts/fleet.sh up)"` works)
+#           and the settings a later `up` must be given again to accept the running fleet:
+#             MARKETS_BIN, FLEET_SINGLE_REDIS, FLEET_REPLICAS (MARKETS_MODEL_DIR, FLEET_SETTINGS
+#             when set)
+#           (human messages go to stderr, so `eval "$(scripts/fleet.sh up)"` works, and the
+#           commands run after it, e.g. the fleet tests restoring a fault with `up`, see them)
 #   down    stop every process of the fleet (TERM, then KILL after FLEET_STOP_TIMEOUT seconds)
 #           and check that none is left; the data stays
 #   status  one line per component; exit status 0 only when all are up
@@ -992,13 +997,14 @@ make_dirs() {
 	mkdir -p -- "$PID_DIR" "$LOG_DIR"
 }
 
-# One KEY=value line of up's output: the value as is when the shell reads it back unchanged
-# (so that other readers need no unquoting), else quoted for the shell.
+# One `export KEY=value` line of up's output: exported, so that what runs after the `eval`
+# (cargo test, and the `up` a test restores a fault with) sees it; the value as is when the
+# shell reads it back unchanged, else quoted for the shell.
 emit() {
 	if [[ $2 =~ ^[A-Za-z0-9_@%+=:,./-]*$ ]]; then
-		printf '%s=%s\n' "$1" "$2"
+		printf 'export %s=%s\n' "$1" "$2"
 	else
-		printf '%s=%q\n' "$1" "$2"
+		printf 'export %s=%q\n' "$1" "$2"
 	fi
 }
 
@@ -1027,6 +1033,13 @@ up)
 	# shellcheck disable=SC2046
 	emit FLEET_REDIS_NODES "$(join_nodes $(redis_ports))"
 	emit FLEET_JWT_SECRET_FILE "$SECRET_FILE"
+	# What app_up compares with the running processes' settings: an `up` without them would
+	# refuse the fleet this one accepted.
+	emit MARKETS_BIN "$MARKETS_BIN"
+	emit FLEET_SINGLE_REDIS "$SINGLE_REDIS"
+	emit FLEET_REPLICAS "$REPLICAS"
+	[[ -z ${MARKETS_MODEL_DIR:-} ]] || emit MARKETS_MODEL_DIR "$MARKETS_MODEL_DIR"
+	[[ -z ${FLEET_SETTINGS:-} ]] || emit FLEET_SETTINGS "$FLEET_SETTINGS"
 	;;
 down)
 	[[ -d $FLEET_DIR ]] || {
