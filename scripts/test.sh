@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone on a fresh machine: provisions PostgreSQL (with
 # pgvector) and Redis, then checks formatting, lints, docs, and runs every test, the API suite
-# once on each adapter set. `.ci/run` calls exactly this.
+# once on each adapter set, and the fleet tests on a fleet of its own. `.ci/run` calls exactly
+# this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
@@ -29,3 +30,10 @@ scripts/clients.sh
 cargo test --workspace --locked
 # The API suite again on the embedded set: SQLite, in-process cache and rate limits.
 MARKETS_TEST_ADAPTERS=embedded cargo test --locked -p markets-app --test api
+
+# The fleet (scripts/fleet.sh: two instances behind nginx, a PostgreSQL primary and replica, a
+# Redis Cluster), from fresh data, and its tests through nginx; stopped however they end.
+scripts/fleet.sh reset >&2
+trap 'scripts/fleet.sh down >&2' EXIT
+eval "$(scripts/fleet.sh up)"
+cargo test --locked -p markets-app --test fleet -- --nocapture
