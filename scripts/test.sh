@@ -29,11 +29,11 @@ scripts/clients.sh
 # Every crate; the API suite on PostgreSQL and Redis.
 cargo test --workspace --locked
 # The API suite again on the embedded set: SQLite, in-process cache and rate limits.
-MARKETS_TEST_ADAPTERS=embedded cargo test --locked -p markets-app --test api
+MARKETS_TEST_ADAPTERS=embedded cargo test --workspace --locked --test api
 
 # The fleet (scripts/fleet.sh: two instances behind nginx, a PostgreSQL primary and replica, a
 # Redis Cluster), from fresh data, and its tests through nginx; stopped however they end.
 scripts/fleet.sh reset >&2
 trap 'scripts/fleet.sh down >&2' EXIT
 eval "$(scripts/fleet.sh up)"
-cargo test --locked -p markets-app --test fleet -- --nocapture
+cargo test --workspace --locked --test fleet -- --nocapture
