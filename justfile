@@ -47,4 +47,5 @@ bench-fleet:
 
 # Bring the fleet up and run its tests through nginx (what CI does).
 test-fleet:
-    eval "$(scripts/fleet.sh up)" && cargo test -p markets-app --test fleet -- --nocapture
+    cargo build --workspace --bin markets
+    eval "$(MARKETS_BIN=target/debug/markets scripts/fleet.sh up)" && cargo test --workspace --test fleet -- --nocapture
