@@ -31,17 +31,8 @@ base="http://127.0.0.1:$port"
 metrics="http://127.0.0.1:$((port + 1))/metrics"
 mock_port=$((port + 2))
 
-eval "$(scripts/services.sh up)"
-if ! command -v wrk >/dev/null 2>&1; then
-	echo "sustained: installing wrk" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
-fi
-if [[ -n ${BENCH_BIN:-} ]]; then
-	markets="$BENCH_BIN"
-else
-	cargo build --release --locked -q -p markets-app --bin markets
-	markets=target/release/markets
-fi
+source scripts/lib/bench.sh
+bench_prepare sustained
 
 pg_url="${DATABASE_URL%/*}/markets_sustained"
 sqlite_path=bench/.sustained/markets.db

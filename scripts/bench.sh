@@ -43,18 +43,8 @@ for size in "${sizes[@]}"; do
 	[[ $size =~ ^[1-9][0-9]*$ ]] || { echo "bench: not a size: $size" >&2; exit 2; }
 done
 
-eval "$(scripts/services.sh up)"
-if ! command -v wrk >/dev/null 2>&1; then
-	echo "bench: installing wrk" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
-fi
-
-if [[ -n ${BENCH_BIN:-} ]]; then
-	markets="$BENCH_BIN"
-else
-	cargo build --release --locked -q -p markets-app --bin markets
-	markets=target/release/markets
-fi
+source scripts/lib/bench.sh
+bench_prepare bench
 
 # A database of its own, recreated each run, on the same server as the tests.
 bench_url="${DATABASE_URL%/*}/markets_bench"

@@ -22,17 +22,8 @@ duration="${BENCH_DURATION:-10s}"
 connections="${BENCH_CONNECTIONS:-32}"
 [[ $markets_count =~ ^[1-9][0-9]*$ ]] || { echo "fleet-bench: not a size: $markets_count" >&2; exit 2; }
 
-eval "$(scripts/services.sh up)"
-if ! command -v wrk >/dev/null 2>&1; then
-	echo "fleet-bench: installing wrk" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
-fi
-if [[ -n ${BENCH_BIN:-} ]]; then
-	markets="$BENCH_BIN"
-else
-	cargo build --release --locked -q -p markets-app --bin markets
-	markets="$PWD/target/release/markets"
-fi
+source scripts/lib/bench.sh
+bench_prepare fleet-bench
 
 export MARKETS_BIN="$markets" FLEET_DIR="${FLEET_DIR:-/var/tmp/markets-fleet-bench}"
 export FLEET_PG_PRIMARY_PORT=5451 FLEET_PG_REPLICA_PORT=5452 FLEET_REDIS_PORT=7101
