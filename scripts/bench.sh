@@ -173,7 +173,7 @@ reads() {
 }
 
 # graph_ready: on the embedded set above 4,096 embeddings, has the server (started with
-# markets_sqlite's info lines in the log) build its vector graph and waits until it is ready:
+# markets_vectors' info lines in the log) build its vector graph and waits until it is ready:
 # the first search starts the build and searches scan exactly until it is done, so without
 # this the search would be measured before the graph exists and the build would run under the
 # later scenarios. A finished graph is swapped in by the next search, so it searches until then.
@@ -188,7 +188,7 @@ graph_ready() {
 	echo "bench: the vector graph was not ready after 15 minutes; see bench/.server.log" >&2
 	exit 1
 }
-graph_log=RUST_LOG=warn,markets_sqlite=info
+graph_log=RUST_LOG=warn,markets_vectors=info
 
 # What a POST scenario created goes again, so later scenarios see the seeded data set and no
 # indexing backlog.

@@ -1,8 +1,5 @@
 //! Test helpers: a freshly migrated database per test, so tests run in parallel and leave nothing
-//! behind (a file in a temporary folder of its own, removed with its WAL files when dropped), and
-//! the in-memory vector copy with synthetic embeddings ([`vectors`]).
-
-pub mod vectors;
+//! behind (a file in a temporary folder of its own, removed with its WAL files when dropped).
 
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;

@@ -2,7 +2,7 @@
 //! HNSW graph, over synthetic clustered embeddings:
 //!
 //! ```text
-//! cargo run --release -p markets-sqlite --example ann_recall [VECTORS] [DIMENSIONS]
+//! cargo run --release -p markets-vectors --example ann_recall [VECTORS] [DIMENSIONS]
 //! ```
 //!
 //! (100,000 vectors of 1536 dimensions by default, 200 queries.) Memory is the process's
@@ -11,7 +11,7 @@
 
 use markets_domain::market::MarketId;
 use markets_domain::search::ScoredMarket;
-use markets_sqlite::testing::vectors::{Embeddings, VectorCopy, recall};
+use markets_vectors::testing::{Embeddings, VectorCopy, recall};
 use std::time::{Duration, Instant};
 
 const QUERIES: usize = 200;

@@ -1,6 +1,6 @@
 //! The in-memory copy of the embeddings: unit vectors in half precision, one allocation each,
 //! searched exactly when the copy is small and through an HNSW graph when it is not (see
-//! [`super::ann`]).
+//! [`crate::ann`]).
 //!
 //! Each row is its own shared allocation rather than a slice of one buffer so that the graph
 //! points at the same vector instead of holding a copy, and a row stored again is replaced
@@ -12,14 +12,14 @@ use markets_domain::search::ScoredMarket;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use super::ann::Ann;
-use super::unit::{Unit, dot_stored, normalised, unit};
+use crate::ann::Ann;
+use crate::unit::{Unit, dot_stored, normalised, unit};
 
 /// Embeddings as of one `vector_index.generation`.
 #[derive(Default)]
-pub(crate) struct Matrix {
+pub struct Matrix {
     /// The generation loaded, `None` until the first load.
-    pub(crate) generation: Option<i64>,
+    pub generation: Option<i64>,
     dimensions: usize,
     ids: Vec<MarketId>,
     rows: HashMap<MarketId, usize>,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Matrix {
 
 impl Matrix {
     /// An empty matrix of `dimensions`-component vectors at `generation`.
-    pub(crate) fn new(generation: i64, dimensions: usize) -> Self {
+    pub fn new(generation: i64, dimensions: usize) -> Self {
         Self {
             generation: Some(generation),
             dimensions,
@@ -50,7 +50,7 @@ impl Matrix {
 
     /// An empty matrix as [`Matrix::new`], with room for `rows` vectors, so that filling it
     /// allocates each table once, at its final size.
-    pub(crate) fn with_capacity(generation: i64, dimensions: usize, rows: usize) -> Self {
+    pub fn with_capacity(generation: i64, dimensions: usize, rows: usize) -> Self {
         let mut matrix = Self::new(generation, dimensions);
         matrix.ids.reserve_exact(rows);
         matrix.rows.reserve(rows);
@@ -59,7 +59,7 @@ impl Matrix {
     }
 
     /// Sets `id`'s vector (normalised); `values` must have the matrix's dimensions.
-    pub(crate) fn put(&mut self, id: MarketId, values: &[f32]) {
+    pub fn put(&mut self, id: MarketId, values: &[f32]) {
         let vector = unit(values);
         let row = match self.rows.get(&id) {
             Some(&row) => {
@@ -79,7 +79,7 @@ impl Matrix {
     /// The `limit` vectors closest to `query` by cosine, best first (ties by id), scores
     /// clamped to `0..=1` as PostgreSQL's `1 - cosine distance` is. Approximate once the copy
     /// has a graph.
-    pub(crate) fn nearest(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
+    pub fn nearest(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
         let query = normalised(query);
         match self.ann.candidates(&self.vectors, &query, limit) {
             Some(rows) => self.best(rows.into_iter(), &query, limit),
@@ -89,14 +89,14 @@ impl Matrix {
 
     /// As [`Matrix::nearest`], always by scanning every vector.
     #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn exact(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
+    pub fn exact(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
         self.best(0..self.vectors.len(), &normalised(query), limit)
     }
 
     /// Builds the approximate graph now (a search would start it on a thread of its own and
     /// scan exactly until it is done).
     #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn build_graph(&self) {
+    pub fn build_graph(&self) {
         self.ann.build_now(&self.vectors);
     }
 

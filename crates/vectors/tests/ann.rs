@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_domain::market::MarketId;
-use markets_sqlite::testing::vectors::{Embeddings, VectorCopy, recall};
+use markets_vectors::testing::{Embeddings, VectorCopy, recall};
 
 const DIMENSIONS: usize = 384;
 const VECTORS: usize = 15_000;

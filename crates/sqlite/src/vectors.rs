@@ -1,6 +1,6 @@
 //! [`VectorIndex`] served in-process: embeddings are stored in `market_embeddings` (a BLOB of
 //! little-endian `f32`s and the market version it was computed from) and searched in memory:
-//! exactly while the copy is small, through an HNSW graph once it is not (see [`matrix`]).
+//! exactly while the copy is small, through an HNSW graph once it is not ([`markets_vectors`]).
 //!
 //! The in-memory copy is loaded lazily by the first `nearest`. `store` updates it in place; any
 //! other change to `market_embeddings`, whoever makes it (a deleted market's cascade, the
@@ -12,10 +12,6 @@
 //! column), which `resize` changes while no embedding is stored (or after dropping them all);
 //! `store` refuses an embedding of another size as PostgreSQL does.
 
-mod ann;
-pub(crate) mod matrix;
-mod unit;
-
 use async_trait::async_trait;
 use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
@@ -26,10 +22,10 @@ use markets_domain::market::MarketId;
 use markets_domain::search::{
     Embedding, IndexBacklog, IndexClaim, IndexTask, Resize, ScoredMarket, VectorIndex,
 };
+use markets_vectors::Matrix;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use self::matrix::Matrix;
 use crate::error::from_query;
 use crate::pool::SqlitePool;
 use crate::values::{Micros, SqlId};

@@ -5,7 +5,7 @@ use markets_domain::market::MarketId;
 use markets_domain::search::ScoredMarket;
 use std::collections::HashSet;
 
-use crate::vectors::matrix::Matrix;
+use crate::Matrix;
 
 /// The copy `SqliteVectorIndex` searches, without a database.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::thread::{self, JoinHandle};
 
-use super::unit::{Unit, dot_half, unit};
+use crate::unit::{Unit, dot_half, unit};
 
 /// Copies with fewer rows are scanned exactly: below this an exact scan takes a few
 /// milliseconds at 1536 dimensions, is exact, and needs no graph's memory or build time.
