@@ -12,6 +12,9 @@ source scripts/toolchain.sh
 eval "$(scripts/services.sh up)"
 export DATABASE_URL REDIS_URL MARKETS_NGINX MARKETS_PROMETHEUS MARKETS_PROMTOOL MARKETS_MODEL_DIR
 
+# A clean build gains nothing from incremental compilation's caches, and writing them costs time.
+export CARGO_INCREMENTAL=0
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
