@@ -88,8 +88,8 @@ markets() {
 }
 
 wait_ready() {
-	local base="$1" i
-	for i in $(seq 1 300); do
+	local base="$1"
+	for _ in $(seq 1 300); do
 		if "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
 			"$base/health/ready" >/dev/null 2>&1; then
 			return 0
@@ -156,7 +156,7 @@ run_set() {
 	MARKETS_ADMIN_ID="$(user_id "$base" "$MARKETS_ADMIN_EMAIL" "$MARKETS_ADMIN_PASSWORD")"
 	MARKETS_STAND_IN_ID="$(register "$base" "$MARKETS_STAND_IN_EMAIL")"
 
-	log "[$set] schemathesis: $EXAMPLES examples per operation and phase, seed $SEED"
+	log "schemathesis: $EXAMPLES examples per operation and phase, seed $SEED"
 	local rc=0
 	# The document is read from a copy: given its URL, schemathesis leaves that operation
 	# (GET /openapi.json) out of the run.
@@ -169,29 +169,39 @@ run_set() {
 		--max-examples "$EXAMPLES" --seed "$SEED" --workers 1 \
 		--generation-database none --no-color) || rc=$?
 
-	log "[$set] a client generated from /openapi.json"
+	log "a client generated from /openapi.json"
 	"$VENV/bin/openapi-python-client" generate --url "$base/openapi.json" \
 		--output-path "$WORK/$set/client" --meta none \
 		--config "$ROOT/tests/clients/openapi-python-client.yaml" >"$WORK/$set/generate.log" 2>&1 ||
 		{ cat "$WORK/$set/generate.log" >&2; rc=1; }
 	PYTHONPATH="$WORK/$set" "$PY" tests/clients/generated_client.py "$base" || rc=1
 
-	log "[$set] /docs in headless Chromium"
+	log "/docs in headless Chromium"
 	"$PY" tests/clients/docs_page.py "$MARKETS_CHROMIUM" "$base" || rc=1
 
 	stop_server
 	if ((rc != 0)); then
-		log "[$set] FAILED; the server's log:"
+		log "FAILED; the server's log:"
 		tail -n 50 "$WORK/$set/server.log" >&2
 		return "$rc"
 	fi
-	log "[$set] passed in $((SECONDS - started)) s"
+	log "passed in $((SECONDS - started)) s"
 }
 
 JWT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')"
 export MARKETS_ADMIN_PASSWORD MARKETS_STAND_IN_PASSWORD
 MARKETS_ADMIN_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
 MARKETS_STAND_IN_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+# The sets run side by side, each with a server, port, database and scratch folder of its own
+# (one at a time, the client and its debug-built server leave a core idle); every line is
+# prefixed with its set's name.
+pids=()
 for set in $SETS; do
-	run_set "$set"
+	{ (trap stop_server EXIT; run_set "$set") 2>&1 | sed -u "s/^/[$set] /" >&2; } &
+	pids+=("$!")
 done
+failed=0
+for pid in "${pids[@]}"; do
+	wait "$pid" || failed=1
+done
+((failed == 0))
