@@ -22,6 +22,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The JWT secret every test app signs with, so tests can forge tokens.
 pub const SECRET: &str = "test secret that is comfortably longer than 32 bytes";
@@ -393,11 +396,13 @@ pub fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     LOG.get_or_init(|| {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter("security=info,markets_app::http::middleware=info")
-            .with_writer(move || Sink(sink.clone()))
+        let _ = tracing_subscriber::registry()
+            .with(EnvFilter::new(
+                "security=info,markets_app::http::middleware=info",
+            ))
+            .with(markets_app::telemetry::json_lines(move || {
+                Sink(sink.clone())
+            }))
             .try_init();
         log
     })

@@ -5,9 +5,15 @@
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::BufWriter;
 use std::sync::OnceLock;
+use tracing::Subscriber;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+mod json;
 
 use crate::settings::{LogFormat, LogSettings};
 use crate::wiring::Store;
@@ -35,21 +41,25 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<WorkerGuard> {
         .thread_name("log-writer")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let _ = DROPPED_LINES.set(writer.error_counter());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_span_events(FmtSpan::NONE);
+    let registry = tracing_subscriber::registry().with(filter);
     let installed = match settings.format {
-        LogFormat::Text => builder.try_init(),
-        // The request's span once per line ("span"), not again in a list of every open span.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init(),
+        LogFormat::Json => registry.with(json_lines(writer)).try_init(),
     };
     installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))?;
     Ok(guard)
+}
+
+/// The JSON lines layer (`telemetry/json.rs`), writing to `writer`; the tests read their lines
+/// from it too.
+pub fn json_lines<S, W>(writer: W) -> impl Layer<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    json::JsonLines::new(writer)
 }
 
 /// Latency buckets in seconds, from a cache hit to a slow fallback search.

@@ -92,12 +92,14 @@ pub async fn request_id(
     }
     let started = Instant::now();
     let method = method_label(req.method());
+    // Strings, not `%`-formatted values: a log layer takes a `&str` as it is, while a
+    // `Display` value goes through the formatting machinery for every span.
     let span = info_span!(
         "request",
-        request_id = %String::from_utf8_lossy(id.as_bytes()),
-        method = %method,
+        request_id = id.to_str().unwrap_or("invalid"),
+        method,
         client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.address.to_string()),
-        user_agent = %user_agent(&req),
+        user_agent = user_agent(&req),
         market_id = tracing::field::Empty,
     );
     let outages = req
@@ -311,19 +313,24 @@ fn client_ip(req: &ServiceRequest) -> Option<ClientIp> {
     }
 }
 
-/// The user agent, bounded so a client cannot flood the log line.
-fn user_agent(req: &ServiceRequest) -> String {
-    req.headers()
+/// The user agent, its first 200 characters at most, so a client cannot flood the log line.
+fn user_agent(req: &ServiceRequest) -> &str {
+    let agent = req
+        .headers()
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
-        .map(|agent| agent.chars().take(200).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    agent
+        .char_indices()
+        .nth(200)
+        .map_or(agent, |(end, _)| &agent[..end])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
     fn only_sane_ids_are_kept() {
@@ -406,11 +413,8 @@ mod tests {
     async fn logged<F: std::future::Future<Output = ()>>(body: F) -> Vec<serde_json::Value> {
         let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
         let writer = sink.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || Sink(writer.clone()))
-            .finish();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::telemetry::json_lines(move || Sink(writer.clone())));
         let guard = tracing::subscriber::set_default(subscriber);
         body.await;
         drop(guard);
