@@ -330,7 +330,6 @@ fn user_agent(req: &ServiceRequest) -> &str {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
     fn only_sane_ids_are_kept() {
@@ -411,30 +410,11 @@ mod tests {
 
     /// The lines logged, as JSON, while `body` runs on this thread.
     async fn logged<F: std::future::Future<Output = ()>>(body: F) -> Vec<serde_json::Value> {
-        let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-        let writer = sink.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::json_lines(move || Sink(writer.clone())));
+        let (subscriber, captured) = crate::telemetry::capture::subscriber();
         let guard = tracing::subscriber::set_default(subscriber);
         body.await;
         drop(guard);
-        let text = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        captured.lines()
     }
 
     fn at<'a>(lines: &'a [serde_json::Value], level: &str) -> Vec<&'a serde_json::Value> {

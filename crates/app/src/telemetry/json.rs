@@ -246,30 +246,38 @@ impl Clock {
     }
 }
 
+/// The lines a subscriber with this layer logs, kept in memory: what tests of the log read.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::{Value, json};
+pub(crate) mod capture {
+    use super::JsonLines;
     use std::sync::{Arc, Mutex};
-    use tracing::{info, info_span, warn};
+    use tracing::Subscriber;
     use tracing_subscriber::layer::SubscriberExt;
 
-    /// The lines `body` logs through the layer, parsed.
-    fn lines(body: impl FnOnce()) -> Vec<Value> {
-        let sink = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let writer = sink.clone();
+    /// The lines written so far.
+    #[derive(Clone, Default)]
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    /// A subscriber logging every event through the layer into the returned [`Captured`].
+    pub(crate) fn subscriber() -> (impl Subscriber + Send + Sync, Captured) {
+        let captured = Captured::default();
+        let writer = captured.clone();
         let subscriber =
-            tracing_subscriber::registry().with(JsonLines::new(move || Sink(writer.clone())));
-        tracing::subscriber::with_default(subscriber, body);
-        let text = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}")))
-            .collect()
+            tracing_subscriber::registry().with(JsonLines::new(move || writer.clone()));
+        (subscriber, captured)
     }
 
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Captured {
+        /// Every line so far, parsed (a line that is not JSON fails the test).
+        pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}")))
+                .collect()
+        }
+    }
 
-    impl std::io::Write for Sink {
+    impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
@@ -278,6 +286,20 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use tracing::{info, info_span, warn};
+
+    /// The lines `body` logs through the layer, parsed.
+    fn lines(body: impl FnOnce()) -> Vec<Value> {
+        let (subscriber, captured) = capture::subscriber();
+        tracing::subscriber::with_default(subscriber, body);
+        captured.lines()
     }
 
     #[test]
