@@ -3,8 +3,10 @@
 //! series and registers them at start-up).
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::io::BufWriter;
 use std::sync::OnceLock;
 use tracing::Subscriber;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -12,39 +14,36 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 mod json;
-mod writer;
 
 #[cfg(test)]
 pub(crate) use json::capture;
 
-pub use writer::{Flusher, LineWriter};
-
 use crate::settings::{LogFormat, LogSettings};
 use crate::wiring::Store;
 
-/// Bytes of log lines held while stderr is slow; past them, lines are dropped (and counted in
-/// `log_lines_dropped_total`) rather than making requests wait.
-const BUFFERED_LOG_BYTES: usize = 8 << 20;
+/// Lines the log thread holds while stderr is slow; past them, lines are dropped (and counted
+/// in `log_lines_dropped_total`) rather than making requests wait. About 6 MB at most.
+const BUFFERED_LOG_LINES: usize = 16_384;
 
-/// The process's log writer, for `/metrics` to count what it dropped; unset until [`init`] runs.
-static WRITER: OnceLock<LineWriter> = OnceLock::new();
+/// Counts the lines the writer dropped, for `/metrics`; unset until [`init`] runs.
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// Installs the global subscriber. Logs go to stderr so stdout stays free for command output,
-/// written by a thread of their own in batches (`telemetry/writer.rs`): a request pays for
-/// formatting its line and copying it, never for the write, and a stalled reader of stderr
-/// drops lines instead of stalling the service. Keep the returned value until the process
-/// exits: dropping it writes what is still buffered.
+/// written by a thread of their own in batches: a request pays for formatting its line, never
+/// for the write, and a stalled reader of stderr drops lines instead of stalling the service.
+/// Keep the guard until the process exits: dropping it writes what is still buffered.
 ///
 /// # Errors
-/// If the filter does not parse, the writer's thread cannot start or a subscriber is already
-/// installed.
-pub fn init(settings: &LogSettings) -> anyhow::Result<Flusher> {
+/// If the filter does not parse or a subscriber is already installed.
+pub fn init(settings: &LogSettings) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_new(&settings.filter).map_err(|error| {
         anyhow::anyhow!("invalid configuration: log.filter (RUST_LOG): {error}")
     })?;
-    let (writer, flusher) = writer::spawn(std::io::stderr(), BUFFERED_LOG_BYTES)
-        .map_err(|error| anyhow::anyhow!("cannot start the log writer: {error}"))?;
-    let _ = WRITER.set(writer.clone());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LOG_LINES)
+        .thread_name("log-writer")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let _ = DROPPED_LINES.set(writer.error_counter());
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match settings.format {
         LogFormat::Text => registry
@@ -53,7 +52,7 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<Flusher> {
         LogFormat::Json => registry.with(json_lines(writer)).try_init(),
     };
     installed.map_err(|error| anyhow::anyhow!("cannot install the log subscriber: {error}"))?;
-    Ok(flusher)
+    Ok(guard)
 }
 
 /// The JSON lines layer (`telemetry/json.rs`), writing to `writer`; the tests read their lines
@@ -133,7 +132,8 @@ pub fn render_metrics(store: &Store) -> String {
     ] {
         metrics::gauge!("db_pool_connections", "state" => state).set(value as f64);
     }
-    let dropped = WRITER.get().map_or(0, LineWriter::dropped_lines);
-    metrics::counter!("log_lines_dropped_total").absolute(dropped);
+    let dropped = DROPPED_LINES.get().map_or(0, ErrorCounter::dropped_lines);
+    metrics::counter!("log_lines_dropped_total")
+        .absolute(u64::try_from(dropped).unwrap_or(u64::MAX));
     handle.render()
 }
