@@ -11,7 +11,8 @@
 
 use markets_domain::market::MarketId;
 use markets_domain::search::ScoredMarket;
-use markets_vectors::testing::{Embeddings, VectorCopy, recall};
+use markets_vectors::Matrix;
+use markets_vectors::testing::{Embeddings, recall};
 use std::time::{Duration, Instant};
 
 const QUERIES: usize = 200;
@@ -63,7 +64,7 @@ fn main() {
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| embeddings.next_embedding()).collect();
 
     let empty = resident();
-    let mut copy = VectorCopy::new(dimensions);
+    let mut copy = Matrix::new(0, dimensions);
     for _ in 0..vectors {
         copy.put(MarketId::new(), &embeddings.next_embedding());
     }

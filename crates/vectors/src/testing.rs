@@ -1,43 +1,9 @@
-//! The in-memory vector copy on its own, and synthetic embeddings to fill it: for measuring its
-//! approximate search against the exact scan (the recall test, the `ann_recall` example).
+//! Synthetic embeddings to fill a [`Matrix`](crate::Matrix) with, and recall to measure its
+//! approximate search against its exact scan by (the recall test, the `ann_recall` example).
 
 use markets_domain::market::MarketId;
 use markets_domain::search::ScoredMarket;
 use std::collections::HashSet;
-
-use crate::Matrix;
-
-/// The copy `SqliteVectorIndex` searches, without a database.
-#[derive(Debug)]
-pub struct VectorCopy(Matrix);
-
-impl VectorCopy {
-    /// An empty copy of `dimensions`-component vectors.
-    pub fn new(dimensions: usize) -> Self {
-        Self(Matrix::new(0, dimensions))
-    }
-
-    /// Sets `id`'s vector, as `store` does.
-    pub fn put(&mut self, id: MarketId, values: &[f32]) {
-        self.0.put(id, values);
-    }
-
-    /// Builds the approximate graph and waits for it (searches would otherwise scan exactly
-    /// while it is built in the background).
-    pub fn build_graph(&self) {
-        self.0.build_graph();
-    }
-
-    /// What `nearest` answers: approximate once the graph is built and the copy is large.
-    pub fn nearest(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
-        self.0.nearest(query, limit)
-    }
-
-    /// The exact answer, by scanning every vector.
-    pub fn exact(&self, query: &[f32], limit: usize) -> Vec<ScoredMarket> {
-        self.0.exact(query, limit)
-    }
-}
 
 /// The share of `exact`'s markets that `found` has (recall@k for k = `exact.len()`).
 pub fn recall(found: &[ScoredMarket], exact: &[ScoredMarket]) -> f64 {

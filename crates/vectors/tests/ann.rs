@@ -3,15 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use markets_domain::market::MarketId;
-use markets_vectors::testing::{Embeddings, VectorCopy, recall};
+use markets_vectors::Matrix;
+use markets_vectors::testing::{Embeddings, recall};
 
 const DIMENSIONS: usize = 384;
 const VECTORS: usize = 15_000;
 const QUERIES: usize = 200;
 
 /// A copy of [`VECTORS`] embeddings with its graph built, and the first market's id and vector.
-fn filled(embeddings: &mut Embeddings) -> (VectorCopy, MarketId, Vec<f32>) {
-    let mut copy = VectorCopy::new(DIMENSIONS);
+fn filled(embeddings: &mut Embeddings) -> (Matrix, MarketId, Vec<f32>) {
+    let mut copy = Matrix::new(0, DIMENSIONS);
     let (first, vector) = (MarketId::new(), embeddings.next_embedding());
     copy.put(first, &vector);
     for _ in 1..VECTORS {
