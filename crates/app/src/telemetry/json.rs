@@ -51,9 +51,9 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
-            let mut fields = Members(String::new());
-            attrs.record(&mut fields);
-            span.extensions_mut().insert(SpanFields(fields.0));
+            let mut fields = String::new();
+            attrs.record(&mut Members(&mut fields));
+            span.extensions_mut().insert(SpanFields(fields));
         }
     }
 
@@ -63,9 +63,7 @@ where
         if let Some(span) = ctx.span(id)
             && let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>()
         {
-            let mut members = Members(std::mem::take(fields));
-            values.record(&mut members);
-            *fields = members.0;
+            values.record(&mut Members(fields));
         }
     }
 
@@ -106,9 +104,7 @@ where
     line.push_str("\",\"level\":\"");
     line.push_str(metadata.level().as_str());
     line.push('"');
-    let mut fields = Members(std::mem::take(line));
-    event.record(&mut fields);
-    *line = fields.0;
+    event.record(&mut Members(line));
     line.push_str(",\"target\":");
     push_str(line, metadata.target());
     if let Some(span) = ctx.event_span(event) {
@@ -127,20 +123,20 @@ where
 }
 
 /// A visitor appending each field as a `,"key":value` member.
-struct Members(String);
+struct Members<'a>(&'a mut String);
 
-impl Members {
+impl Members<'_> {
     fn key(&mut self, field: &Field) {
         self.0.push(',');
-        push_str(&mut self.0, field.name());
+        push_str(self.0, field.name());
         self.0.push(':');
     }
 }
 
-impl Visit for Members {
+impl Visit for Members<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        push_str(&mut self.0, value);
+        push_str(self.0, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -172,7 +168,7 @@ impl Visit for Members {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.key(field);
         self.0.push('"');
-        let _ = write!(Escaping(&mut self.0), "{value:?}");
+        let _ = write!(Escaping(self.0), "{value:?}");
         self.0.push('"');
     }
 }
